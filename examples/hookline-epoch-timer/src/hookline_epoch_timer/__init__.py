@@ -1,0 +1,36 @@
+"""An example third-party hookline plugin: each epoch's wall-clock duration as a metric.
+
+It adds ``time/epoch`` to the epoch's metrics (so every logger records it) and declares one
+setting, ``epoch_timer_unit`` (``"s"`` or ``"ms"``).
+"""
+
+from __future__ import annotations
+
+import time
+
+import hookline
+
+
+class EpochTimer(hookline.Callback):
+    """Measures each training epoch, validation included, and reports it as ``time/epoch``."""
+
+    def __init__(self) -> None:
+        self.scale = 1.0
+        self._started = 0.0
+
+    def hookline_add_options(self, options: hookline.Options) -> None:
+        options.add(
+            "epoch_timer_unit", "s", help="unit of time/epoch: s or ms", owner="epoch_timer"
+        )
+
+    def hookline_configure(self, settings: hookline.Settings) -> None:
+        unit = settings["epoch_timer_unit"]
+        if unit not in ("s", "ms"):
+            raise hookline.SettingsError(f"epoch_timer_unit must be 's' or 'ms', got {unit!r}")
+        self.scale = 1000.0 if unit == "ms" else 1.0
+
+    def on_train_epoch_start(self) -> None:
+        self._started = time.perf_counter()
+
+    def on_fit_epoch_end(self, metrics: dict[str, float]) -> None:
+        metrics["time/epoch"] = (time.perf_counter() - self._started) * self.scale

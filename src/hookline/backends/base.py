@@ -1,0 +1,68 @@
+"""The protocol between the engine and a framework: what a *task* must provide.
+
+A task owns the model, the loss and the optimizer of one framework.  The engine calls these
+methods and nothing else, so that it never imports a framework.  Values the task returns
+(losses, metrics) stay in the framework's own type, on its device: the engine only adds and
+scales them, and turns them into floats with :meth:`Task.to_float` at log intervals and epoch
+ends, never per batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
+
+Stage = Literal["fit", "validate", "predict", "export"]
+
+
+@runtime_checkable
+class Task(Protocol):
+    """What the engine needs from a framework backend."""
+
+    #: Optimizer steps happen every this many training batches (and at the end of an epoch).
+    accumulate_grad_batches: int
+    #: The export formats :meth:`export` accepts.
+    export_formats: tuple[str, ...]
+
+    def setup(self, stage: Stage) -> None:
+        """Prepare for a phase: place the model on its device, create the optimizer, ..."""
+
+    def train_mode(self, enabled: bool) -> None:
+        """Switch the model between training (dropout, batch statistics) and evaluation."""
+
+    def training_step(self, batch: Any) -> Any:
+        """Return the batch's loss, with what :meth:`backward` needs to differentiate it."""
+
+    def backward(self, loss: Any) -> None:
+        """Accumulate the gradients of ``loss`` (scaled for gradient accumulation)."""
+
+    def optimizer_step(self) -> None:
+        """Update the parameters from the accumulated gradients."""
+
+    def zero_grad(self) -> None:
+        """Clear the accumulated gradients."""
+
+    def validation_step(self, batch: Any) -> Mapping[str, Any]:
+        """Return the batch's metrics (each a mean over the batch), including ``loss``."""
+
+    def predict_step(self, batch: Any) -> Any:
+        """Return the post-processed predictions for a batch."""
+
+    def batch_size(self, batch: Any) -> int:
+        """The number of samples in ``batch`` (weights means over an epoch)."""
+
+    def detach(self, value: Any) -> Any:
+        """``value`` without its autograd history, still on its device."""
+
+    def to_float(self, value: Any) -> float:
+        """``value`` as a Python float (the one place a device value reaches the host)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume: model, optimizer, ... as plain data and arrays."""
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+
+    def export(self, format: str, path: Path) -> Path:
+        """Write the model in ``format`` to ``path`` and return the file written."""

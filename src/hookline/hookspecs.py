@@ -1,0 +1,502 @@
+"""The hookline event catalog: every lifecycle moment a plugin can observe or steer.
+
+The file reads as the lifecycle: plugin system, training set-up, the training epoch and batch,
+state, metrics, the end of a run, validation, prediction and export.  Each hook receives the
+object of its phase (``trainer``, ``validator``, ``predictor``, ``exporter``; ``run`` where a hook
+belongs to every phase) and the event's own data.
+
+An implementation takes any subset of a hook's arguments, by name, and none of them may have a
+default value (pluggy never fills such an argument; hookline refuses it at registration).
+Return values are ignored unless a hook says otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from hookline.engine import Exporter, Phase, Predictor, Trainer, Validator
+    from hookline.manager import PluginManager
+    from hookline.settings import Options, Settings
+
+PROJECT = "hookline"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+
+# ---------------------------------------------------------------------------------------------
+# Plugin system
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec(historic=True)
+def on_plugin_registered(plugin: object, manager: PluginManager) -> None:
+    """A plugin was registered with the plugin manager.
+
+    Fires once per registration.  The hook is historic: a plugin that implements it also hears
+    about every plugin registered before it.
+
+    :param plugin: the plugin object that was just registered.
+    :param manager: the :class:`~hookline.manager.PluginManager` it was registered with.
+
+    May change: nothing on the plugin; an implementation may register further plugins.
+    """
+
+
+@hookspec
+def hookline_add_options(options: Options) -> None:
+    """Declare the settings a plugin reads.
+
+    Fires when a phase is configured (at the start of ``fit``, ``validate``, ``predict`` and
+    ``export``, and when the command line parses ``key=value`` words), before
+    :func:`hookline_configure`.
+
+    :param options: the :class:`~hookline.settings.Options` registry; call
+        ``options.add(name, default, help=...)`` for each setting.  Two plugins may not declare
+        the same name.
+
+    May change: only ``options``, by adding to it.
+    """
+
+
+@hookspec
+def hookline_configure(settings: Settings) -> None:
+    """Read the resolved settings.
+
+    Fires right after :func:`hookline_add_options`, once the user's values were checked against
+    the declared options (unknown names and values of the wrong type are refused first).
+
+    :param settings: the read-only :class:`~hookline.settings.Settings`: every declared option,
+        with the user's value or its default.
+
+    May change: the plugin's own configuration.  ``settings`` is read-only.
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# Training: set-up
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def on_pretrain_routine_start(trainer: Trainer) -> None:
+    """Training is about to be prepared: the first hook of :meth:`Trainer.fit`.
+
+    Fires after the settings were configured and before the task's ``setup``.
+
+    :param trainer: the :class:`~hookline.engine.Trainer`; ``epochs``, ``save_dir`` and ``args``
+        are set, ``epoch`` is the first epoch to run (non-zero when resuming).
+
+    May change: ``trainer.args`` and ``trainer.save_dir`` (the run directory is chosen here);
+    the task, before it is set up.
+    """
+
+
+@hookspec
+def on_pretrain_routine_end(trainer: Trainer) -> None:
+    """The task has been set up (model, optimizer and device are ready).
+
+    :param trainer: the trainer.
+
+    May change: the task's model or optimizer (for example to restore a checkpoint).
+    """
+
+
+@hookspec
+def on_train_start(trainer: Trainer) -> None:
+    """The training loop starts: fires once, right before the first epoch.
+
+    :param trainer: the trainer; ``epoch`` is the first epoch that will run.
+
+    May change: ``trainer.request_stop()`` here ends the run before any epoch.
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# Training: the epoch
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def on_train_epoch_start(trainer: Trainer) -> None:
+    """An epoch begins.  Alias: ``on_epoch_start``.
+
+    :param trainer: the trainer; ``epoch`` is the 0-based epoch about to run.
+
+    May change: plugin state (for example a data sampler's epoch).
+    """
+
+
+@hookspec
+def on_train_epoch_end(trainer: Trainer) -> None:
+    """The training batches of an epoch are done, before validation.  Alias: ``on_epoch_end``.
+
+    :param trainer: the trainer; ``metrics`` holds this epoch's training metrics as floats
+        (``train/loss`` is the mean loss over the epoch's samples).
+
+    May change: ``trainer.metrics`` (add training metrics); ``trainer.request_stop()``.
+    """
+
+
+@hookspec
+def on_fit_epoch_end(trainer: Trainer, metrics: dict[str, float]) -> None:
+    """An epoch is complete, validation included: the place to decide on checkpoints and stops.
+
+    Fires after :func:`on_train_epoch_end` and after validation (when validation ran this
+    epoch), before the epoch's :func:`on_log`.
+
+    :param trainer: the trainer.
+    :param metrics: the epoch's metrics (the same dict as ``trainer.metrics``): training metrics
+        and, when validation ran, the validator's (``val/loss``, ...), all floats.
+
+    May change: ``metrics`` (values added here are logged); ``trainer.request_stop()``.
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# Training: the batch
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def on_train_batch_start(trainer: Trainer, batch: Any, batch_idx: int) -> None:
+    """A training batch is about to go through the task's training step.  Alias:
+    ``on_batch_start``.
+
+    :param trainer: the trainer; ``batch_idx`` and ``global_step`` are current.
+    :param batch: the batch as the data iterable yielded it.
+    :param batch_idx: the batch's 0-based index within the epoch.
+
+    May change: the batch's contents in place.  This hook is on the hot path: keep it cheap and
+    never force a device-to-host copy here.
+    """
+
+
+@hookspec
+def on_before_backward(trainer: Trainer, loss: Any) -> None:
+    """The loss was computed and the backward pass is next.
+
+    :param trainer: the trainer.
+    :param loss: the batch's loss as the backend produced it (a device tensor for torch).
+
+    May change: nothing that the backward pass reads.  Do not convert ``loss`` to a float here.
+    """
+
+
+@hookspec
+def on_after_backward(trainer: Trainer) -> None:
+    """The backward pass is done; gradients are available (and may be accumulating).
+
+    :param trainer: the trainer.
+
+    May change: gradients, in place (for example to inspect or rescale them).
+    """
+
+
+@hookspec
+def optimizer_step(trainer: Trainer) -> None:
+    """The optimizer is about to update the parameters.
+
+    Fires once per optimizer step: with gradient accumulation over ``k`` batches, once every
+    ``k`` batches (and after the last batch of the epoch).
+
+    :param trainer: the trainer; ``global_step`` counts the steps taken before this one.
+
+    May change: gradients and optimizer settings (for example the learning rate).
+    """
+
+
+@hookspec
+def on_params_update(trainer: Trainer) -> None:
+    """The optimizer has updated the parameters.
+
+    :param trainer: the trainer; ``global_step`` already counts this step.
+
+    May change: parameters (for example an exponential moving average of them).
+    """
+
+
+@hookspec
+def on_before_zero_grad(trainer: Trainer) -> None:
+    """The gradients are about to be cleared after an optimizer step.
+
+    :param trainer: the trainer.
+
+    May change: nothing; this is the last moment the step's gradients can be read.
+    """
+
+
+@hookspec
+def on_train_batch_end(trainer: Trainer, batch: Any, batch_idx: int, loss: Any) -> None:
+    """A training batch is done.  Alias: ``on_batch_end``.
+
+    :param trainer: the trainer.
+    :param batch: the batch.
+    :param batch_idx: the batch's 0-based index within the epoch.
+    :param loss: the batch's loss, still on the device.
+
+    May change: ``trainer.request_stop()`` ends the epoch after this batch (its end hooks still
+    fire).  Hot path: never force a device-to-host copy per batch; reduce at log intervals.
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# State: checkpoints and saved models
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def on_save_checkpoint(trainer: Trainer, checkpoint: dict[str, Any]) -> None:
+    """A checkpoint is being assembled by :meth:`Trainer.checkpoint_state`.
+
+    :param trainer: the trainer.
+    :param checkpoint: the checkpoint dict: ``task`` (the task's state), ``progress`` (epoch,
+        global step, ...) and ``plugins``, a dict where each plugin stores its own state under
+        its own name.
+
+    May change: ``checkpoint["plugins"][<your name>]``: put the plugin's state there, made of
+    plain data and tensors only (checkpoints load without arbitrary unpickling).
+    """
+
+
+@hookspec
+def on_load_checkpoint(trainer: Trainer, checkpoint: dict[str, Any]) -> None:
+    """A checkpoint is being restored by :meth:`Trainer.load_checkpoint_state`.
+
+    Fires after the task and the progress counters were restored.
+
+    :param trainer: the trainer.
+    :param checkpoint: the checkpoint dict as saved.
+
+    May change: the plugin's own state, taken back from ``checkpoint["plugins"][<your name>]``.
+    """
+
+
+@hookspec
+def on_model_save(trainer: Trainer, path: Path) -> None:
+    """A checkpoint or model file was written (by a checkpointing plugin).
+
+    :param trainer: the trainer.
+    :param path: the file that was written, complete on disk.
+
+    May change: nothing in the file; an implementation may copy or upload it.
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# Metrics: the one stream that loggers consume
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def on_log(
+    run: Phase, metrics: Mapping[str, float], step: int, epoch: int, phase: str
+) -> None:
+    """Metrics are ready to be logged.  Loggers consume this hook and no other.
+
+    Fires at the trainer's log interval (``phase="train"``, the running means since the last
+    interval), once per epoch after :func:`on_fit_epoch_end` (``phase="epoch"``, the epoch's
+    metrics including validation), and at the end of a stand-alone validation
+    (``phase="val"``).
+
+    :param run: the phase object that produced the metrics.
+    :param metrics: metric name to float, read-only.
+    :param step: the optimizer steps taken so far (``global_step``).
+    :param epoch: the 0-based epoch the metrics belong to.
+    :param phase: ``"train"``, ``"epoch"`` or ``"val"``, as above.
+
+    May change: nothing; ``metrics`` is read-only.
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# The end of a run
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def on_train_end(trainer: Trainer) -> None:
+    """Training finished normally: all epochs ran, or a stop was requested.
+
+    Does not fire when training raised; see :func:`on_exception`.
+
+    :param trainer: the trainer; ``stop_reason`` says why it stopped early, if it did.
+
+    May change: the task's model (for example to restore the best weights).
+    """
+
+
+@hookspec
+def on_exception(run: Phase, exception: BaseException) -> None:
+    """A phase raised.  Fires before :func:`teardown`; the exception then propagates.
+
+    Fires for ``KeyboardInterrupt`` too.  An exception raised by an implementation is attached
+    as a note and does not replace the original one.
+
+    :param run: the phase object that raised (trainer, validator, predictor or exporter).
+    :param exception: the exception.
+
+    May change: nothing that stops the exception; an implementation may save state or notify.
+    """
+
+
+@hookspec
+def teardown(run: Phase) -> None:
+    """A phase is over.  Always fires, last, whether the phase succeeded or raised.
+
+    :param run: the phase object (trainer, validator, predictor or exporter).
+
+    May change: release what the plugin holds (threads, files, connections).
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def on_val_start(validator: Validator) -> None:
+    """Validation starts: inside ``fit`` after :func:`on_train_epoch_end`, or on its own.
+
+    :param validator: the :class:`~hookline.engine.Validator`; ``trainer`` is the trainer when
+        validating inside ``fit``, else ``None``.
+
+    May change: plugin state.
+    """
+
+
+@hookspec
+def on_val_batch_start(validator: Validator, batch: Any, batch_idx: int) -> None:
+    """A validation batch is about to be evaluated.
+
+    :param validator: the validator.
+    :param batch: the batch.
+    :param batch_idx: the batch's 0-based index.
+
+    May change: the batch's contents in place.  Hot path.
+    """
+
+
+@hookspec
+def on_val_batch_end(
+    validator: Validator, batch: Any, batch_idx: int, outputs: Mapping[str, Any]
+) -> None:
+    """A validation batch was evaluated.
+
+    :param validator: the validator.
+    :param batch: the batch.
+    :param batch_idx: the batch's 0-based index.
+    :param outputs: the task's per-batch metrics (means over the batch), still on the device.
+
+    May change: nothing.  Hot path.
+    """
+
+
+@hookspec
+def on_val_end(validator: Validator, metrics: dict[str, float]) -> None:
+    """Validation is complete.
+
+    :param validator: the validator.
+    :param metrics: ``val/<name>`` to float: each metric's mean over all validation samples
+        (the same dict as ``validator.metrics``).
+
+    May change: ``metrics`` (add derived validation metrics).
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# Prediction
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def on_predict_start(predictor: Predictor) -> None:
+    """Prediction starts.
+
+    :param predictor: the :class:`~hookline.engine.Predictor`.
+
+    May change: plugin state.
+    """
+
+
+@hookspec
+def on_predict_batch_start(predictor: Predictor, batch: Any, batch_idx: int) -> None:
+    """A batch is about to be predicted.
+
+    :param predictor: the predictor.
+    :param batch: the batch.
+    :param batch_idx: the batch's 0-based index.
+
+    May change: the batch's contents in place.
+    """
+
+
+@hookspec
+def on_predict_postprocess_end(
+    predictor: Predictor, outputs: Any, batch: Any, batch_idx: int
+) -> None:
+    """The task's prediction and post-processing of a batch are done.
+
+    :param predictor: the predictor.
+    :param outputs: the post-processed outputs of the batch.
+    :param batch: the batch.
+    :param batch_idx: the batch's 0-based index.
+
+    May change: ``outputs`` in place (for example to filter or annotate predictions) before
+    they are collected.
+    """
+
+
+@hookspec
+def on_predict_batch_end(predictor: Predictor, outputs: Any, batch: Any, batch_idx: int) -> None:
+    """A batch's predictions were collected.
+
+    :param predictor: the predictor.
+    :param outputs: the batch's outputs as collected.
+    :param batch: the batch.
+    :param batch_idx: the batch's 0-based index.
+
+    May change: nothing; write or stream ``outputs`` here.
+    """
+
+
+@hookspec
+def on_predict_end(predictor: Predictor) -> None:
+    """Prediction is complete; ``predictor.results`` holds every batch's outputs.
+
+    :param predictor: the predictor.
+
+    May change: ``predictor.results``.
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# Export
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def on_export_start(exporter: Exporter, format: str) -> None:
+    """An export is about to be made.
+
+    :param exporter: the :class:`~hookline.engine.Exporter`; ``path`` is where the artifact
+        will be written.
+    :param format: the export format's name (for example ``"torchscript"``).
+
+    May change: ``exporter.path``.
+    """
+
+
+@hookspec
+def on_export_end(exporter: Exporter, artifact: Path) -> None:
+    """An export was written.
+
+    :param exporter: the exporter.
+    :param artifact: the path of the exported file.
+
+    May change: nothing in the artifact; an implementation may check, copy or upload it.
+    """

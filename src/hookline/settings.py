@@ -1,0 +1,156 @@
+"""Settings that plugins declare (``hookline_add_options``) and read (``hookline_configure``).
+
+A setting has a name, a default and a type.  Values given by a user (Python keyword arguments,
+``key=value`` words on the command line or a YAML file) are checked against the declared
+options: an unknown name is refused with the closest known one, and a value of the wrong type
+is refused with the type expected.  Strings from the command line are converted to the type.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+class SettingsError(ValueError):
+    """A setting is unknown or its value does not fit the setting's type."""
+
+
+@dataclass(frozen=True)
+class Option:
+    """One declared setting: its name, default value, type, help text and owner."""
+
+    name: str
+    default: Any
+    type: type
+    help: str
+    owner: str
+
+
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+_NONE = {"none", "null", ""}
+
+
+def _convert(option: Option, value: Any) -> Any:
+    """Return ``value`` as the option's type, converting strings; raise SettingsError."""
+    if value is None:
+        if option.default is None:
+            return None
+        raise SettingsError(f"setting {option.name!r} expects {option.type.__name__}, got None")
+    if isinstance(value, str) and option.type is not str:
+        text = value.strip()
+        if option.default is None and text.lower() in _NONE:
+            return None
+        if option.type is bool:
+            if text.lower() in _TRUE:
+                return True
+            if text.lower() in _FALSE:
+                return False
+        else:
+            try:
+                return option.type(text)
+            except (TypeError, ValueError):
+                pass
+        raise SettingsError(
+            f"setting {option.name!r} expects {option.type.__name__}, got {value!r}"
+        )
+    if option.type is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, option.type) or (option.type is int and isinstance(value, bool)):
+        raise SettingsError(
+            f"setting {option.name!r} expects {option.type.__name__}, "
+            f"got {type(value).__name__} {value!r}"
+        )
+    return value
+
+
+def closest(name: str, candidates: Iterator[str] | list[str] | set[str]) -> str | None:
+    """Return the candidate closest to ``name``, or None when nothing is close."""
+    matches = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.5)
+    return matches[0] if matches else None
+
+
+class Options:
+    """The registry of declared settings, filled by ``hookline_add_options`` implementations."""
+
+    def __init__(self) -> None:
+        self._options: dict[str, Option] = {}
+
+    def add(
+        self,
+        name: str,
+        default: Any,
+        *,
+        help: str,
+        type: type | None = None,
+        owner: str = "",
+    ) -> None:
+        """Declare a setting.
+
+        :param name: the setting's name, as users write it (``patience``, ``tensorboard``).
+        :param default: its value when the user gives none.
+        :param help: one line saying what it does.
+        :param type: the value's type; taken from ``default`` unless the default is ``None``,
+            where it is required.
+        :param owner: who declared it (shown in errors and ``hookline`` help).
+        """
+        if name in self._options:
+            raise SettingsError(
+                f"setting {name!r} is declared twice "
+                f"(by {self._options[name].owner or 'unknown'} and by {owner or 'unknown'})"
+            )
+        if type is None:
+            if default is None:
+                raise SettingsError(f"setting {name!r} has default None: give its type")
+            type = default.__class__
+        self._options[name] = Option(name, default, type, help, owner)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._options
+
+    def __iter__(self) -> Iterator[Option]:
+        return iter(self._options.values())
+
+    def resolve(self, values: Mapping[str, Any]) -> Settings:
+        """Check ``values`` against the options and return every setting's value.
+
+        :raises SettingsError: for an unknown name (naming the closest option) or a value that
+            does not fit its option's type.
+        """
+        resolved = {option.name: option.default for option in self._options.values()}
+        for name, value in values.items():
+            option = self._options.get(name)
+            if option is None:
+                hint = closest(name, set(self._options))
+                suggestion = f"; did you mean {hint!r}?" if hint else ""
+                raise SettingsError(f"unknown setting {name!r}{suggestion}")
+            resolved[name] = _convert(option, value)
+        return Settings(resolved)
+
+
+class Settings(Mapping[str, Any]):
+    """Read-only resolved settings: a mapping that also allows ``settings.name``."""
+
+    def __init__(self, values: Mapping[str, Any]) -> None:
+        self._values = dict(values)
+
+    def __getitem__(self, name: str) -> Any:
+        return self._values[name]
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"Settings({self._values!r})"

@@ -1,0 +1,230 @@
+"""The exact hook sequence of each phase, recorded with pluggy's hook-call monitoring."""
+
+from __future__ import annotations
+
+import pytest
+
+import hookline
+from hookline import Exporter, Predictor, Trainer, Validator
+from hookline.testing import HookRecorder
+from tests.conftest import regression_batches
+
+SETTINGS = ["hookline_add_options", "hookline_configure"]
+TRAIN_START = ["on_pretrain_routine_start", "on_pretrain_routine_end", "on_train_start"]
+BATCH_HEAD = ["on_train_batch_start", "on_before_backward", "on_after_backward"]
+STEP = ["optimizer_step", "on_params_update", "on_before_zero_grad"]
+BATCH = [*BATCH_HEAD, *STEP, "on_train_batch_end"]
+VALIDATION = ["on_val_start", "on_val_batch_start", "on_val_batch_end", "on_val_end"]
+EPOCH_END = ["on_train_epoch_end", *VALIDATION, "on_fit_epoch_end", "on_log"]
+
+
+class Boom(RuntimeError):
+    pass
+
+
+def test_fit_with_validation_fires_every_training_hook_in_order(task, hook_recorder):
+    trainer = Trainer(task, manager=hook_recorder.manager)
+    trainer.fit(
+        regression_batches(8, 4), regression_batches(4, 4, seed=1), epochs=2, log_every_n_steps=0
+    )
+    epoch = ["on_train_epoch_start", *BATCH, *BATCH, *EPOCH_END]
+    assert hook_recorder.names == [
+        *SETTINGS, *TRAIN_START, *epoch, *epoch, "on_train_end", "teardown"
+    ]
+    assert trainer.global_step == 4
+    assert [call.kwargs["batch_idx"] for call in hook_recorder.of("on_train_batch_end")] == [
+        0, 1, 0, 1
+    ]
+    logged = hook_recorder.of("on_log")
+    assert [(c.kwargs["phase"], c.kwargs["epoch"], c.kwargs["step"]) for c in logged] == [
+        ("epoch", 0, 2), ("epoch", 1, 4)
+    ]
+    assert set(logged[-1].kwargs["metrics"]) == {"train/loss", "val/loss", "val/mae"}
+
+
+def test_validation_runs_only_on_due_epochs(task, manager):
+    validated = []
+    trainer = Trainer(task, manager=manager)
+    trainer.add_callback("on_val_start", lambda validator: validated.append(trainer.epoch))
+    trainer.fit(regression_batches(4, 4), regression_batches(4, 4), epochs=4, val_every_n_epochs=2)
+    assert validated == [1, 3]
+
+
+def test_gradient_accumulation_steps_every_k_batches_and_flushes_the_rest(hook_recorder):
+    from hookline.backends.numpy import LinearRegressionTask
+
+    task = LinearRegressionTask(3, accumulate_grad_batches=2)
+    trainer = Trainer(task, manager=hook_recorder.manager)
+    trainer.fit(regression_batches(12, 4), epochs=1, log_every_n_steps=0)
+    no_step = [*BATCH_HEAD, "on_train_batch_end"]
+    stepped = [*BATCH_HEAD, *STEP, "on_train_batch_end"]
+    assert hook_recorder.names == [
+        *SETTINGS, *TRAIN_START, "on_train_epoch_start", *no_step, *stepped, *no_step, *STEP,
+        "on_train_epoch_end", "on_fit_epoch_end", "on_log", "on_train_end", "teardown",
+    ]
+    assert trainer.global_step == 2
+
+
+def test_log_interval_reports_the_running_loss_between_intervals(task, hook_recorder):
+    Trainer(task, manager=hook_recorder.manager).fit(
+        regression_batches(16, 4), epochs=1, log_every_n_steps=2
+    )
+    logged = [(c.kwargs["phase"], c.kwargs["step"]) for c in hook_recorder.of("on_log")]
+    assert logged == [("train", 2), ("train", 4), ("epoch", 4)]
+    positions = [i for i, name in enumerate(hook_recorder.names) if name == "on_log"]
+    assert hook_recorder.names[positions[0] - 1] == "on_train_batch_end"
+
+
+def test_stop_requested_mid_epoch_finishes_that_epoch_and_ends_training(task, hook_recorder):
+    def stop_in_second_epoch(trainer, batch_idx):
+        if trainer.epoch == 1 and batch_idx == 0:
+            trainer.request_stop("enough")
+            trainer.request_stop("a later reason does not overwrite the first")
+
+    trainer = Trainer(task, manager=hook_recorder.manager)
+    trainer.add_callback("on_train_batch_end", stop_in_second_epoch)
+    hook_recorder.clear()
+    trainer.fit(regression_batches(8, 4), regression_batches(4, 4), epochs=5, log_every_n_steps=0)
+    first_epoch = ["on_train_epoch_start", *BATCH, *BATCH, *EPOCH_END]
+    cut_epoch = ["on_train_epoch_start", *BATCH, *EPOCH_END]
+    assert hook_recorder.names == [
+        *SETTINGS, *TRAIN_START, *first_epoch, *cut_epoch, "on_train_end", "teardown"
+    ]
+    assert (trainer.epoch, trainer.should_stop, trainer.stop_reason) == (1, True, "enough")
+
+
+def test_stop_at_train_start_runs_no_epoch(task, hook_recorder):
+    trainer = Trainer(task, manager=hook_recorder.manager)
+    trainer.add_callback("on_train_start", lambda trainer: trainer.request_stop("not today"))
+    hook_recorder.clear()
+    trainer.fit(regression_batches(8, 4), epochs=3)
+    assert hook_recorder.names == [*SETTINGS, *TRAIN_START, "on_train_end", "teardown"]
+
+
+def test_exception_in_training_fires_on_exception_then_teardown_then_propagates(
+    task, hook_recorder
+):
+    def explode(trainer, batch_idx):
+        if trainer.epoch == 1 and batch_idx == 1:
+            raise Boom("batch failed")
+
+    trainer = Trainer(task, manager=hook_recorder.manager)
+    trainer.add_callback("on_train_batch_start", explode)
+    hook_recorder.clear()
+    with pytest.raises(Boom, match="batch failed"):
+        trainer.fit(regression_batches(8, 4), regression_batches(4, 4), epochs=3)
+    epoch = ["on_train_epoch_start", *BATCH, *BATCH, *EPOCH_END]
+    assert hook_recorder.names == [
+        *SETTINGS, *TRAIN_START, *epoch, "on_train_epoch_start", *BATCH,
+        "on_train_batch_start", "on_exception", "teardown",
+    ]
+    (call,) = hook_recorder.of("on_exception")
+    assert isinstance(call.kwargs["exception"], Boom)
+    assert call.kwargs["run"] is trainer
+
+
+def test_failing_teardown_does_not_mask_the_original_error(task, manager):
+    def broken_teardown():
+        raise OSError("teardown failed too")
+
+    trainer = Trainer(task, manager=manager)
+    trainer.add_callback("on_train_start", lambda: (_ for _ in ()).throw(Boom("original")))
+    trainer.add_callback("teardown", broken_teardown)
+    with pytest.raises(Boom, match="original") as caught:
+        trainer.fit(regression_batches(4, 4), epochs=1)
+    assert any("teardown failed too" in note for note in getattr(caught.value, "__notes__", []))
+
+
+def test_validator_alone(task, hook_recorder):
+    validator = Validator(task, manager=hook_recorder.manager)
+    metrics = validator.validate(regression_batches(12, 4))
+    per_batch = ["on_val_batch_start", "on_val_batch_end"]
+    assert hook_recorder.names == [
+        *SETTINGS, "on_val_start", *per_batch * 3, "on_val_end", "on_log", "teardown"
+    ]
+    assert hook_recorder.of("on_log")[0].kwargs["phase"] == "val"
+    assert set(metrics) == {"val/loss", "val/mae"}
+    assert validator.trainer is None
+
+
+def test_predictor_collects_every_batch(task, hook_recorder):
+    results = Predictor(task, manager=hook_recorder.manager).predict(regression_batches(8, 4))
+    per_batch = ["on_predict_batch_start", "on_predict_postprocess_end", "on_predict_batch_end"]
+    assert hook_recorder.names == [
+        *SETTINGS, "on_predict_start", *per_batch * 2, "on_predict_end", "teardown"
+    ]
+    assert [len(batch) for batch in results] == [4, 4]
+
+
+def test_exporter_writes_through_the_task(task, hook_recorder, tmp_path):
+    artifact = Exporter(task, manager=hook_recorder.manager).export("npz", tmp_path / "model")
+    assert hook_recorder.names == [*SETTINGS, "on_export_start", "on_export_end", "teardown"]
+    assert hook_recorder.of("on_export_start")[0].kwargs["format"] == "npz"
+    assert hook_recorder.of("on_export_end")[0].kwargs["artifact"] == artifact
+    assert artifact.is_file()
+
+
+def test_exporter_refuses_an_unknown_format_before_any_hook(task, hook_recorder, tmp_path):
+    with pytest.raises(ValueError, match="unknown export format 'onnx'; available: npz"):
+        Exporter(task, manager=hook_recorder.manager).export("onnx", tmp_path / "model")
+    assert hook_recorder.names == []
+
+
+@pytest.mark.parametrize(
+    ("make_phase", "failing_hook", "expected"),
+    [
+        (
+            lambda task, m: lambda: Validator(task, manager=m).validate(regression_batches(8, 4)),
+            "on_val_batch_end",
+            [*SETTINGS, "on_val_start", "on_val_batch_start", "on_val_batch_end",
+             "on_exception", "teardown"],
+        ),
+        (
+            lambda task, m: lambda: Predictor(task, manager=m).predict(regression_batches(8, 4)),
+            "on_predict_postprocess_end",
+            [*SETTINGS, "on_predict_start", "on_predict_batch_start",
+             "on_predict_postprocess_end", "on_exception", "teardown"],
+        ),
+        (
+            lambda task, m: lambda: Exporter(task, manager=m).export("npz", "/nonexistent/x"),
+            None,
+            [*SETTINGS, "on_export_start", "on_exception", "teardown"],
+        ),
+    ],
+    ids=["validator", "predictor", "exporter"],
+)
+def test_each_phase_reports_an_exception_then_tears_down(
+    task, hook_recorder, make_phase, failing_hook, expected
+):
+    if failing_hook is not None:
+        hook_recorder.manager.add_callback(failing_hook, lambda: (_ for _ in ()).throw(Boom()))
+        hook_recorder.clear()
+    with pytest.raises((Boom, OSError)):
+        make_phase(task, hook_recorder.manager)()
+    assert hook_recorder.names == expected
+
+
+def test_checkpoint_state_round_trip_fires_the_state_hooks(task, hook_recorder):
+    class Counter(hookline.Callback):
+        def __init__(self):
+            self.batches = 0
+
+        def on_train_batch_end(self):
+            self.batches += 1
+
+        def on_save_checkpoint(self, checkpoint):
+            checkpoint["plugins"]["counter"] = {"batches": self.batches}
+
+        def on_load_checkpoint(self, checkpoint):
+            self.batches = checkpoint["plugins"]["counter"]["batches"]
+
+    counter = Counter()
+    trainer = Trainer(task, [counter], manager=hook_recorder.manager)
+    trainer.fit(regression_batches(8, 4), epochs=2)
+    checkpoint = trainer.checkpoint_state()
+    assert checkpoint["progress"] == {"next_epoch": 2, "global_step": 4}
+    counter.batches = 0
+    hook_recorder.clear()
+    trainer.load_checkpoint_state(checkpoint)
+    assert hook_recorder.names == ["on_load_checkpoint"]
+    assert (counter.batches, trainer.start_epoch, trainer.global_step) == (4, 2, 4)
