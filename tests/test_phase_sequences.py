@@ -6,7 +6,6 @@ import pytest
 
 import hookline
 from hookline import Exporter, Predictor, Trainer, Validator
-from hookline.testing import HookRecorder
 from tests.conftest import regression_batches
 
 SETTINGS = ["hookline_add_options", "hookline_configure"]

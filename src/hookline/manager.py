@@ -149,7 +149,9 @@ class PluginManager(pluggy.PluginManager):
         super().__init__(hookspecs.PROJECT)
         self.add_hookspecs(hookspecs)
         self._hook_names = frozenset(
-            name for name in vars(self.hook) if isinstance(getattr(self.hook, name), pluggy.HookCaller)
+            name
+            for name, caller in vars(self.hook).items()
+            if isinstance(caller, pluggy.HookCaller)
         )
         self._dispatch: dict[str, pluggy.HookCaller] = {}
         self._entry_point_dists: dict[str, importlib.metadata.Distribution] = {}
@@ -218,7 +220,7 @@ class PluginManager(pluggy.PluginManager):
         """A readable default name: a module's name, else the plugin's class name."""
         if isinstance(plugin, ModuleType) or inspect.isclass(plugin):
             return str(plugin.__name__)
-        return type(plugin).__qualname__
+        return type(plugin).__name__
 
     def register(self, plugin: Any, name: str | None = None) -> str | None:
         """Register a plugin (module, class or instance) and return its name.

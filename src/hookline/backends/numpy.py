@@ -1,6 +1,7 @@
 """A minimal NumPy backend: linear regression trained by gradient descent on mean squared error.
 
-It proves the engine without torch, and shows the smallest complete :class:`~hookline.backends.base.Task`.
+It proves the engine without torch, and shows the smallest complete
+:class:`~hookline.backends.base.Task`.
 """
 
 from __future__ import annotations
@@ -60,11 +61,11 @@ class LinearRegressionTask:
     def _inputs(self, batch: Batch | NDArray[np.float64]) -> NDArray[np.float64]:
         return batch[0] if isinstance(batch, tuple) else batch
 
-    def training_step(self, batch: Batch) -> np.float64:
+    def training_step(self, batch: Batch) -> float:
         x, y = batch
         error = x @ self.weight + self.bias - y
         self._last = (x, error)
-        return np.float64(np.mean(error**2))
+        return float(np.mean(error**2))
 
     def backward(self, loss: Any) -> None:
         if self._last is None:
@@ -82,10 +83,10 @@ class LinearRegressionTask:
         self._grad_weight[:] = 0.0
         self._grad_bias = 0.0
 
-    def validation_step(self, batch: Batch) -> dict[str, np.float64]:
+    def validation_step(self, batch: Batch) -> dict[str, float]:
         x, y = batch
         error = x @ self.weight + self.bias - y
-        return {"loss": np.float64(np.mean(error**2)), "mae": np.float64(np.mean(np.abs(error)))}
+        return {"loss": float(np.mean(error**2)), "mae": float(np.mean(np.abs(error)))}
 
     def predict_step(self, batch: Batch | NDArray[np.float64]) -> NDArray[np.float64]:
         result: NDArray[np.float64] = self._inputs(batch) @ self.weight + self.bias

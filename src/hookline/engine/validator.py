@@ -70,6 +70,7 @@ class Validator(Phase):
                 "on_val_batch_end", validator=self, batch=batch, batch_idx=batch_idx,
                 outputs=outputs,
             )
-        self.metrics.update({f"val/{key}": mean.result(task.to_float) for key, mean in means.items()})
+        for key, mean in means.items():
+            self.metrics[f"val/{key}"] = mean.result(task.to_float)
         self.call("on_val_end", validator=self, metrics=self.metrics)
         return self.metrics

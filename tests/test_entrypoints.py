@@ -1,0 +1,191 @@
+"""Entry-point discovery with real packages pip-installed into a fresh virtual environment.
+
+Two distributions are built as wheels and installed into a new venv: the example plugin in
+``examples/hookline-epoch-timer`` and a plugin whose module raises on import.  The new venv
+sees this environment's packages (hookline, pluggy, numpy) through a ``.pth`` file, so no
+download is needed; the two plugins exist only in the new venv.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import site
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "examples" / "hookline-epoch-timer"
+
+PROBE = textwrap.dedent(
+    """
+    import dataclasses, json, sys, warnings
+    import numpy as np
+    import hookline
+    from hookline.backends.numpy import LinearRegressionTask, make_batches
+
+    options = json.loads(sys.argv[1])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if options.get("default_manager"):
+            manager = hookline.default_manager()
+        else:
+            manager = hookline.PluginManager()
+            manager.load_entrypoint_plugins(**options.get("load", {}))
+    x = np.random.default_rng(0).normal(size=(32, 2))
+    trainer = hookline.Trainer(LinearRegressionTask(2), manager=manager)
+    settings = options.get("settings", {})
+    metrics = trainer.fit(make_batches(x, x.sum(axis=1), 8), epochs=2, **settings)
+    print(json.dumps({
+        "plugins": [dataclasses.asdict(info) for info in manager.list_plugins()],
+        "blocked": manager.blocked_names(),
+        "warnings": [str(w.message) for w in caught if w.category is hookline.PluginLoadWarning],
+        "metrics": metrics,
+    }))
+    """
+)
+
+BROKEN_PYPROJECT = """
+[build-system]
+requires = ["setuptools>=64"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "hookline-broken-plugin"
+version = "0.2.0"
+
+[project.entry-points.hookline]
+broken = "hookline_broken"
+"""
+
+
+@pytest.fixture(scope="session")
+def plugin_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The interpreter of a fresh venv with both plugin packages pip-installed."""
+    root = tmp_path_factory.mktemp("entrypoints")
+    broken = root / "broken"
+    (broken / "hookline_broken").mkdir(parents=True)
+    (broken / "pyproject.toml").write_text(BROKEN_PYPROJECT)
+    (broken / "hookline_broken" / "__init__.py").write_text(
+        "raise ImportError('hookline_broken needs a library that is not installed')\n"
+    )
+    wheels = root / "wheels"
+    for project in (EXAMPLE, broken):
+        subprocess.run(
+            [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+             "-w", str(wheels), str(project)],
+            check=True, cwd=root,
+        )
+    venv = root / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()
+    parent_sites = "; ".join(f"site.addsitedir({path!r})" for path in site.getsitepackages())
+    (Path(purelib) / "parent_environment.pth").write_text(f"import site; {parent_sites}\n")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-index",
+         "--no-deps", *map(str, sorted(wheels.glob("*.whl")))],
+        check=True,
+    )
+    return python
+
+
+def probe(python: Path, env: dict[str, str] | None = None, **options: object) -> dict:
+    environment = {
+        key: value for key, value in os.environ.items() if not key.startswith("HOOKLINE_")
+    }
+    environment.update(env or {})
+    result = subprocess.run(
+        [str(python), "-c", PROBE, json.dumps(options)],
+        capture_output=True, text=True, env=environment, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def names(report: dict) -> list[str]:
+    return [plugin["name"] for plugin in report["plugins"]]
+
+
+def test_installed_plugin_is_discovered_listed_and_fires(plugin_python):
+    report = probe(plugin_python)
+    (info,) = report["plugins"]
+    assert info == {
+        "name": "epoch_timer",
+        "source": "entry point",
+        "distribution": "hookline-epoch-timer",
+        "version": "0.1.0",
+        "hooks": ["hookline_add_options", "hookline_configure", "on_fit_epoch_end",
+                  "on_train_epoch_start"],
+    }
+    assert 0 < report["metrics"]["time/epoch"] < 60
+
+
+def test_the_plugin_reads_its_own_setting(plugin_python):
+    seconds = probe(plugin_python)["metrics"]["time/epoch"]
+    report = probe(plugin_python, settings={"epoch_timer_unit": "ms"})
+    assert report["metrics"]["time/epoch"] > seconds
+
+
+def test_broken_plugin_is_skipped_with_a_warning_naming_it(plugin_python):
+    (warning,) = probe(plugin_python)["warnings"]
+    assert "plugin 'broken'" in warning
+    assert "hookline-broken-plugin 0.2.0" in warning
+    assert "ImportError: hookline_broken needs a library that is not installed" in warning
+
+
+def test_strict_mode_makes_the_broken_plugin_an_error(plugin_python):
+    result = subprocess.run(
+        [str(plugin_python), "-c", PROBE, json.dumps({"load": {"strict": True}})],
+        capture_output=True, text=True, check=False,
+    )
+    assert result.returncode != 0
+    assert "hookline.manager.PluginLoadError: plugin 'broken'" in result.stderr
+    assert "hookline-broken-plugin 0.2.0" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "load", "expected", "warns"),
+    [
+        ({"HOOKLINE_PLUGINS": ""}, {}, [], False),
+        ({"HOOKLINE_PLUGINS": "epoch_timer"}, {}, ["epoch_timer"], False),
+        ({"HOOKLINE_DISABLE_PLUGINS": "epoch_timer"}, {}, [], True),
+        ({"HOOKLINE_DISABLE_PLUGINS": "broken, epoch_timer"}, {}, [], False),
+        ({}, {"only": []}, [], False),
+        ({}, {"only": ["epoch_timer"]}, ["epoch_timer"], False),
+        ({}, {"block": ["epoch_timer"]}, [], True),
+    ],
+    ids=["env-none", "env-only", "env-disable", "env-disable-both", "arg-none", "arg-only",
+         "arg-block"],
+)
+def test_plugin_selection_by_environment_and_arguments(plugin_python, env, load, expected, warns):
+    report = probe(plugin_python, env=env, load=load)
+    assert names(report) == expected
+    assert bool(report["warnings"]) is warns
+    assert ("time/epoch" in report["metrics"]) is ("epoch_timer" in expected)
+
+
+def test_blocked_plugins_are_reported_as_blocked(plugin_python):
+    report = probe(plugin_python, env={"HOOKLINE_DISABLE_PLUGINS": "epoch_timer"})
+    assert report["blocked"] == ["epoch_timer"]
+
+
+def test_asking_for_a_plugin_that_is_not_installed_warns(plugin_python):
+    report = probe(plugin_python, env={"HOOKLINE_PLUGINS": "epoch_timer,slack"})
+    assert names(report) == ["epoch_timer"]
+    assert report["warnings"] == ["hookline: plugin 'slack' is not installed; skipped"]
+
+
+def test_default_manager_discovers_installed_plugins(plugin_python):
+    report = probe(plugin_python, default_manager=True)
+    assert names(report) == ["epoch_timer"]
+    assert len(report["warnings"]) == 1
