@@ -1,6 +1,8 @@
 """hookline: framework-agnostic lifecycle hooks for machine-learning work, on pluggy."""
 
+from hookline.api import Model
 from hookline.engine import Exporter, Phase, Predictor, Trainer, Validator
+from hookline.errors import UserError
 from hookline.manager import (
     ALIASES,
     Callback,
@@ -20,6 +22,7 @@ __all__ = [
     "ALIASES",
     "Callback",
     "Exporter",
+    "Model",
     "Options",
     "Phase",
     "PluginInfo",
@@ -31,6 +34,7 @@ __all__ = [
     "Settings",
     "SettingsError",
     "Trainer",
+    "UserError",
     "Validator",
     "__version__",
     "default_manager",

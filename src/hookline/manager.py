@@ -434,16 +434,38 @@ class PluginManager(pluggy.PluginManager):
 
     # -- settings ------------------------------------------------------------------------------
 
-    def configure(self, values: Mapping[str, Any]) -> Settings:
-        """Collect the plugins' options, check ``values`` against them and hand out the result.
+    def options(self, values: Mapping[str, Any] = MappingProxyType({})) -> Options:
+        """Every setting the registered plugins accept, built-in flags included.
 
-        Fires ``hookline_add_options`` then ``hookline_configure``.
+        A value in ``values`` named after a built-in's flag (see
+        :data:`hookline.plugins.BUILTINS`) first registers that plugin (true) or unregisters it
+        (false), so that its own options count.  Fires ``hookline_add_options``.
+        """
+        from hookline.plugins import BUILTINS
+
+        flags = Options()
+        for builtin in BUILTINS:
+            flags.add(builtin.flag, False, help=builtin.help, owner="hookline")
+        chosen = flags.resolve({name: value for name, value in values.items() if name in flags})
+        for builtin in BUILTINS:
+            if builtin.flag in values and chosen[builtin.flag] != self.has_plugin(builtin.flag):
+                if chosen[builtin.flag]:
+                    self.register(builtin.create(), builtin.flag)
+                else:
+                    self.unregister(name=builtin.flag)
+        options = Options()
+        for flag in flags:
+            options.add(flag.name, self.has_plugin(flag.name), help=flag.help, owner=flag.owner)
+        self.call("hookline_add_options", options=options)
+        return options
+
+    def configure(self, values: Mapping[str, Any]) -> Settings:
+        """Check ``values`` against :meth:`options` and hand the result to the plugins
+        (``hookline_configure``).
 
         :raises hookline.settings.SettingsError: for an unknown setting or a wrong type.
         """
-        options = Options()
-        self.call("hookline_add_options", options=options)
-        settings = options.resolve(values)
+        settings = self.options(values).resolve(values)
         self.call("hookline_configure", settings=settings)
         return settings
 

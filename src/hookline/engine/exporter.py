@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from hookline.engine.phase import Phase
+from hookline.settings import SettingsError
 
 
 class Exporter(Phase):
@@ -24,14 +25,14 @@ class Exporter(Phase):
 
     name = "export"
 
-    def export(self, format: str, path: str | Path, **settings: Any) -> Path:
+    def export(self, format: str, path: str | Path, /, **settings: Any) -> Path:
         """Export the model as ``format`` to ``path`` and return the file written.
 
-        :raises ValueError: for a format the task does not offer (the message lists them).
+        :raises SettingsError: for a format the task does not offer (the message lists them).
         """
         formats = tuple(self.task.export_formats)
         if format not in formats:
-            raise ValueError(
+            raise SettingsError(
                 f"unknown export format {format!r}; available: {', '.join(formats)}"
             )
         self._configure({"format": format, "path": str(path)}, settings)

@@ -27,7 +27,7 @@ class Predictor(Phase):
 
     name = "predict"
 
-    def predict(self, data: Iterable[Any], **settings: Any) -> list[Any]:
+    def predict(self, data: Iterable[Any], /, **settings: Any) -> list[Any]:
         """Predict every batch of ``data`` and return the list of per-batch outputs."""
         self._configure({}, settings)
         self.results: list[Any] = []

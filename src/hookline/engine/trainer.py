@@ -85,6 +85,7 @@ class Trainer(Phase):
         self,
         train_data: Iterable[Any],
         val_data: Iterable[Any] | None = None,
+        /,
         *,
         epochs: int = 10,
         save_dir: str | Path | None = None,

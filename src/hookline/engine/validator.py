@@ -34,7 +34,7 @@ class Validator(Phase):
     name = "val"
     trainer: Trainer | None = None
 
-    def validate(self, data: Iterable[Any], **settings: Any) -> dict[str, float]:
+    def validate(self, data: Iterable[Any], /, **settings: Any) -> dict[str, float]:
         """Evaluate on ``data`` (an iterable of batches) and return the metrics.
 
         ``settings`` are checked against the options that plugins declare.

@@ -1,0 +1,92 @@
+"""The one-object Python API: train, validate, predict and export a task, in the spirit of
+``model.train(data, epochs=3)``.
+
+>>> model = hookline.Model(task, plugins=[MyCallback()])
+>>> model.add_callback("on_fit_epoch_end", lambda trainer: ...)
+>>> model.train(train_data, val_data, epochs=30)
+>>> model.validate(val_data)
+>>> model.export("onnx")
+
+Data, formats and paths are positional, so that every keyword is free for settings (a
+plugin may declare a setting named ``data``).  The four phases share one plugin manager, so
+plugins and callbacks added once see every phase.  Unlike the bare engine, ``Model`` turns on
+the built-ins a person expects by default: ``verbose`` (print progress) and ``save`` (write the
+run directory); pass ``verbose=False`` or ``save=False`` to turn them off.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from hookline.backends.base import Task
+from hookline.engine import Exporter, Predictor, Trainer, Validator
+from hookline.manager import PluginManager, default_manager
+
+DEFAULT_FLAGS: dict[str, bool] = {"verbose": True, "save": True}
+
+
+class Model:
+    """A task with its plugins, and the four phases as methods.
+
+    :param task: the framework task (e.g. :class:`hookline.backends.torch.TorchTask`).
+    :param plugins: plugins to register for every phase.
+    :param manager: the plugin manager; by default one with the installed entry-point plugins.
+    """
+
+    def __init__(
+        self, task: Task, plugins: Iterable[Any] = (), *, manager: PluginManager | None = None
+    ) -> None:
+        self.task = task
+        self.manager = manager if manager is not None else default_manager()
+        for plugin in plugins:
+            self.manager.register(plugin)
+        #: The trainer of the last :meth:`train` (its ``save_dir``, ``metrics``, ...).
+        self.trainer: Trainer | None = None
+
+    def add_callback(self, event: str, function: Callable[..., Any]) -> str:
+        """Register a plain function for a hook (or alias), for every phase."""
+        return self.manager.add_callback(event, function)
+
+    def remove_callback(self, event: str, function: Callable[..., Any]) -> None:
+        """Remove a function added with :meth:`add_callback`."""
+        self.manager.remove_callback(event, function)
+
+    @staticmethod
+    def _with_defaults(settings: dict[str, Any]) -> dict[str, Any]:
+        return {**DEFAULT_FLAGS, **settings}
+
+    def train(
+        self,
+        data: Iterable[Any],
+        val: Iterable[Any] | None = None,
+        /,
+        *,
+        epochs: int = 10,
+        **settings: Any,
+    ) -> dict[str, float]:
+        """Train; see :meth:`hookline.Trainer.fit` for the engine's own arguments
+        (``save_dir``, ``log_every_n_steps``, ``val_every_n_epochs``) and plugin settings."""
+        self.trainer = Trainer(self.task, manager=self.manager)
+        return self.trainer.fit(data, val, epochs=epochs, **self._with_defaults(settings))
+
+    def validate(self, data: Iterable[Any], /, **settings: Any) -> dict[str, float]:
+        """Evaluate on ``data`` and return ``val/<metric>`` floats."""
+        validator = Validator(self.task, manager=self.manager)
+        return validator.validate(data, **self._with_defaults(settings))
+
+    def predict(self, data: Iterable[Any], /, **settings: Any) -> list[Any]:
+        """Predict every batch of ``data``; with ``save`` the rows go to ``predictions.csv``."""
+        predictor = Predictor(self.task, manager=self.manager)
+        return predictor.predict(data, **self._with_defaults(settings))
+
+    def export(
+        self, format: str = "torchscript", path: str | Path | None = None, /, **settings: Any
+    ) -> Path:
+        """Export the model; by default next to the last training run's weights."""
+        if path is None:
+            trained = self.trainer.save_dir if self.trainer is not None else None
+            path = trained / "weights" / "model" if trained is not None else Path("model")
+        exporter = Exporter(self.task, manager=self.manager)
+        return exporter.export(format, path, **self._with_defaults(settings))

@@ -1,0 +1,8 @@
+"""The base of errors caused by the user's input (settings, files, formats).
+
+The command line reports these as one line and exits with status 2, without a traceback.
+"""
+
+
+class UserError(Exception):
+    """A problem with what the user asked for, with a message that says what to change."""

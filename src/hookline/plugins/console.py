@@ -1,0 +1,49 @@
+"""Console output: one line of metrics per epoch, and where the run's files are."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from typing import TextIO
+
+from hookline.engine import Phase, Predictor, Trainer
+from hookline.manager import Callback
+
+
+def format_metrics(metrics: Mapping[str, float]) -> str:
+    """``name value`` pairs, four significant digits, in the metrics' order."""
+    return "  ".join(f"{name} {value:.4g}" for name, value in metrics.items())
+
+
+class ConsoleLogger(Callback):
+    """Prints each epoch's metrics (from ``on_log``), a validation's result and a summary line.
+
+    :param stream: where to print; standard output by default.
+    """
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream
+
+    def _print(self, text: str) -> None:
+        stream = self.stream if self.stream is not None else sys.stdout
+        stream.write(text + "\n")
+        stream.flush()
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        where = f" -> {trainer.save_dir}" if trainer.save_dir is not None else ""
+        self._print(f"training for {trainer.epochs} epochs{where}")
+
+    def on_log(self, run: Phase, metrics: Mapping[str, float], epoch: int, phase: str) -> None:
+        if phase == "epoch" and isinstance(run, Trainer):
+            self._print(f"epoch {epoch + 1}/{run.epochs}  {format_metrics(metrics)}")
+        elif phase == "val":
+            self._print(f"validation  {format_metrics(metrics)}")
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        stopped = f" (stopped early: {trainer.stop_reason})" if trainer.stop_reason else ""
+        where = f"; results in {trainer.save_dir}" if trainer.save_dir is not None else ""
+        self._print(f"training finished after {trainer.epoch + 1} epochs{stopped}{where}")
+
+    def on_predict_end(self, predictor: Predictor) -> None:
+        where = f"; saved to {predictor.save_dir}" if predictor.save_dir is not None else ""
+        self._print(f"predicted {len(predictor.results)} batches{where}")

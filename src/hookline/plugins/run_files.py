@@ -1,0 +1,138 @@
+"""The files of a run: its numbered directory, the settings used, the weights, the predictions.
+
+Layout (``project`` defaults to ``runs``)::
+
+    runs/train/exp3/args.yaml            every setting of the run
+    runs/train/exp3/weights/last.pt      the last epoch's checkpoint (written atomically)
+    runs/predict/exp/predictions.csv     one row per predicted sample
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hookline.engine import Phase, Predictor, Trainer
+from hookline.manager import Callback
+from hookline.plugins.files import atomic_write, next_run_dir
+from hookline.settings import Options, Settings
+
+WEIGHTS_FORMAT = "hookline-checkpoint"
+
+
+def plain(value: Any) -> Any:
+    """``value`` made of str, int, float, bool, None, lists and dicts (paths become strings)."""
+    if isinstance(value, Mapping):
+        return {str(key): plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(item) for item in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def _rows(outputs: Any) -> list[dict[str, Any]]:
+    """One dict per sample from a batch's outputs (a tensor/array, or a dict of them)."""
+    columns = outputs if isinstance(outputs, Mapping) else {"output": outputs}
+    values = {name: _to_list(column) for name, column in columns.items()}
+    count = len(next(iter(values.values()))) if values else 0
+    rows = []
+    for index in range(count):
+        row: dict[str, Any] = {}
+        for name, column in values.items():
+            item = column[index]
+            if isinstance(item, list):
+                row.update({f"{name}_{position}": part for position, part in enumerate(item)})
+            else:
+                row[name] = item
+        rows.append(row)
+    return rows
+
+
+def _to_list(column: Any) -> list[Any]:
+    tolist = getattr(column, "tolist", None)  # torch tensors and numpy arrays
+    return list(tolist() if tolist is not None else column)
+
+
+class RunFiles(Callback):
+    """Writes a run's directory: ``args.yaml``, ``weights/last.pt`` and ``predictions.csv``.
+
+    Settings: ``project`` (parent folder, default ``runs``), ``name`` (default ``exp``; a
+    number is added to keep earlier runs), ``exist_ok`` (reuse ``project/<phase>/name``).
+    A directory given to the phase (``save_dir=``) is used as it is.
+    """
+
+    def __init__(self) -> None:
+        self.project = Path("runs")
+        self.name = "exp"
+        self.exist_ok = False
+        self._predictions: io.TextIOWrapper | None = None
+        self._writer: csv.DictWriter[str] | None = None
+        self._row = 0
+
+    def hookline_add_options(self, options: Options) -> None:
+        options.add("project", "runs", help="parent folder of run directories", owner="save")
+        options.add("name", "exp", help="run directory name (numbered if taken)", owner="save")
+        options.add("exist_ok", False, help="reuse an existing run directory", owner="save")
+
+    def hookline_configure(self, settings: Settings) -> None:
+        self.project = Path(settings["project"])
+        self.name = settings["name"]
+        self.exist_ok = settings["exist_ok"]
+
+    def _choose_dir(self, run: Phase) -> Path:
+        if run.save_dir is None:
+            parent = self.project / run.name
+            run.save_dir = parent / self.name if self.exist_ok else next_run_dir(parent, self.name)
+        run.save_dir.mkdir(parents=True, exist_ok=True)
+        run.args["save_dir"] = str(run.save_dir)
+        return run.save_dir
+
+    # -- training ------------------------------------------------------------------------------
+
+    def on_pretrain_routine_start(self, trainer: Trainer) -> None:
+        save_dir = self._choose_dir(trainer)
+        text = yaml.safe_dump(plain(trainer.args), sort_keys=False)
+        atomic_write(save_dir / "args.yaml", lambda file: file.write(text.encode()))
+
+    def on_fit_epoch_end(self, trainer: Trainer) -> None:
+        import torch
+
+        assert trainer.save_dir is not None
+        checkpoint = trainer.checkpoint_state()
+        checkpoint.update(format=WEIGHTS_FORMAT, args=plain(trainer.args), epoch=trainer.epoch)
+        path = atomic_write(
+            trainer.save_dir / "weights" / "last.pt", lambda file: torch.save(checkpoint, file)
+        )
+        trainer.call("on_model_save", trainer=trainer, path=path)
+
+    # -- prediction ----------------------------------------------------------------------------
+
+    def on_predict_start(self, predictor: Predictor) -> None:
+        save_dir = self._choose_dir(predictor)
+        self._predictions = open(save_dir / "predictions.csv", "w", newline="")  # noqa: SIM115
+        self._writer = None
+        self._row = 0
+
+    def on_predict_batch_end(self, outputs: Any) -> None:
+        if self._predictions is None:
+            return
+        rows = _rows(outputs)
+        if self._writer is None and rows:
+            fields = ["index", *rows[0]]
+            self._writer = csv.DictWriter(self._predictions, fieldnames=fields)
+            self._writer.writeheader()
+        for row in rows:
+            assert self._writer is not None
+            self._writer.writerow({"index": self._row, **row})
+            self._row += 1
+
+    def teardown(self) -> None:
+        if self._predictions is not None:
+            self._predictions.close()
+            self._predictions = None

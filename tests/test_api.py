@@ -1,0 +1,96 @@
+"""hookline.Model: the four phases on one object, sharing plugins and callbacks."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+import yaml
+
+torch = pytest.importorskip("torch")
+
+import hookline  # noqa: E402
+from hookline import Callback, Model, PluginManager  # noqa: E402
+from hookline.plugins import BUILTINS  # noqa: E402
+from tests.test_torch_backend import batches, blobs, make_task  # noqa: E402
+
+
+class PhaseLog(Callback):
+    def __init__(self):
+        self.events = []
+
+    def on_train_end(self, trainer):
+        self.events.append(("train_end", trainer.epoch))
+
+    def on_val_end(self, metrics):
+        self.events.append(("val_end", round(metrics["val/accuracy"], 6)))
+
+    def on_predict_end(self, predictor):
+        self.events.append(("predict_end", len(predictor.results)))
+
+    def on_export_end(self, artifact):
+        self.events.append(("export_end", artifact.suffix))
+
+
+def test_one_object_runs_all_four_phases_with_shared_plugins(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    log = PhaseLog()
+    epochs_seen = []
+    model = Model(make_task(), plugins=[log], manager=PluginManager())
+    model.add_callback("on_epoch_end", lambda trainer: epochs_seen.append(trainer.epoch))
+    metrics = model.train(batches(), batches(seed=1), epochs=3)
+    val = model.validate(batches(seed=1))
+    results = model.predict([blobs(10)[0]])
+    artifact = model.export("pt2")
+
+    assert epochs_seen == [0, 1, 2]
+    assert val["val/accuracy"] == pytest.approx(metrics["val/accuracy"])
+    phases = [event for event, _ in log.events]
+    assert phases == [
+        "val_end", "val_end", "val_end", "train_end", "val_end", "predict_end", "export_end"
+    ]
+    assert log.events[4] == ("val_end", round(val["val/accuracy"], 6))
+    assert log.events[-1] == ("export_end", ".pt2")
+    run_dir = tmp_path / "runs" / "train" / "exp"
+    assert model.trainer is not None
+    assert model.trainer.save_dir == run_dir.relative_to(tmp_path)
+    assert (run_dir / "weights" / "last.pt").is_file()
+    assert artifact == run_dir.relative_to(tmp_path) / "weights" / "model.pt2"
+    assert yaml.safe_load((run_dir / "args.yaml").read_text())["epochs"] == 3
+    with open(tmp_path / "runs" / "predict" / "exp" / "predictions.csv") as file:
+        rows = list(csv.DictReader(file))
+    assert [row["index"] for row in rows] == [str(i) for i in range(10)]
+    assert len(results[0]) == 10
+    printed = capsys.readouterr().out
+    assert "epoch 3/3" in printed
+    assert "validation  val/loss" in printed
+
+
+def test_flags_turn_builtins_off_and_on(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    manager = PluginManager()
+    model = Model(make_task(), manager=manager)
+    model.train(batches(), epochs=1, verbose=False, save=False)
+    assert capsys.readouterr().out == ""
+    assert not (tmp_path / "runs").exists()
+    assert {info.name for info in manager.list_plugins()} == set()
+    model.train(batches(), epochs=1, save=True, verbose=False, project="out", name="try")
+    assert (tmp_path / "out" / "train" / "try" / "weights" / "last.pt").is_file()
+    model.train(batches(), epochs=1, save=True, verbose=False, project="out", name="try")
+    assert (tmp_path / "out" / "train" / "try2" / "args.yaml").is_file()
+    assert {info.name for info in manager.list_plugins()} == {"save"}
+
+
+def test_engine_phases_accept_flags_too_and_stay_silent_without_them(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    trainer = hookline.Trainer(make_task(), manager=PluginManager())
+    trainer.fit(batches(), epochs=1)
+    assert list(tmp_path.iterdir()) == []
+    trainer.fit(batches(), epochs=1, save=True, save_dir="explicit")
+    assert (tmp_path / "explicit" / "weights" / "last.pt").is_file()
+
+
+def test_a_misspelt_flag_names_the_right_one():
+    with pytest.raises(hookline.SettingsError, match="did you mean 'verbose'"):
+        Model(make_task(), manager=PluginManager()).train(batches(), epochs=1, verbos=False)
+    assert {builtin.flag for builtin in BUILTINS} >= {"verbose", "save"}
