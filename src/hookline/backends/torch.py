@@ -1,0 +1,335 @@
+"""The PyTorch backend: :class:`TorchTask` (torch is imported here and nowhere else in hookline).
+
+A task holds a model, a loss (any callable ``loss(outputs, targets)``), an optimizer (an
+instance, or a factory called with the model's parameters), optional metric functions
+``metric(outputs, targets) -> tensor`` computed on the device, the device, gradient accumulation,
+gradient-norm clipping and autocast mixed precision.  Data is any iterable of batches: a
+``DataLoader``, ``(inputs, targets)`` tuples, ``{"inputs": ..., "targets": ...}`` dicts, or
+bare input tensors for prediction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from hookline.backends.base import Stage
+from hookline.errors import UserError
+
+LossFn = Callable[[Any, Any], torch.Tensor]
+MetricFn = Callable[[Any, Any], torch.Tensor]
+OptimizerFactory = Callable[[Iterator[nn.Parameter]], torch.optim.Optimizer]
+
+PRECISIONS = ("32", "16-mixed", "bf16-mixed")
+EXPORT_SUFFIXES = {"torchscript": ".torchscript", "pt2": ".pt2", "onnx": ".onnx"}
+
+
+class ExportError(UserError, RuntimeError):
+    """An export could not be written, or its outputs differ from the model's."""
+
+
+def select_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``"auto"`` (or None) picks CUDA when it is available, else the CPU."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    chosen = torch.device(device)
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r} was asked for, but CUDA is not available")
+    return chosen
+
+
+def accuracy(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Share of rows whose highest-scoring class is the target (stays on the device)."""
+    return (outputs.argmax(dim=1) == targets).float().mean()
+
+
+class TorchTask:
+    """A PyTorch model with its loss and optimizer, driven by the hookline engine.
+
+    :param model: the ``nn.Module`` to train.
+    :param loss: ``loss(outputs, targets)`` returning a scalar tensor.
+    :param optimizer: an optimizer, or a factory ``f(parameters) -> optimizer`` (created at the
+        start of training, after the model is on its device).
+    :param metrics: name to ``f(outputs, targets) -> scalar tensor``, reported in validation
+        as ``val/<name>`` next to ``val/loss``.
+    :param device: ``"auto"`` (CUDA when present, else CPU), or any torch device string.
+    :param accumulate_grad_batches: accumulate gradients over this many batches per step.
+    :param grad_clip_norm: clip the gradients' total norm to this value before each step.
+    :param precision: ``"32"``; ``"bf16-mixed"`` (autocast to bfloat16, CPU or CUDA); or
+        ``"16-mixed"`` (autocast to float16 with a gradient scaler, CUDA only).
+    :param postprocess: applied to the model's outputs in prediction (e.g. softmax).
+    :param example_input: an input batch used to trace exports; by default the first batch the
+        task sees.
+    """
+
+    export_formats = tuple(EXPORT_SUFFIXES)
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss: LossFn,
+        optimizer: torch.optim.Optimizer | OptimizerFactory | None = None,
+        *,
+        metrics: Mapping[str, MetricFn] | None = None,
+        device: str | torch.device | None = "auto",
+        accumulate_grad_batches: int = 1,
+        grad_clip_norm: float | None = None,
+        precision: str = "32",
+        postprocess: Callable[[torch.Tensor], Any] | None = None,
+        example_input: torch.Tensor | None = None,
+    ) -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        if accumulate_grad_batches < 1:
+            raise ValueError(f"accumulate_grad_batches must be >= 1, got {accumulate_grad_batches}")
+        self.device = select_device(device)
+        if precision == "16-mixed" and self.device.type != "cuda":
+            raise ValueError("precision '16-mixed' needs a CUDA device; use 'bf16-mixed' on CPU")
+        self.model = model
+        self.loss = loss
+        self.metrics = dict(metrics or {})
+        self.accumulate_grad_batches = accumulate_grad_batches
+        self.grad_clip_norm = grad_clip_norm
+        self.precision = precision
+        self.postprocess = postprocess
+        self.example_input = example_input
+        self._optimizer_spec = optimizer
+        self.optimizer: torch.optim.Optimizer | None = (
+            optimizer if isinstance(optimizer, torch.optim.Optimizer) else None
+        )
+        self.scaler = torch.amp.GradScaler(
+            self.device.type, enabled=precision == "16-mixed"
+        )
+        self._placed = False
+
+    # -- set-up --------------------------------------------------------------------------------
+
+    def setup(self, stage: Stage) -> None:
+        if not self._placed:
+            self.model.to(self.device)
+            self._placed = True
+        if stage == "fit":
+            self._ensure_optimizer()
+
+    def _ensure_optimizer(self) -> torch.optim.Optimizer:
+        if self.optimizer is None:
+            if self._optimizer_spec is None:
+                raise ValueError("this TorchTask has no optimizer: it cannot be trained")
+            factory: OptimizerFactory = self._optimizer_spec  # type: ignore[assignment]
+            self.optimizer = factory(self.model.parameters())
+        return self.optimizer
+
+    def train_mode(self, enabled: bool) -> None:
+        self.model.train(enabled)
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.precision == "32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.precision == "bf16-mixed" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    # -- batches -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _parts(batch: Any) -> tuple[Any, Any]:
+        if isinstance(batch, Mapping):
+            return batch["inputs"], batch.get("targets")
+        if isinstance(batch, (tuple, list)):
+            if len(batch) not in (1, 2):
+                raise ValueError(
+                    f"a batch tuple must be (inputs, targets) or (inputs,), got {len(batch)} items"
+                )
+            return batch[0], batch[1] if len(batch) == 2 else None
+        return batch, None
+
+    def _to_device(self, value: Any) -> Any:
+        if isinstance(value, torch.Tensor):
+            return value.to(self.device, non_blocking=True)
+        return value
+
+    def _inputs_targets(self, batch: Any) -> tuple[Any, Any]:
+        inputs, targets = self._parts(batch)
+        if self.example_input is None and isinstance(inputs, torch.Tensor):
+            self.example_input = inputs[:2].detach().cpu().clone()
+        return self._to_device(inputs), self._to_device(targets)
+
+    def batch_size(self, batch: Any) -> int:
+        inputs, _ = self._parts(batch)
+        return len(inputs)
+
+    # -- steps ---------------------------------------------------------------------------------
+
+    def training_step(self, batch: Any) -> torch.Tensor:
+        inputs, targets = self._inputs_targets(batch)
+        with self._autocast():
+            outputs = self.model(inputs)
+            loss = self.loss(outputs, targets)
+        return loss
+
+    def backward(self, loss: torch.Tensor) -> None:
+        scaled = loss / self.accumulate_grad_batches if self.accumulate_grad_batches > 1 else loss
+        self.scaler.scale(scaled).backward()
+
+    def optimizer_step(self) -> None:
+        optimizer = self._ensure_optimizer()
+        if self.grad_clip_norm is not None:
+            self.scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip_norm)
+        self.scaler.step(optimizer)
+        self.scaler.update()
+
+    def zero_grad(self) -> None:
+        self._ensure_optimizer().zero_grad(set_to_none=True)
+
+    @torch.no_grad()
+    def validation_step(self, batch: Any) -> dict[str, torch.Tensor]:
+        inputs, targets = self._inputs_targets(batch)
+        with self._autocast():
+            outputs = self.model(inputs)
+            results = {"loss": self.loss(outputs, targets).float()}
+        for name, metric in self.metrics.items():
+            results[name] = metric(outputs.float(), targets).float()
+        return results
+
+    @torch.no_grad()
+    def predict_step(self, batch: Any) -> Any:
+        inputs, _ = self._inputs_targets(batch)
+        with self._autocast():
+            outputs = self.model(inputs)
+        return self.postprocess(outputs) if self.postprocess is not None else outputs
+
+    def detach(self, value: Any) -> Any:
+        return value.detach() if isinstance(value, torch.Tensor) else value
+
+    def to_float(self, value: Any) -> float:
+        return float(value)
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"model": self.model.state_dict()}
+        if self.optimizer is not None:
+            state["optimizer"] = self.optimizer.state_dict()
+        if self.scaler.is_enabled():
+            state["scaler"] = self.scaler.state_dict()
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        if "optimizer" in state:
+            self._ensure_optimizer().load_state_dict(state["optimizer"])
+        if "scaler" in state and self.scaler.is_enabled():
+            self.scaler.load_state_dict(state["scaler"])
+
+    # -- export --------------------------------------------------------------------------------
+
+    def export(self, format: str, path: Path) -> Path:
+        """Write the model as ``format`` and check the artifact: it is loaded back and its
+        outputs on the example input must match the model's (else :class:`ExportError`)."""
+        if format not in EXPORT_SUFFIXES:
+            raise ValueError(
+                f"unknown export format {format!r}; available: {', '.join(EXPORT_SUFFIXES)}"
+            )
+        if self.example_input is None:
+            raise ExportError("export needs an example input: pass example_input= to TorchTask")
+        target = path if path.suffix == EXPORT_SUFFIXES[format] else path.with_suffix(
+            EXPORT_SUFFIXES[format]
+        )
+        model = self.model.to("cpu").eval()
+        example = self.example_input.to("cpu")
+        with torch.no_grad():
+            expected = model(example)
+            writer, reader = _EXPORTERS[format]
+            try:
+                with warnings.catch_warnings():
+                    # torch's exporters warn about their own internals; nothing a user can act on
+                    warnings.simplefilter("ignore", FutureWarning)
+                    writer(model, example, target)
+            except Exception as error:
+                raise ExportError(
+                    f"{format} export failed: {type(error).__name__}: {error}"
+                ) from error
+            actual = reader(target, example)
+        self.model.to(self.device)
+        self._placed = True
+        if not torch.allclose(actual, expected, rtol=1e-4, atol=1e-5):
+            difference = float((actual - expected).abs().max())
+            raise ExportError(
+                f"{format} export at {target} does not reproduce the model: "
+                f"largest difference {difference:.3g}"
+            )
+        return target
+
+
+def _batch_dimension() -> dict[int, Any]:
+    return {0: torch.export.Dim.DYNAMIC}
+
+
+def _write_torchscript(model: nn.Module, example: torch.Tensor, path: Path) -> None:
+    torch.jit.trace(model, example).save(str(path))
+
+
+def _read_torchscript(path: Path, example: torch.Tensor) -> torch.Tensor:
+    result: torch.Tensor = torch.jit.load(str(path), map_location="cpu")(example)
+    return result
+
+
+def _write_pt2(model: nn.Module, example: torch.Tensor, path: Path) -> None:
+    program = torch.export.export(model, (example,), dynamic_shapes=(_batch_dimension(),))
+    torch.export.save(program, str(path))
+
+
+def _read_pt2(path: Path, example: torch.Tensor) -> torch.Tensor:
+    result: torch.Tensor = torch.export.load(str(path)).module()(example)
+    return result
+
+
+def _write_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> None:
+    try:
+        import onnx  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ImportError as error:
+        raise ExportError(
+            "ONNX export needs the onnx extra: pip install 'hookline[onnx]'"
+        ) from error
+    quiet = logging.getLogger("torch.onnx")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        torch.onnx.export(
+            model, (example,), str(path), dynamo=True, verbose=False,
+            input_names=["input"], output_names=["output"],
+            dynamic_shapes=(_batch_dimension(),),
+        )
+    finally:
+        quiet.setLevel(level)
+
+
+def _read_onnx(path: Path, example: torch.Tensor) -> torch.Tensor:
+    try:
+        import onnxruntime
+    except ImportError as error:
+        raise ExportError("checking an ONNX export needs onnxruntime (the onnx extra)") from error
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (output,) = session.run(None, {"input": example.numpy()})
+    return torch.from_numpy(output)
+
+
+_EXPORTERS: dict[
+    str,
+    tuple[
+        Callable[[nn.Module, torch.Tensor, Path], None],
+        Callable[[Path, torch.Tensor], torch.Tensor],
+    ],
+] = {
+    "torchscript": (_write_torchscript, _read_torchscript),
+    "pt2": (_write_pt2, _read_pt2),
+    "onnx": (_write_onnx, _read_onnx),
+}

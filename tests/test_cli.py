@@ -1,0 +1,189 @@
+"""The hookline command: the demo end to end in subprocesses, and its bad-input errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from hookline import cli  # noqa: E402
+from hookline.demo import DigitsRecipe, load_arrays, split  # noqa: E402
+from hookline.settings import Options  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def hookline(*words: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hookline", *words], cwd=cwd, capture_output=True, text=True,
+        check=False, timeout=300,
+    )
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """``hookline train`` with no arguments, as a person runs it first."""
+    cwd = tmp_path_factory.mktemp("demo")
+    result = hookline("train", cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    return cwd, result.stdout
+
+
+def last_epoch_accuracy(stdout: str) -> float:
+    lines = [line for line in stdout.splitlines() if line.startswith("epoch ")]
+    assert lines[-1].startswith("epoch 20/20")
+    return float(re.search(r"val/accuracy (\S+)", lines[-1]).group(1))
+
+
+@pytest.mark.slow
+def test_demo_trains_to_the_accuracy_bound_and_writes_its_run_directory(demo_run):
+    cwd, stdout = demo_run
+    assert last_epoch_accuracy(stdout) >= 0.95
+    run = cwd / "runs" / "train" / "exp"
+    assert (run / "weights" / "last.pt").is_file()
+    assert "training finished after 20 epochs; results in runs/train/exp" in stdout
+    args = (run / "args.yaml").read_text()
+    assert "epochs: 20" in args
+    assert "data: digits" in args
+
+
+@pytest.mark.slow
+def test_val_reproduces_the_last_epochs_metrics(demo_run):
+    cwd, stdout = demo_run
+    result = hookline("val", cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    reported = float(re.search(r"val/accuracy (\S+)", result.stdout).group(1))
+    assert reported == pytest.approx(last_epoch_accuracy(stdout), abs=1e-4)
+
+
+@pytest.mark.slow
+def test_predict_writes_one_correct_row_per_validation_sample(demo_run):
+    cwd, _ = demo_run
+    result = hookline("predict", cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    with open(cwd / "runs" / "predict" / "exp" / "predictions.csv") as file:
+        rows = list(csv.DictReader(file))
+    _, (_, labels) = split(load_arrays("digits"), 0.2, 0)
+    assert len(rows) == len(labels)
+    predicted = np.array([int(row["class"]) for row in rows])
+    assert (predicted == labels).mean() >= 0.95
+    assert all(0.0 <= float(row["confidence"]) <= 1.0 for row in rows)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("format_name", ["torchscript", "pt2", "onnx"])
+def test_export_artifacts_reproduce_the_trained_model(demo_run, format_name):
+    cwd, _ = demo_run
+    result = hookline("export", f"format={format_name}", cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    weights = cwd / "runs" / "train" / "exp" / "weights"
+    suffix = {"torchscript": ".torchscript", "pt2": ".pt2", "onnx": ".onnx"}[format_name]
+    artifact = weights / f"last{suffix}"
+    assert f"exported {format_name} to runs/train/exp/weights/last{suffix}" in result.stdout
+
+    checkpoint = torch.load(weights / "last.pt", weights_only=True)
+    settings = Options()
+    DigitsRecipe().hookline_add_options(settings)
+    model = DigitsRecipe().task_from_weights(settings.resolve({}), checkpoint["task"]).model.eval()
+    inputs = torch.from_numpy(load_arrays("digits")[0][:50])
+    if format_name == "torchscript":
+        actual = torch.jit.load(str(artifact))(inputs)
+    elif format_name == "pt2":
+        actual = torch.export.load(str(artifact)).module()(inputs)
+    else:
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(artifact), providers=["CPUExecutionProvider"])
+        actual = torch.from_numpy(session.run(None, {"input": inputs.numpy()})[0])
+    with torch.no_grad():
+        torch.testing.assert_close(actual, model(inputs), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_trace_hooks_prints_each_call_with_its_plugins(demo_run):
+    cwd, _ = demo_run
+    result = hookline("val", "--trace-hooks", cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"\[hook\] on_log +\d+\.\d+ ms  verbose", result.stderr)
+    assert re.search(r"\[hook\] hookline_add_options +\d+\.\d+ ms  .*demo", result.stderr)
+
+
+@pytest.mark.parametrize(
+    ("words", "message"),
+    [
+        (["train", "epoch=3"], "unknown setting 'epoch'; did you mean 'epochs'?"),
+        (["train", "epochs=three"], "setting 'epochs' expects int, got 'three'"),
+        (["train", "lr=fast"], "setting 'lr' expects float, got 'fast'"),
+        (["train", "data=nowhere.npz"], "data path 'nowhere.npz' does not exist"),
+        (["train", "epochs"], "expected key=value, got 'epochs'"),
+        (["train", "--config", "missing.yaml"], "config file 'missing.yaml' does not exist"),
+        (["val", "weights=missing.pt"], "weights file 'missing.pt' does not exist"),
+        (["val"], "no weights given and none found under runs/train"),
+        (["export", "weights=bad.pt"], "cannot load weights file 'bad.pt'"),
+        (["export", "weights=good.pt", "format=tflite"],
+         "unknown export format 'tflite'; available: torchscript, pt2, onnx"),
+        (["predict", "weights=good.pt", "source=absent.csv"],
+         "data path 'absent.csv' does not exist"),
+    ],
+)
+def test_bad_input_gets_one_clear_line_and_exit_status_2(
+    words, message, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    recipe = DigitsRecipe()
+    options = Options()
+    recipe.hookline_add_options(options)
+    task = recipe.task(options.resolve({}), 64, 10)
+    torch.save({"task": {"model": task.model.state_dict()}, "args": {}}, tmp_path / "good.pt")
+    assert cli.main([*words, "--no-plugins"]) == 2
+    captured = capsys.readouterr()
+    error_lines = captured.err.strip().splitlines()
+    assert len(error_lines) == 1
+    assert error_lines[0].startswith(f"hookline {words[0]}: error: ")
+    assert message in error_lines[0]
+
+
+def test_config_file_settings_are_overridden_by_key_value_words(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run.yaml").write_text("epochs: 5\nhidden: 16\nverbose: false\n")
+    assert cli.main(["train", "--config", "run.yaml", "epochs=1", "--no-plugins"]) == 0
+    args = (tmp_path / "runs" / "train" / "exp" / "args.yaml").read_text()
+    assert "epochs: 1" in args
+    assert "hidden: 16" in args
+    assert capsys.readouterr().out == ""
+
+
+def test_plugins_lists_builtins_as_json(capsys):
+    assert cli.main(["plugins", "--json", "--no-plugins"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    by_name = {plugin["name"]: plugin for plugin in listing["plugins"]}
+    assert by_name["save"]["source"] == "built-in"
+    assert "on_fit_epoch_end" in by_name["save"]["hooks"]
+    assert set(listing["flags"]) >= {"verbose", "save"}
+
+
+def test_hooks_lists_every_hook_with_its_arguments(capsys):
+    from hookline import PluginManager
+
+    assert cli.main(["hooks"]) == 0
+    text = capsys.readouterr().out
+    for name in PluginManager().hook_names:
+        assert f"\n{cli.signature(name)}\n" in text
+    assert "on_train_batch_end(trainer, batch, batch_idx, loss)" in text
+
+
+def test_committed_hook_reference_matches_the_hookspecs(capsys):
+    assert cli.main(["hooks", "--markdown"]) == 0
+    committed = (REPO / "docs" / "hooks.md").read_text()
+    assert capsys.readouterr().out == committed, (
+        "docs/hooks.md is stale: run `hookline hooks --markdown > docs/hooks.md`"
+    )

@@ -1,0 +1,28 @@
+"""CI proves the README: every Quickstart command runs in .ci/run, in the same order."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def quickstart_commands() -> list[str]:
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Quickstart", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```bash\n(.*?)```", section, re.S)
+    assert block, "the Quickstart has no bash block"
+    return [line.strip() for line in block.group(1).splitlines() if line.strip()]
+
+
+def test_ci_runs_the_quickstart_commands_in_order():
+    script = [
+        line.strip() for line in (REPO / ".ci" / "run").read_text().splitlines()
+        if line.strip() and not line.strip().startswith("#")
+    ]
+    positions = []
+    for command in quickstart_commands():
+        assert command in script, f".ci/run does not run the Quickstart command {command!r}"
+        positions.append(script.index(command))
+    assert positions == sorted(positions), ".ci/run runs the Quickstart commands out of order"
