@@ -189,3 +189,38 @@ def test_default_manager_discovers_installed_plugins(plugin_python):
     report = probe(plugin_python, default_manager=True)
     assert names(report) == ["epoch_timer"]
     assert len(report["warnings"]) == 1
+
+
+def cli_plugins(python: Path, *flags: str) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("HOOKLINE_")}
+    return subprocess.run(
+        [str(python), "-m", "hookline", "plugins", "--json", *flags],
+        capture_output=True, text=True, env=environment, check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected", "skipped"),
+    [
+        ((), ["epoch_timer"], 1),
+        (("--plugins", "epoch_timer"), ["epoch_timer"], 0),
+        (("--disable-plugins", "epoch_timer,broken"), [], 0),
+        (("--no-plugins",), [], 0),
+    ],
+    ids=["all", "only", "disable", "none"],
+)
+def test_command_line_plugin_choice(plugin_python, flags, expected, skipped):
+    result = cli_plugins(plugin_python, *flags)
+    assert result.returncode == 0, result.stderr
+    listing = json.loads(result.stdout)
+    entry_points = [p["name"] for p in listing["plugins"] if p["source"] == "entry point"]
+    assert entry_points == expected
+    assert len(listing["skipped"]) == skipped
+
+
+def test_command_line_strict_mode_fails_in_one_line(plugin_python):
+    result = cli_plugins(plugin_python, "--strict")
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("hookline plugins: error: plugin 'broken'")
+    assert "hookline-broken-plugin 0.2.0" in line
