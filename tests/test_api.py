@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 
 import hookline  # noqa: E402
 from hookline import Callback, Model, PluginManager  # noqa: E402
-from hookline.plugins import BUILTINS  # noqa: E402
+from hookline.plugins import BUILTINS, DEFAULT_FLAGS  # noqa: E402
 from tests.test_torch_backend import batches, blobs, make_task  # noqa: E402
 
 
@@ -70,15 +70,24 @@ def test_flags_turn_builtins_off_and_on(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     manager = PluginManager()
     model = Model(make_task(), manager=manager)
-    model.train(batches(), epochs=1, verbose=False, save=False)
+    with pytest.warns(UserWarning, match="no run directory"):
+        model.train(batches(), epochs=1, verbose=False, save=False)
     assert capsys.readouterr().out == ""
     assert not (tmp_path / "runs").exists()
-    assert {info.name for info in manager.list_plugins()} == set()
+    assert {info.name for info in manager.list_plugins()} == set(DEFAULT_FLAGS) - {
+        "verbose", "save"
+    }
     model.train(batches(), epochs=1, save=True, verbose=False, project="out", name="try")
     assert (tmp_path / "out" / "train" / "try" / "weights" / "last.pt").is_file()
-    model.train(batches(), epochs=1, save=True, verbose=False, project="out", name="try")
+    model.train(
+        batches(), epochs=1, verbose=False, project="out", name="try", checkpoint=False,
+        early_stopping=False,
+    )
     assert (tmp_path / "out" / "train" / "try2" / "args.yaml").is_file()
-    assert {info.name for info in manager.list_plugins()} == {"save"}
+    assert not (tmp_path / "out" / "train" / "try2" / "weights").exists()
+    assert {info.name for info in manager.list_plugins()} == set(DEFAULT_FLAGS) - {
+        "verbose", "checkpoint", "early_stopping"
+    }
 
 
 def test_engine_phases_accept_flags_too_and_stay_silent_without_them(tmp_path, monkeypatch):
@@ -86,7 +95,7 @@ def test_engine_phases_accept_flags_too_and_stay_silent_without_them(tmp_path, m
     trainer = hookline.Trainer(make_task(), manager=PluginManager())
     trainer.fit(batches(), epochs=1)
     assert list(tmp_path.iterdir()) == []
-    trainer.fit(batches(), epochs=1, save=True, save_dir="explicit")
+    trainer.fit(batches(), epochs=1, save=True, checkpoint=True, save_dir="explicit")
     assert (tmp_path / "explicit" / "weights" / "last.pt").is_file()
 
 

@@ -125,9 +125,9 @@ def test_trace_hooks_prints_each_call_with_its_plugins(demo_run):
         (["train", "data=nowhere.npz"], "data path 'nowhere.npz' does not exist"),
         (["train", "epochs"], "expected key=value, got 'epochs'"),
         (["train", "--config", "missing.yaml"], "config file 'missing.yaml' does not exist"),
-        (["val", "weights=missing.pt"], "weights file 'missing.pt' does not exist"),
+        (["val", "weights=missing.pt"], "checkpoint 'missing.pt' does not exist"),
         (["val"], "no weights given and none found under runs/train"),
-        (["export", "weights=bad.pt"], "cannot load weights file 'bad.pt'"),
+        (["export", "weights=bad.pt"], "checkpoint 'bad.pt' is truncated or corrupt"),
         (["export", "weights=good.pt", "format=tflite"],
          "unknown export format 'tflite'; available: torchscript, pt2, onnx"),
         (["predict", "weights=good.pt", "source=absent.csv"],
@@ -166,9 +166,9 @@ def test_plugins_lists_builtins_as_json(capsys):
     assert cli.main(["plugins", "--json", "--no-plugins"]) == 0
     listing = json.loads(capsys.readouterr().out)
     by_name = {plugin["name"]: plugin for plugin in listing["plugins"]}
-    assert by_name["save"]["source"] == "built-in"
-    assert "on_fit_epoch_end" in by_name["save"]["hooks"]
-    assert set(listing["flags"]) >= {"verbose", "save"}
+    assert by_name["checkpoint"]["source"] == "built-in"
+    assert "on_fit_epoch_end" in by_name["checkpoint"]["hooks"]
+    assert set(listing["flags"]) == set(by_name)
 
 
 def test_hooks_lists_every_hook_with_its_arguments(capsys):

@@ -10,8 +10,9 @@
 Data, formats and paths are positional, so that every keyword is free for settings (a
 plugin may declare a setting named ``data``).  The four phases share one plugin manager, so
 plugins and callbacks added once see every phase.  Unlike the bare engine, ``Model`` turns on
-the built-ins a person expects by default: ``verbose`` (print progress) and ``save`` (write the
-run directory); pass ``verbose=False`` or ``save=False`` to turn them off.
+the built-ins a person expects (:data:`hookline.plugins.DEFAULT_FLAGS`): console output, the
+run directory, checkpoints (last and best), early stopping, learning-rate reporting, the NaN
+guard and the time limit; pass ``early_stopping=False`` (and so on) to turn one off.
 """
 
 from __future__ import annotations
@@ -23,8 +24,7 @@ from typing import Any
 from hookline.backends.base import Task
 from hookline.engine import Exporter, Predictor, Trainer, Validator
 from hookline.manager import PluginManager, default_manager
-
-DEFAULT_FLAGS: dict[str, bool] = {"verbose": True, "save": True}
+from hookline.plugins import DEFAULT_FLAGS
 
 
 class Model:

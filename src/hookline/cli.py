@@ -33,11 +33,10 @@ import yaml
 from hookline import hookspecs
 from hookline.errors import UserError
 from hookline.manager import PluginLoadError, PluginManager, PluginValidationError
-from hookline.plugins import BUILTINS
+from hookline.plugins import BUILTINS, DEFAULT_FLAGS
 from hookline.settings import Options, Settings
 
 PHASES = ("train", "val", "predict", "export")
-DEFAULT_FLAGS = {"verbose": True, "save": True}
 
 # The command's own settings, per phase: (name, default, type, help).
 COMMAND_OPTIONS: dict[str, list[tuple[str, Any, type, str]]] = {
@@ -156,19 +155,35 @@ def trace_hooks(manager: PluginManager, stream: Any = None) -> Callable[[], None
 
 
 def resolve(
-    manager: PluginManager, command: str, values: Mapping[str, Any]
+    manager: PluginManager,
+    command: str,
+    given: Mapping[str, Any],
+    recorded: Mapping[str, Any] | None = None,
 ) -> tuple[Settings, dict[str, Any]]:
     """Check every value against the command's and the plugins' options.
 
+    Precedence, lowest first: the built-ins that are on by default, ``recorded`` (the settings
+    a checkpoint was trained with, for the options that exist here), ``given`` (the user's).
     Returns the resolved settings and the values meant for plugins (not the command's own).
     """
-    options: Options = manager.options(values)
+    recorded = recorded or {}
+    flags = {**DEFAULT_FLAGS, **{k: v for k, v in recorded.items() if k in DEFAULT_FLAGS}}
+    options: Options = manager.options({**flags, **given})
     own = COMMAND_OPTIONS[command]
     for name, default, kind, help_text in own:
         options.add(name, default, type=kind, help=help_text, owner="hookline " + command)
+    inherited = {
+        key: value for key, value in recorded.items()
+        if key in options and key not in RUN_SPECIFIC
+    }
+    values = {**flags, **inherited, **given}
     settings = options.resolve(values)
     own_names = {name for name, *_ in own}
     return settings, {key: value for key, value in values.items() if key not in own_names}
+
+
+#: Settings of one command run that a later run does not inherit from a checkpoint.
+RUN_SPECIFIC = frozenset({"resume", "weights", "format", "source"})
 
 
 def latest_weights(project: Path) -> Path:
@@ -183,43 +198,27 @@ def latest_weights(project: Path) -> Path:
     return candidates[-1]
 
 
-def load_weights(path: Path) -> dict[str, Any]:
-    """A checkpoint written by a training run, loaded without arbitrary unpickling."""
-    import torch
-
-    if not path.is_file():
-        raise CommandError(f"weights file {str(path)!r} does not exist")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        raise CommandError(
-            f"cannot load weights file {str(path)!r}: {type(error).__name__}: {first_line}"
-        ) from None
-    if not isinstance(checkpoint, dict) or "task" not in checkpoint:
-        raise CommandError(f"{str(path)!r} is not a hookline weights file")
-    return checkpoint
-
-
 def run_phase(command: str, args: argparse.Namespace) -> int:
     from hookline.api import Model
     from hookline.demo import DigitsRecipe
+    from hookline.plugins.checkpoint import load_checkpoint
 
     manager = make_manager(args)
     recipe = DigitsRecipe()
     manager.register(recipe, "demo")
-    given = {**DEFAULT_FLAGS, **parse_settings(args.settings, args.config)}
+    given = parse_settings(args.settings, args.config)
     checkpoint: dict[str, Any] | None = None
-    if command != "train":
+    if command == "train":
+        if given.get("resume"):
+            checkpoint = load_checkpoint(str(given["resume"]))
+    else:
         weights = given.get("weights")
         project = Path(str(given.get("project", "runs")))
         path = Path(str(weights)) if weights not in (None, "") else latest_weights(project)
-        checkpoint = load_weights(path)
+        checkpoint = load_checkpoint(path)
         given["weights"] = str(path)
-        recorded = checkpoint.get("args", {})
-        demo_names = {option.name for option in _recipe_options(recipe)}
-        given = {**{k: v for k, v in recorded.items() if k in demo_names}, **given}
-    settings, plugin_values = resolve(manager, command, given)
+    recorded = checkpoint.get("args", {}) if checkpoint is not None else {}
+    settings, plugin_values = resolve(manager, command, given, recorded)
     undo = trace_hooks(manager) if args.trace_hooks else None
     try:
         if command == "train":
@@ -245,12 +244,6 @@ def run_phase(command: str, args: argparse.Namespace) -> int:
         if undo is not None:
             undo()
     return 0
-
-
-def _recipe_options(recipe: Any) -> Options:
-    options = Options()
-    recipe.hookline_add_options(options)
-    return options
 
 
 # -- plugins and hooks -------------------------------------------------------------------------

@@ -9,7 +9,7 @@ is refused with the type expected.  Strings from the command line are converted 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,16 +98,23 @@ class Options:
         :param type: the value's type; taken from ``default`` unless the default is ``None``,
             where it is required.
         :param owner: who declared it (shown in errors and ``hookline`` help).
+
+        Several plugins may declare the same name with the same type (``monitor`` is read by
+        checkpointing, early stopping and the plateau scheduler): one user value then reaches
+        all of them.  The first declaration's default and help are kept.
         """
-        if name in self._options:
-            raise SettingsError(
-                f"setting {name!r} is declared twice "
-                f"(by {self._options[name].owner or 'unknown'} and by {owner or 'unknown'})"
-            )
         if type is None:
             if default is None:
                 raise SettingsError(f"setting {name!r} has default None: give its type")
             type = default.__class__
+        existing = self._options.get(name)
+        if existing is not None:
+            if existing.type is not type:
+                raise SettingsError(
+                    f"setting {name!r} is declared as {existing.type.__name__} by "
+                    f"{existing.owner or 'unknown'} and as {type.__name__} by {owner or 'unknown'}"
+                )
+            return
         self._options[name] = Option(name, default, type, help, owner)
 
     def __contains__(self, name: object) -> bool:
@@ -130,14 +137,26 @@ class Options:
                 suggestion = f"; did you mean {hint!r}?" if hint else ""
                 raise SettingsError(f"unknown setting {name!r}{suggestion}")
             resolved[name] = _convert(option, value)
-        return Settings(resolved)
+        return Settings(resolved, explicit=values.keys())
 
 
 class Settings(Mapping[str, Any]):
-    """Read-only resolved settings: a mapping that also allows ``settings.name``."""
+    """Read-only resolved settings: a mapping that also allows ``settings.name``.
 
-    def __init__(self, values: Mapping[str, Any]) -> None:
+    ``explicit`` holds the names the user gave; the others have their defaults.  A plugin built
+    with constructor arguments applies only explicit settings, so that its arguments stand
+    unless the user overrides them (see :meth:`apply`).
+    """
+
+    def __init__(self, values: Mapping[str, Any], explicit: Iterable[str] = ()) -> None:
         self._values = dict(values)
+        self.explicit = frozenset(explicit)
+
+    def apply(self, target: object, names: Iterable[str]) -> None:
+        """Set ``target.<name>`` for each of ``names`` that the user gave explicitly."""
+        for name in names:
+            if name in self.explicit:
+                setattr(target, name, self._values[name])
 
     def __getitem__(self, name: str) -> Any:
         return self._values[name]

@@ -9,7 +9,7 @@ ends, never per batch.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -57,6 +57,14 @@ class Task(Protocol):
 
     def to_float(self, value: Any) -> float:
         """``value`` as a Python float (the one place a device value reaches the host)."""
+
+    def random_state(self, data: Iterable[Any]) -> dict[str, Any]:
+        """Every random generator that training draws from (global ones, and any that
+        ``data`` shuffles with), as plain data and tensors."""
+
+    def set_random_state(self, state: Mapping[str, Any], data: Iterable[Any] | None) -> None:
+        """Put back what :meth:`random_state` returned; with ``data=None``, only the global
+        generators (not those of the data)."""
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume: model, optimizer, ... as plain data and arrays."""

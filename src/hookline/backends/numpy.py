@@ -6,7 +6,8 @@ It proves the engine without torch, and shows the smallest complete
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import random
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,27 @@ from numpy.typing import NDArray
 from hookline.backends.base import Stage
 
 Batch = tuple[NDArray[np.float64], NDArray[np.float64]]
+
+
+def python_numpy_random_state() -> dict[str, Any]:
+    """Python's and NumPy's global generators, as ints and lists (no arrays to unpickle)."""
+    numpy_state = np.random.get_state(legacy=False)
+    numpy_state["state"] = {
+        "key": numpy_state["state"]["key"].tolist(), "pos": int(numpy_state["state"]["pos"])
+    }
+    return {"python": random.getstate(), "numpy": numpy_state}
+
+
+def set_python_numpy_random_state(state: Mapping[str, Any]) -> None:
+    """Put back what :func:`python_numpy_random_state` returned."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    numpy_state = dict(state["numpy"])
+    numpy_state["state"] = {
+        "key": np.asarray(numpy_state["state"]["key"], dtype=np.uint32),
+        "pos": numpy_state["state"]["pos"],
+    }
+    np.random.set_state(numpy_state)
 
 
 def make_batches(
@@ -100,6 +122,12 @@ class LinearRegressionTask:
 
     def to_float(self, value: Any) -> float:
         return float(value)
+
+    def random_state(self, data: Iterable[Any]) -> dict[str, Any]:
+        return python_numpy_random_state()
+
+    def set_random_state(self, state: Mapping[str, Any], data: Iterable[Any] | None) -> None:
+        set_python_numpy_random_state(state)
 
     def state_dict(self) -> dict[str, Any]:
         return {"weight": self.weight.copy(), "bias": self.bias}

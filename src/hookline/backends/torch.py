@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from hookline.backends.base import Stage
+from hookline.backends.numpy import python_numpy_random_state, set_python_numpy_random_state
 from hookline.errors import UserError
 
 LossFn = Callable[[Any, Any], torch.Tensor]
@@ -213,6 +214,32 @@ class TorchTask:
 
     # -- state ---------------------------------------------------------------------------------
 
+    def random_state(self, data: Iterable[Any]) -> dict[str, Any]:
+        """Python's, NumPy's and torch's generators (CUDA's too, once CUDA is in use), and
+        the generators that ``data`` (a DataLoader) shuffles and seeds its workers with."""
+        state = python_numpy_random_state()
+        state["torch"] = torch.get_rng_state()
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        state["data"] = [generator.get_state() for generator in _data_generators(data)]
+        return state
+
+    def set_random_state(self, state: Mapping[str, Any], data: Iterable[Any] | None) -> None:
+        set_python_numpy_random_state(state)
+        torch.set_rng_state(state["torch"])
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+        if data is None:
+            return
+        generators = _data_generators(data)
+        if len(generators) != len(state["data"]):
+            raise ValueError(
+                f"the checkpoint's data had {len(state['data'])} random generators, this data "
+                f"has {len(generators)}: resume with the same kind of data loader"
+            )
+        for generator, generator_state in zip(generators, state["data"], strict=True):
+            generator.set_state(generator_state)
+
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {"model": self.model.state_dict()}
         if self.optimizer is not None:
@@ -266,6 +293,18 @@ class TorchTask:
                 f"largest difference {difference:.3g}"
             )
         return target
+
+
+def _data_generators(data: Any) -> list[torch.Generator]:
+    """The distinct torch generators a DataLoader draws from (its own and its sampler's)."""
+    found: list[torch.Generator] = []
+    holders = [data, getattr(data, "sampler", None), getattr(data, "batch_sampler", None)]
+    holders.append(getattr(holders[-1], "sampler", None))
+    for holder in holders:
+        generator = getattr(holder, "generator", None)
+        if isinstance(generator, torch.Generator) and all(generator is not g for g in found):
+            found.append(generator)
+    return found
 
 
 def _batch_dimension() -> dict[int, Any]:

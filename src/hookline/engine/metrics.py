@@ -30,3 +30,11 @@ class Mean:
     def reset(self) -> None:
         self.total = None
         self.count = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        """The running total (still on its device) and count, for checkpoints."""
+        return {"total": self.total, "count": self.count}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.total = state["total"]
+        self.count = int(state["count"])

@@ -31,7 +31,7 @@ epoch's end hooks (validation included) still fire, then ``on_train_end``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -74,12 +74,17 @@ class Trainer(Phase):
         self.batch_idx = 0
         self.loss: Any = None
         self.start_epoch = 0
+        self.train_data: Iterable[Any] = ()
         self.log_every_n_steps = 50
         self.val_every_n_epochs = 1
         #: The validator that runs inside ``fit``; it shares this trainer's plugin manager.
         self.validator = Validator(task, manager=self.manager)
         self.validator.trainer = self
-        self._epoch_done = False
+        self._resume: dict[str, Any] | None = None
+        self._epoch_loss, self._interval_loss = Mean(), Mean()
+        self._epoch_rng: Any = None
+        self._batches_done = 0
+        self._epoch_complete = False
 
     def fit(
         self,
@@ -115,21 +120,20 @@ class Trainer(Phase):
         self.save_dir = None if save_dir is None else Path(save_dir)
         self.log_every_n_steps = log_every_n_steps
         self.val_every_n_epochs = val_every_n_epochs
-        self.epoch = self.start_epoch
+        self.train_data = train_data
         return self._guarded(lambda: self._fit(train_data, val_data))
 
     def _fit(self, train_data: Iterable[Any], val_data: Iterable[Any] | None) -> dict[str, float]:
         self.call("on_pretrain_routine_start", trainer=self)
         self.task.setup("fit")
         self.call("on_pretrain_routine_end", trainer=self)
+        self.epoch = self.start_epoch  # a checkpoint restored above may have moved it
         self.call("on_train_start", trainer=self)
         while self.epoch < self.epochs and not self.should_stop:
-            self._epoch_done = False
             self._train_epoch(train_data)
             if val_data is not None and (self.epoch + 1) % self.val_every_n_epochs == 0:
                 self.metrics.update(self.validator.evaluate(val_data))
                 self.task.train_mode(True)
-            self._epoch_done = True
             self.call("on_fit_epoch_end", trainer=self, metrics=self.metrics)
             self.call(
                 "on_log", run=self, metrics=MappingProxyType(dict(self.metrics)),
@@ -141,15 +145,44 @@ class Trainer(Phase):
         self.call("on_train_end", trainer=self)
         return self.metrics
 
+    def _start_epoch(self, data: Iterable[Any]) -> Iterator[tuple[int, Any]]:
+        """The epoch's batches, numbered; when resuming, the batches already done are drawn
+        (in the same shuffled order) and skipped, and the random state is put back."""
+        task, resume = self.task, self._resume
+        self._resume = None
+        self._epoch_loss, self._interval_loss = Mean(), Mean()
+        self._batches_done, self._epoch_complete = 0, False
+        if resume is None:
+            self._epoch_rng = task.random_state(data)
+            return enumerate(data)
+        self._epoch_rng = resume["epoch_rng"] if resume["epoch_rng"] is not None else resume["rng"]
+        task.set_random_state(self._epoch_rng, data)
+        iterator = iter(data)
+        skip = int(resume["batches_done"])
+        for _ in range(skip):
+            if next(iterator, _END) is _END:
+                raise ValueError(
+                    f"cannot resume at batch {skip} of epoch {self.epoch}: the training data "
+                    "has fewer batches than the run that wrote the checkpoint"
+                )
+        if skip:
+            # the data's own generators are where they were: drawn again and skipped alike
+            task.set_random_state(resume["rng"], None)
+        self._epoch_loss.load_state_dict(resume["epoch_loss"])
+        self._interval_loss.load_state_dict(resume["interval_loss"])
+        self._batches_done = skip
+        return enumerate(iterator, start=skip)
+
     def _train_epoch(self, data: Iterable[Any]) -> None:
         task = self.task
         self.metrics = {}
         self.call("on_train_epoch_start", trainer=self)
         task.train_mode(True)
         accumulate = max(1, int(getattr(task, "accumulate_grad_batches", 1)))
-        epoch_loss, interval_loss = Mean(), Mean()
+        batches = self._start_epoch(data)
+        epoch_loss, interval_loss = self._epoch_loss, self._interval_loss
         pending = 0
-        for batch_idx, batch in enumerate(data):
+        for batch_idx, batch in batches:
             self.batch_idx = batch_idx
             self.call("on_train_batch_start", trainer=self, batch=batch, batch_idx=batch_idx)
             loss = task.training_step(batch)
@@ -164,6 +197,7 @@ class Trainer(Phase):
             detached, count = task.detach(loss), task.batch_size(batch)
             epoch_loss.add(detached, count)
             interval_loss.add(detached, count)
+            self._batches_done = batch_idx + 1
             self.call(
                 "on_train_batch_end", trainer=self, batch=batch, batch_idx=batch_idx, loss=loss
             )
@@ -175,6 +209,8 @@ class Trainer(Phase):
                 self._log_interval(interval_loss)
             if self.should_stop:
                 break
+        else:
+            self._epoch_complete = True
         if pending:
             self._optimizer_step()
         if epoch_loss.count:
@@ -201,29 +237,64 @@ class Trainer(Phase):
     # -- checkpoint state (files are written by plugins, never by the engine) -------------------
 
     def checkpoint_state(self) -> dict[str, Any]:
-        """Everything needed to resume, as a dict; fires ``on_save_checkpoint`` so that every
-        plugin can add its own state under ``checkpoint["plugins"][<its name>]``."""
+        """Everything needed to resume exactly, as a dict of plain data and tensors.
+
+        ``task`` (model, optimizer, ...), ``progress`` (the epoch to continue, the batches of it
+        already done, the optimizer steps, the epoch's running losses, the random state at the
+        epoch's start and now), ``metrics``, and ``plugins``: each registered plugin that has a
+        ``state_dict()`` method stores it under its name, then ``on_save_checkpoint`` fires so
+        that any plugin can add more.  Call it between batches (from a hook), not mid-batch.
+        """
+        complete = self._epoch_complete or self._batches_done == 0
+        progress: dict[str, Any] = {
+            "epoch": self.epoch + 1 if self._epoch_complete else self.epoch,
+            "batches_done": 0 if complete else self._batches_done,
+            "global_step": self.global_step,
+            "epoch_loss": Mean().state_dict() if complete else self._epoch_loss.state_dict(),
+            "interval_loss": (
+                Mean().state_dict() if complete else self._interval_loss.state_dict()
+            ),
+            "epoch_rng": None if complete else self._epoch_rng,
+            "rng": self.task.random_state(self.train_data),
+        }
+        plugins = {}
+        for name, plugin in self.manager.list_name_plugin():
+            state_dict = getattr(plugin, "state_dict", None)
+            if plugin is not None and callable(state_dict):
+                plugins[name] = state_dict()
         checkpoint: dict[str, Any] = {
             "task": self.task.state_dict(),
-            "progress": {
-                "next_epoch": self.epoch + 1 if self._epoch_done else self.epoch,
-                "global_step": self.global_step,
-            },
+            "progress": progress,
             "metrics": dict(self.metrics),
-            "plugins": {},
+            "plugins": plugins,
         }
         self.call("on_save_checkpoint", trainer=self, checkpoint=checkpoint)
         return checkpoint
 
     def load_checkpoint_state(self, checkpoint: Mapping[str, Any]) -> None:
-        """Restore what :meth:`checkpoint_state` returned; the next ``fit`` carries on from
-        there.  Fires ``on_load_checkpoint`` after the task and the counters are restored."""
+        """Restore what :meth:`checkpoint_state` returned; ``fit`` then carries on exactly where
+        the checkpoint was taken.  Call it before ``fit`` or from ``on_pretrain_routine_end``.
+
+        Restores the task, the progress counters and random state, each plugin's
+        ``load_state_dict()``, then fires ``on_load_checkpoint``.
+        """
         try:
             task_state, progress = checkpoint["task"], checkpoint["progress"]
-            next_epoch, global_step = progress["next_epoch"], progress["global_step"]
+            resume = {key: progress[key] for key in _PROGRESS_KEYS}
         except (KeyError, TypeError) as error:
             raise ValueError(f"not a hookline checkpoint: missing {error}") from None
         self.task.load_state_dict(task_state)
-        self.start_epoch = int(next_epoch)
-        self.global_step = int(global_step)
+        self.start_epoch = int(resume["epoch"])
+        self.global_step = int(resume["global_step"])
+        self._resume = resume
+        for name, state in checkpoint.get("plugins", {}).items():
+            plugin = self.manager.get_plugin(name)
+            if plugin is not None and callable(getattr(plugin, "load_state_dict", None)):
+                plugin.load_state_dict(state)
         self.call("on_load_checkpoint", trainer=self, checkpoint=dict(checkpoint))
+
+
+_END = object()
+_PROGRESS_KEYS = (
+    "epoch", "batches_done", "global_step", "epoch_loss", "interval_loss", "epoch_rng", "rng"
+)

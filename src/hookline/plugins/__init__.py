@@ -35,6 +35,34 @@ BUILTINS: tuple[Builtin, ...] = (
     Builtin(
         "save",
         "hookline.plugins.run_files:RunFiles",
-        "write the run directory: settings (args.yaml), weights and predictions",
+        "write the run directory: settings (args.yaml) and predictions",
+    ),
+    Builtin(
+        "checkpoint",
+        "hookline.plugins.checkpoint:ModelCheckpoint",
+        "save last/best/periodic checkpoints; resume=PATH",
+    ),
+    Builtin(
+        "early_stopping",
+        "hookline.plugins.early_stopping:EarlyStopping",
+        "stop when the monitored metric stops improving (patience=...)",
+    ),
+    Builtin(
+        "lr_scheduler",
+        "hookline.plugins.lr_scheduler:LRScheduler",
+        "schedule the learning rate (schedule=...) and report it as lr",
+    ),
+    Builtin(
+        "nan_guard",
+        "hookline.plugins.nan_guard:NanGuard",
+        "stop cleanly when the loss becomes NaN or infinite",
+    ),
+    Builtin(
+        "timer",
+        "hookline.plugins.time_limit:TimeLimit",
+        "stop cleanly before time_limit seconds, with a checkpoint",
     ),
 )
+
+#: The built-ins ``hookline.Model`` and the ``hookline`` command turn on unless told otherwise.
+DEFAULT_FLAGS: dict[str, bool] = {builtin.flag: True for builtin in BUILTINS}

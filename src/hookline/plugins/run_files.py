@@ -1,9 +1,9 @@
-"""The files of a run: its numbered directory, the settings used, the weights, the predictions.
+"""The files of a run: its numbered directory, the settings used, the predictions.
 
 Layout (``project`` defaults to ``runs``)::
 
     runs/train/exp3/args.yaml            every setting of the run
-    runs/train/exp3/weights/last.pt      the last epoch's checkpoint (written atomically)
+    runs/train/exp3/weights/             checkpoints (see hookline.plugins.checkpoint)
     runs/predict/exp/predictions.csv     one row per predicted sample
 """
 
@@ -18,11 +18,9 @@ from typing import Any
 import yaml
 
 from hookline.engine import Phase, Predictor, Trainer
-from hookline.manager import Callback
+from hookline.manager import Callback, hookimpl
 from hookline.plugins.files import atomic_write, next_run_dir
 from hookline.settings import Options, Settings
-
-WEIGHTS_FORMAT = "hookline-checkpoint"
 
 
 def plain(value: Any) -> Any:
@@ -60,7 +58,7 @@ def _to_list(column: Any) -> list[Any]:
 
 
 class RunFiles(Callback):
-    """Writes a run's directory: ``args.yaml``, ``weights/last.pt`` and ``predictions.csv``.
+    """Chooses and creates a run's directory, writes ``args.yaml`` and ``predictions.csv``.
 
     Settings: ``project`` (parent folder, default ``runs``), ``name`` (default ``exp``; a
     number is added to keep earlier runs), ``exist_ok`` (reuse ``project/<phase>/name``).
@@ -95,21 +93,11 @@ class RunFiles(Callback):
 
     # -- training ------------------------------------------------------------------------------
 
+    @hookimpl(tryfirst=True)  # other plugins read save_dir in the same hook
     def on_pretrain_routine_start(self, trainer: Trainer) -> None:
         save_dir = self._choose_dir(trainer)
         text = yaml.safe_dump(plain(trainer.args), sort_keys=False)
         atomic_write(save_dir / "args.yaml", lambda file: file.write(text.encode()))
-
-    def on_fit_epoch_end(self, trainer: Trainer) -> None:
-        import torch
-
-        assert trainer.save_dir is not None
-        checkpoint = trainer.checkpoint_state()
-        checkpoint.update(format=WEIGHTS_FORMAT, args=plain(trainer.args), epoch=trainer.epoch)
-        path = atomic_write(
-            trainer.save_dir / "weights" / "last.pt", lambda file: torch.save(checkpoint, file)
-        )
-        trainer.call("on_model_save", trainer=trainer, path=path)
 
     # -- prediction ----------------------------------------------------------------------------
 

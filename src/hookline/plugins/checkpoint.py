@@ -1,0 +1,249 @@
+"""Checkpointing: the last state, the best by a monitored metric, the top k, and periodic
+files; every write atomic; loading refuses anything that needs arbitrary unpickling; and
+``resume=PATH`` restores a run exactly where its checkpoint was taken.
+
+Files, under the run's ``weights/`` folder::
+
+    last.pt                       the latest state, at every epoch end and periodic save
+    best.pt                       the best epoch so far by ``monitor``
+    epoch7-step1400.pt            periodic (save_period, save_every_n_steps) and top-k files,
+                                  named by the ``filename`` template
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import pickle
+import warnings
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from hookline.engine import Trainer
+from hookline.errors import UserError
+from hookline.manager import Callback
+from hookline.plugins.files import atomic_write
+from hookline.plugins.monitor import improves, resolve_mode
+from hookline.plugins.run_files import plain
+from hookline.settings import Options, Settings
+
+CHECKPOINT_FORMAT = "hookline-checkpoint"
+
+
+class CheckpointError(UserError):
+    """A checkpoint file cannot be used; the message names the file and why."""
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint with ``torch.load(weights_only=True)``.
+
+    :raises CheckpointError: when the file is missing, truncated or corrupt, is not a hookline
+        checkpoint, or holds objects whose unpickling could run code (refused, never run).
+    """
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        # weights_only refuses a class or function to import as an "unsupported GLOBAL"
+        unsafe = [line.strip() for line in str(error).splitlines() if "global" in line.lower()]
+        if unsafe:
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} holds objects that need arbitrary unpickling "
+                f"({unsafe[0]}); refused: hookline never runs code from a checkpoint"
+            ) from None
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is truncated or corrupt: not a torch checkpoint file"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is truncated or corrupt: {first}"
+        ) from None
+    if not isinstance(checkpoint, dict) or "task" not in checkpoint:
+        raise CheckpointError(f"{str(path)!r} is not a hookline checkpoint")
+    return checkpoint
+
+
+class ModelCheckpoint(Callback):
+    """Saves checkpoints of a training run.
+
+    :param monitor: the metric that decides the best checkpoint.
+    :param mode: ``min``, ``max`` or ``auto`` (accuracy-like names are maximised).
+    :param save_last: keep ``last.pt`` up to date.
+    :param save_top_k: keep ``best.pt`` (k >= 1) and, for k > 1, the k best epochs as
+        template-named files; 0 keeps no best checkpoint, -1 keeps every epoch.
+    :param save_period: also write a template-named file every this many epochs (0: never).
+    :param save_every_n_steps: also save (``last.pt`` and a template-named file) every this
+        many optimizer steps (0: never).
+    :param filename: the template of named files: ``{epoch}``, ``{step}`` and any metric with
+        ``/`` written as ``_`` (``{val_loss:.4f}``).
+    :param resume: a checkpoint to restore before training starts.
+
+    Each is also a setting of the same name.  A checkpoint is never written while the loss is
+    NaN or infinite, so the last good one survives a divergence.
+    """
+
+    SETTINGS = (
+        "monitor", "mode", "save_last", "save_top_k", "save_period", "save_every_n_steps",
+        "filename", "resume",
+    )
+
+    def __init__(
+        self,
+        monitor: str = "val/loss",
+        mode: str = "auto",
+        save_last: bool = True,
+        save_top_k: int = 1,
+        save_period: int = 0,
+        save_every_n_steps: int = 0,
+        filename: str = "epoch{epoch}-step{step}",
+        resume: str = "",
+    ) -> None:
+        self.monitor, self.mode = monitor, mode
+        self.save_last, self.save_top_k = save_last, save_top_k
+        self.save_period, self.save_every_n_steps = save_period, save_every_n_steps
+        self.filename, self.resume = filename, resume
+        self.best_score: float | None = None
+        self.best_epoch: int | None = None
+        self.top_k: list[tuple[float, str]] = []
+        self._warned: set[str] = set()
+        self._last_step_saved: int | None = None
+
+    # -- settings ------------------------------------------------------------------------------
+
+    def hookline_add_options(self, options: Options) -> None:
+        owner = "checkpoint"
+        options.add("monitor", self.monitor, help="metric that decides 'best'", owner=owner)
+        options.add("mode", self.mode, help="min, max or auto for the monitor", owner=owner)
+        options.add("save_last", self.save_last, help="keep weights/last.pt", owner=owner)
+        options.add("save_top_k", self.save_top_k, help="best checkpoints to keep", owner=owner)
+        options.add("save_period", self.save_period, help="save every N epochs", owner=owner)
+        options.add(
+            "save_every_n_steps", self.save_every_n_steps, help="save every N steps", owner=owner
+        )
+        options.add("filename", self.filename, help="name template of saved files", owner=owner)
+        options.add("resume", self.resume, help="checkpoint to resume from", owner=owner)
+
+    def hookline_configure(self, settings: Settings) -> None:
+        settings.apply(self, self.SETTINGS)
+        resolve_mode(self.monitor, self.mode)  # refuse a bad mode before training starts
+
+    # -- resume --------------------------------------------------------------------------------
+
+    def on_pretrain_routine_end(self, trainer: Trainer) -> None:
+        if trainer.save_dir is not None:
+            for stale in (trainer.save_dir / "weights").glob(".*.tmp"):
+                stale.unlink()  # a write interrupted by a crash; the target file is intact
+        if self.resume:
+            trainer.load_checkpoint_state(load_checkpoint(self.resume))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "best_score": self.best_score, "best_epoch": self.best_epoch,
+            "top_k": [list(entry) for entry in self.top_k],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best_score, self.best_epoch = state["best_score"], state["best_epoch"]
+        self.top_k = [(float(score), str(path)) for score, path in state["top_k"]]
+
+    # -- saving --------------------------------------------------------------------------------
+
+    def on_train_batch_end(self, trainer: Trainer) -> None:
+        every = self.save_every_n_steps
+        step_saves = every and trainer.global_step % every == 0
+        if step_saves and trainer.global_step != self._last_step_saved:
+            self._last_step_saved = trainer.global_step
+            if self._can_save(trainer, trainer.task.to_float(trainer.loss)):
+                targets = [self._named(trainer, {})]
+                if self.save_last:
+                    targets.append(self._weights(trainer) / "last.pt")
+                self._write(trainer, targets)
+
+    def on_fit_epoch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        if not self._can_save(trainer, metrics.get("train/loss", 0.0)):
+            return
+        targets: list[Path] = []
+        if self.save_last:
+            targets.append(self._weights(trainer) / "last.pt")
+        if self.save_period and (trainer.epoch + 1) % self.save_period == 0:
+            targets.append(self._named(trainer, metrics))
+        targets.extend(self._best_targets(trainer, metrics))
+        if targets:
+            self._write(trainer, targets)
+
+    def _best_targets(self, trainer: Trainer, metrics: dict[str, float]) -> list[Path]:
+        if self.save_top_k == 0:
+            return []
+        value = metrics.get(self.monitor)
+        if value is None:
+            self._warn_once(
+                f"checkpoint: metric {self.monitor!r} is not reported (have: "
+                f"{', '.join(metrics) or 'none'}); no best checkpoint is kept"
+            )
+            return []
+        mode = resolve_mode(self.monitor, self.mode)
+        targets = []
+        if improves(value, self.best_score, mode):
+            self.best_score, self.best_epoch = value, trainer.epoch
+            targets.append(self._weights(trainer) / "best.pt")
+        if self.save_top_k == 1:
+            return targets
+        path = self._named(trainer, metrics)
+        ranked = sorted([*self.top_k, (value, str(path))], reverse=mode == "max")
+        keep = ranked if self.save_top_k < 0 else ranked[: self.save_top_k]
+        for _, dropped in set(self.top_k) - set(keep):
+            Path(dropped).unlink(missing_ok=True)
+        self.top_k = keep
+        if (value, str(path)) in keep:
+            targets.append(path)
+        return targets
+
+    def _can_save(self, trainer: Trainer, loss: float) -> bool:
+        if trainer.save_dir is None:
+            self._warn_once("checkpoint: no run directory (save=False, no save_dir): not saving")
+            return False
+        if math.isfinite(loss):
+            return True
+        self._warn_once(
+            f"checkpoint: not saving at epoch {trainer.epoch}, step {trainer.global_step}: the "
+            "loss is not finite; the last good checkpoint is kept"
+        )
+        return False
+
+    def _weights(self, trainer: Trainer) -> Path:
+        assert trainer.save_dir is not None  # checked by _can_save
+        return trainer.save_dir / "weights"
+
+    def _named(self, trainer: Trainer, metrics: dict[str, float]) -> Path:
+        fields = {name.replace("/", "_"): value for name, value in metrics.items()}
+        try:
+            name = self.filename.format(epoch=trainer.epoch, step=trainer.global_step, **fields)
+        except (KeyError, ValueError, IndexError) as error:
+            raise UserError(
+                f"checkpoint filename {self.filename!r} cannot be filled: {error!r}; it can use "
+                f"epoch, step, {', '.join(fields) or '(no metrics yet)'}"
+            ) from None
+        return self._weights(trainer) / f"{name}.pt"
+
+    def _write(self, trainer: Trainer, targets: list[Path]) -> None:
+        import torch
+
+        checkpoint = trainer.checkpoint_state()
+        checkpoint.update(format=CHECKPOINT_FORMAT, args=plain(trainer.args))
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        data = buffer.getvalue()
+        for path in dict.fromkeys(targets):
+            atomic_write(path, lambda file: file.write(data))
+            trainer.call("on_model_save", trainer=trainer, path=path)
+
+    def _warn_once(self, message: str) -> None:
+        if message not in self._warned:
+            self._warned.add(message)
+            warnings.warn(message, stacklevel=2)

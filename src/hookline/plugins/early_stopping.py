@@ -1,0 +1,153 @@
+"""Early stopping: end training when a monitored metric stops improving (Keras' options)."""
+
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+from typing import Any
+
+from hookline.engine import Trainer
+from hookline.manager import Callback
+from hookline.plugins.monitor import improves, resolve_mode
+from hookline.settings import Options, Settings, SettingsError
+
+
+class EarlyStopping(Callback):
+    """Requests a stop, with the reason, when ``monitor`` has not improved for ``patience``
+    epochs.
+
+    :param monitor: the metric to watch (as reported at epoch end).
+    :param mode: ``min``, ``max`` or ``auto`` (accuracy-like names are maximised).
+    :param patience: epochs without improvement before stopping.
+    :param min_delta: an improvement must exceed this.
+    :param baseline: a value the metric must beat; epochs that do not count against patience
+        from the start.
+    :param start_from_epoch: epochs before this one are not watched (warm-up).
+    :param check_finite: stop as soon as the metric is NaN or infinite.
+    :param stopping_threshold: stop as soon as the metric reaches this (a good-enough goal).
+    :param divergence_threshold: stop as soon as the metric is worse than this.
+    :param restore_best_weights: at the end of training, put back the best epoch's task state.
+
+    Each is also a setting of the same name (``patience=5`` on the command line).  Its counters
+    travel in checkpoints, so a resumed run stops at the same epoch as an uninterrupted one.
+    """
+
+    SETTINGS = (
+        "monitor", "mode", "patience", "min_delta", "baseline", "start_from_epoch",
+        "check_finite", "stopping_threshold", "divergence_threshold", "restore_best_weights",
+    )
+
+    def __init__(
+        self,
+        monitor: str = "val/loss",
+        mode: str = "auto",
+        patience: int = 10,
+        min_delta: float = 0.0,
+        baseline: float | None = None,
+        start_from_epoch: int = 0,
+        check_finite: bool = True,
+        stopping_threshold: float | None = None,
+        divergence_threshold: float | None = None,
+        restore_best_weights: bool = False,
+    ) -> None:
+        self.monitor, self.mode, self.patience, self.min_delta = monitor, mode, patience, min_delta
+        self.baseline, self.start_from_epoch = baseline, start_from_epoch
+        self.check_finite = check_finite
+        self.stopping_threshold = stopping_threshold
+        self.divergence_threshold = divergence_threshold
+        self.restore_best_weights = restore_best_weights
+        self.wait = 0
+        self.best: float | None = None
+        self.best_epoch: int | None = None
+        self.stopped_epoch: int | None = None
+        self.best_state: dict[str, Any] | None = None
+        self._warned = False
+
+    def hookline_add_options(self, options: Options) -> None:
+        add, owner = options.add, "early_stopping"
+        add("monitor", self.monitor, help="metric that decides 'best'", owner=owner)
+        add("mode", self.mode, help="min, max or auto for the monitor", owner=owner)
+        add("patience", self.patience, help="epochs without improvement", owner=owner)
+        add("min_delta", self.min_delta, help="smallest improvement that counts", owner=owner)
+        add("baseline", self.baseline, type=float, help="value to beat", owner=owner)
+        add("start_from_epoch", self.start_from_epoch, help="first watched epoch", owner=owner)
+        add("check_finite", self.check_finite, help="stop on NaN/inf metric", owner=owner)
+        add("stopping_threshold", self.stopping_threshold, type=float, help="goal", owner=owner)
+        add(
+            "divergence_threshold", self.divergence_threshold, type=float,
+            help="stop when worse than this", owner=owner,
+        )
+        add(
+            "restore_best_weights", self.restore_best_weights,
+            help="restore the best epoch's weights at the end", owner=owner,
+        )
+
+    def hookline_configure(self, settings: Settings) -> None:
+        settings.apply(self, self.SETTINGS)
+        resolve_mode(self.monitor, self.mode)
+        if self.patience < 0:
+            raise SettingsError(f"patience must be >= 0, got {self.patience}")
+
+    def on_train_start(self) -> None:
+        if self.best is None and self.baseline is not None:
+            self.best = self.baseline
+
+    def on_fit_epoch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        if trainer.epoch < self.start_from_epoch:
+            return
+        value = metrics.get(self.monitor)
+        if value is None:
+            if not self._warned:
+                self._warned = True
+                warnings.warn(
+                    f"early stopping: metric {self.monitor!r} is not reported (have: "
+                    f"{', '.join(metrics) or 'none'}); it will not stop training", stacklevel=2
+                )
+            return
+        reason = self._reason(value, resolve_mode(self.monitor, self.mode))
+        if reason is not None:
+            self.stopped_epoch = trainer.epoch
+            trainer.request_stop(f"early stopping: {reason}")
+            return
+        if improves(value, self.best, resolve_mode(self.monitor, self.mode), self.min_delta):
+            self.best, self.best_epoch, self.wait = value, trainer.epoch, 0
+            if self.restore_best_weights:
+                self.best_state = copy.deepcopy(trainer.task.state_dict())
+            return
+        self.wait += 1
+        if self.wait >= self.patience:
+            self.stopped_epoch = trainer.epoch
+            best = "the baseline" if self.best_epoch is None else f"epoch {self.best_epoch + 1}"
+            trainer.request_stop(
+                f"early stopping: {self.monitor} has not improved for {self.wait} epochs "
+                f"(best {self.best:.6g} at {best})"
+            )
+
+    def _reason(self, value: float, mode: str) -> str | None:
+        if self.check_finite and not math.isfinite(value):
+            return f"{self.monitor} is {value}"
+        goal, limit = self.stopping_threshold, self.divergence_threshold
+        if goal is not None and _at_least_as_good(value, goal, mode):
+            return f"{self.monitor} reached {value:.6g} (threshold {goal:g})"
+        if limit is not None and not _at_least_as_good(value, limit, mode):
+            return f"{self.monitor} diverged to {value:.6g} (limit {limit:g})"
+        return None
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        if self.restore_best_weights and self.best_state is not None:
+            trainer.task.load_state_dict(self.best_state)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "wait": self.wait, "best": self.best, "best_epoch": self.best_epoch,
+            "stopped_epoch": self.stopped_epoch, "best_state": self.best_state,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.wait, self.best, self.best_epoch = state["wait"], state["best"], state["best_epoch"]
+        self.stopped_epoch, self.best_state = state["stopped_epoch"], state["best_state"]
+
+
+def _at_least_as_good(value: float, reference: float, mode: str) -> bool:
+    return value <= reference if mode == "min" else value >= reference
