@@ -210,7 +210,7 @@ class TorchTask:
         return value.detach() if isinstance(value, torch.Tensor) else value
 
     def to_float(self, value: Any) -> float:
-        return float(value)
+        return float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
 
     # -- state ---------------------------------------------------------------------------------
 

@@ -147,7 +147,8 @@ class LRScheduler(Callback):
             trainer.metrics["lr" if index == 0 else f"lr/pg{index}"] = float(group["lr"])
 
     def on_fit_epoch_end(self, metrics: dict[str, float]) -> None:
-        if self.scheduler is None or self.steps < self.warmup_steps:
+        # per epoch, the scheduler counts from the first epoch end after the warm-up ended
+        if self.scheduler is None or self.steps <= self.warmup_steps:
             return
         if self._plateau():
             value = metrics.get(self.monitor)

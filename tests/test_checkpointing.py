@@ -1,0 +1,165 @@
+"""Checkpoint selection on scripted metrics, atomic writes, and refusing unsafe or broken files."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from hookline import PluginManager, Trainer  # noqa: E402
+from hookline.plugins.checkpoint import CheckpointError, ModelCheckpoint, load_checkpoint  # noqa: E402
+from hookline.plugins.files import atomic_write  # noqa: E402
+from hookline.plugins.nan_guard import NanGuard  # noqa: E402
+from tests.test_early_stopping import Script  # noqa: E402
+from tests.test_torch_backend import batches, make_task  # noqa: E402
+
+
+def train(tmp_path: Path, values: list[float], name: str = "val/loss", **options: object):
+    checkpoint = ModelCheckpoint(monitor=name, **options)
+    trainer = Trainer(make_task(), [checkpoint, Script(name, values)], manager=PluginManager())
+    trainer.fit(batches(64, 16), epochs=len(values), save_dir=tmp_path)
+    return trainer, checkpoint, tmp_path / "weights"
+
+
+def saved_epoch(path: Path) -> int:
+    return load_checkpoint(path)["progress"]["epoch"] - 1
+
+
+def test_last_and_best_follow_the_monitored_metric(tmp_path):
+    _, checkpoint, weights = train(tmp_path, [3.0, 1.0, 2.0, 1.5])
+    assert sorted(p.name for p in weights.iterdir()) == ["best.pt", "last.pt"]
+    assert saved_epoch(weights / "best.pt") == 1
+    assert saved_epoch(weights / "last.pt") == 3
+    assert (checkpoint.best_score, checkpoint.best_epoch) == (1.0, 1)
+
+
+def test_top_k_keeps_the_k_best_epochs_and_deletes_the_rest(tmp_path):
+    _, checkpoint, weights = train(
+        tmp_path, [3.0, 1.0, 2.0, 0.5, 4.0], save_top_k=2, filename="epoch{epoch}"
+    )
+    assert sorted(p.name for p in weights.iterdir()) == [
+        "best.pt", "epoch1.pt", "epoch3.pt", "last.pt"
+    ]
+    assert saved_epoch(weights / "best.pt") == 3
+    assert [score for score, _ in checkpoint.top_k] == [0.5, 1.0]
+
+
+def test_max_mode_and_metric_values_in_the_filename(tmp_path):
+    _, _, weights = train(
+        tmp_path, [0.5, 0.9, 0.7], "val/accuracy", save_top_k=3,
+        filename="e{epoch}-acc{val_accuracy:.2f}",
+    )
+    assert sorted(p.name for p in weights.iterdir()) == [
+        "best.pt", "e0-acc0.50.pt", "e1-acc0.90.pt", "e2-acc0.70.pt", "last.pt"
+    ]
+    assert saved_epoch(weights / "best.pt") == 1
+
+
+def test_periodic_saves_every_n_epochs_and_every_n_steps(tmp_path):
+    # 64 samples in batches of 16: 4 optimizer steps per epoch
+    _, _, weights = train(
+        tmp_path, [1.0] * 4, save_top_k=0, save_last=False, save_period=2,
+        save_every_n_steps=6, filename="epoch{epoch}-step{step}",
+    )
+    assert sorted(p.name for p in weights.iterdir()) == [
+        "epoch1-step6.pt", "epoch1-step8.pt", "epoch2-step12.pt", "epoch3-step16.pt"
+    ]
+    mid_epoch = load_checkpoint(weights / "epoch1-step6.pt")["progress"]
+    assert (mid_epoch["epoch"], mid_epoch["batches_done"], mid_epoch["global_step"]) == (1, 2, 6)
+
+
+def test_an_unfillable_filename_template_names_what_it_can_use(tmp_path):
+    from hookline import UserError
+
+    with pytest.raises(UserError, match="can use epoch, step, train_loss"):
+        train(tmp_path, [1.0], save_top_k=2, filename="{val_acc}")
+
+
+def test_on_model_save_fires_after_each_file_is_complete(tmp_path):
+    saved = []
+    trainer = Trainer(make_task(), [ModelCheckpoint()], manager=PluginManager())
+    trainer.add_callback(
+        "on_model_save", lambda path: saved.append((path.name, load_checkpoint(path)["format"]))
+    )
+    trainer.fit(batches(64, 16), batches(32, 16, seed=1), epochs=2, save_dir=tmp_path)
+    assert ("last.pt", "hookline-checkpoint") in saved
+    assert saved.count(("last.pt", "hookline-checkpoint")) == 2
+
+
+def test_nan_loss_stops_the_run_and_keeps_the_last_finite_checkpoint(tmp_path):
+    calls = {"n": 0}
+
+    def loss_that_explodes(outputs, targets):
+        calls["n"] += 1
+        loss = torch.nn.functional.cross_entropy(outputs, targets)
+        return loss * math.nan if calls["n"] > 6 else loss  # from the 7th batch (epoch 1) on
+
+    task = make_task()
+    task.loss = loss_that_explodes
+    trainer = Trainer(task, [ModelCheckpoint(), NanGuard()], manager=PluginManager())
+    with pytest.warns(UserWarning, match="the loss is not finite; the last good checkpoint"):
+        trainer.fit(batches(64, 16), epochs=5, save_dir=tmp_path)
+    assert trainer.stop_reason.startswith("NaN guard: the loss became NaN or infinite in epoch 2")
+    assert trainer.epoch == 1
+    last = load_checkpoint(tmp_path / "weights" / "last.pt")
+    assert last["progress"]["epoch"] == 1  # written after epoch 0, the last finite one
+    assert all(torch.isfinite(value).all() for value in last["task"]["model"].values())
+
+
+def test_atomic_write_leaves_the_previous_file_when_the_writer_dies(tmp_path):
+    target = tmp_path / "last.pt"
+    atomic_write(target, lambda file: file.write(b"good"))
+
+    def dies_halfway(file):
+        file.write(b"partial")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(target, dies_halfway)
+    assert target.read_bytes() == b"good"
+    assert os.listdir(tmp_path) == ["last.pt"]
+
+
+class RunsCode:
+    """Unpickling this runs a command that creates a marker file."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_without_running_it(tmp_path):
+    marker = tmp_path / "code-ran"
+    path = tmp_path / "evil.pt"
+    torch.save({"task": {"model": RunsCode(marker)}, "progress": {}}, path)
+    with pytest.raises(CheckpointError, match=r"need arbitrary unpickling .*refused"):
+        load_checkpoint(path)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])
+def test_corrupt_or_truncated_checkpoints_name_the_file(tmp_path, damage):
+    path = tmp_path / "last.pt"
+    Trainer(make_task(), [ModelCheckpoint()], manager=PluginManager()).fit(
+        batches(32, 16), epochs=1, save_dir=tmp_path
+    )
+    path = tmp_path / "weights" / "last.pt"
+    data = path.read_bytes()
+    path.write_bytes(
+        {"truncate": data[: len(data) // 2], "garbage": b"\x80\x04not torch", "empty": b""}[damage]
+    )
+    with pytest.raises(CheckpointError, match=f"checkpoint '{path}' is truncated or corrupt"):
+        load_checkpoint(path)
+
+
+def test_a_plain_torch_file_is_not_a_hookline_checkpoint(tmp_path):
+    path = tmp_path / "weights.pt"
+    torch.save({"weight": torch.zeros(2)}, path)
+    with pytest.raises(CheckpointError, match="is not a hookline checkpoint"):
+        load_checkpoint(path)

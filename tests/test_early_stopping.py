@@ -1,0 +1,114 @@
+"""Early stopping on scripted metric sequences, against hand-worked stopping epochs."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from hookline import Callback, Trainer, hookimpl
+from hookline.plugins.console import ConsoleLogger
+from hookline.plugins.early_stopping import EarlyStopping
+from tests.conftest import regression_batches
+
+
+class Script(Callback):
+    """Replaces the monitored metric with a scripted value each epoch (before anyone reads it)."""
+
+    def __init__(self, name: str, values: list[float]):
+        self.name, self.values = name, values
+
+    @hookimpl(tryfirst=True)
+    def on_fit_epoch_end(self, trainer, metrics):
+        metrics[self.name] = self.values[trainer.epoch]
+
+
+def run(task, manager, values, name="val/loss", **options):
+    stopper = EarlyStopping(monitor=name, **options)
+    trainer = Trainer(task, [stopper, Script(name, values)], manager=manager)
+    trainer.fit(regression_batches(8, 4), epochs=len(values))
+    return trainer, stopper
+
+
+@pytest.mark.parametrize(
+    ("values", "options", "last_epoch", "reason"),
+    [
+        # best 4 at epoch 1; epochs 2 and 3 do not improve: patience 2 runs out at epoch 3
+        ([5, 4, 4, 4, 3], {"patience": 2}, 3, "has not improved for 2 epochs (best 4 at epoch 2)"),
+        # min_delta 0.5: 4.6 is no improvement on 5, 4.2 is; 3.9 is not on 4.2, 3.0 is
+        ([5, 4.6, 4.2, 3.9, 3.0], {"patience": 2, "min_delta": 0.5}, 4, None),
+        # the baseline 3 is never beaten: epochs 0 and 1 count against patience 2
+        ([5, 4, 3.5, 3.2], {"patience": 2, "baseline": 3.0}, 1, "(best 3 at the baseline)"),
+        # epochs 0 and 1 are not watched; best 3 at epoch 2, no improvement at epoch 3
+        ([1, 2, 3, 4, 5], {"patience": 1, "start_from_epoch": 2}, 3, "best 3 at epoch 3"),
+        ([3, math.nan, 1], {"patience": 5}, 1, "val/loss is nan"),
+        ([3, math.inf, 1], {"patience": 5}, 1, "val/loss is inf"),
+        ([2, 1, 0.4, 0.3], {"stopping_threshold": 0.5}, 2, "reached 0.4 (threshold 0.5)"),
+        ([2, 11, 1], {"divergence_threshold": 10.0}, 1, "diverged to 11 (limit 10)"),
+    ],
+    ids=["patience", "min-delta", "baseline", "start-from-epoch", "nan", "inf", "goal", "diverge"],
+)
+def test_stops_at_the_hand_worked_epoch(task, manager, values, options, last_epoch, reason):
+    trainer, stopper = run(task, manager, values, **options)
+    assert trainer.epoch == last_epoch
+    if reason is None:
+        assert not trainer.should_stop
+        assert stopper.stopped_epoch is None
+    else:
+        assert trainer.stop_reason.startswith("early stopping: ")
+        assert reason in trainer.stop_reason
+        assert stopper.stopped_epoch == last_epoch
+
+
+def test_accuracy_like_metrics_are_maximised(task, manager):
+    trainer, stopper = run(task, manager, [0.5, 0.6, 0.6, 0.6, 0.9], "val/accuracy", patience=2)
+    assert trainer.epoch == 3
+    assert (stopper.best, stopper.best_epoch) == (0.6, 1)
+
+
+def test_explicit_mode_overrides_auto(task, manager):
+    trainer, _ = run(task, manager, [0.5, 0.6, 0.7], "val/accuracy", mode="min", patience=1)
+    assert trainer.epoch == 1
+
+
+def test_restore_best_weights_puts_back_the_best_epochs_state(task, manager):
+    weights = []
+    trainer = Trainer(
+        task,
+        [EarlyStopping(patience=2, restore_best_weights=True), Script("val/loss", [3, 1, 2, 2, 0])],
+        manager=manager,
+    )
+    trainer.add_callback("on_fit_epoch_end", lambda: weights.append(task.weight.copy()))
+    trainer.fit(regression_batches(8, 4), epochs=5)
+    assert trainer.epoch == 3
+    np.testing.assert_array_equal(task.weight, weights[1])
+    assert not np.array_equal(task.weight, weights[3])
+
+
+def test_settings_override_constructor_arguments_only_when_given(task, manager):
+    stopper = EarlyStopping(patience=7)
+    trainer = Trainer(task, [stopper], manager=manager)
+    trainer.fit(regression_batches(4, 4), epochs=1)
+    assert stopper.patience == 7
+    trainer.fit(regression_batches(4, 4), epochs=1, patience="2")
+    assert stopper.patience == 2
+
+
+def test_the_run_summary_shows_the_stop_reason(task, manager, capsys):
+    run_plugins = [EarlyStopping(patience=1), Script("val/loss", [1, 2, 3]), ConsoleLogger()]
+    Trainer(task, run_plugins, manager=manager).fit(regression_batches(8, 4), epochs=3)
+    summary = capsys.readouterr().out.strip().splitlines()[-1]
+    assert summary.startswith("training finished after 2 epochs (stopped early: early stopping:")
+    assert "val/loss has not improved for 1 epochs (best 1 at epoch 1)" in summary
+
+
+def test_a_missing_metric_warns_once_and_never_stops(task, manager):
+    trainer = Trainer(
+        task, [EarlyStopping(monitor="val/f1", patience=1), Script("val/loss", [1, 1, 1])],
+        manager=manager,
+    )
+    with pytest.warns(UserWarning, match="'val/f1' is not reported") as caught:
+        trainer.fit(regression_batches(8, 4), epochs=3)
+    assert len([w for w in caught if "is not reported" in str(w.message)]) == 1
+    assert not trainer.should_stop

@@ -1,0 +1,174 @@
+"""Exact resume: a run killed at any instant and resumed from its last checkpoint ends with the
+same weights, early-stopping counters and best-checkpoint record as an uninterrupted run."""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from hookline import PluginManager, Trainer  # noqa: E402
+from hookline.plugins.checkpoint import ModelCheckpoint, load_checkpoint  # noqa: E402
+from hookline.plugins.time_limit import TimeLimit  # noqa: E402
+from tests.test_torch_backend import make_task  # noqa: E402
+
+JOB = Path(__file__).with_name("resume_job.py")
+
+
+def job(save_dir: Path, *extra: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, str(JOB), str(save_dir), *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+
+
+def finish(process: subprocess.Popen[bytes]) -> None:
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stderr.decode()[-3000:]
+
+
+def resume(save_dir: Path) -> dict:
+    last = save_dir / "weights" / "last.pt"
+    finish(job(save_dir, *(["--resume", str(last)] if last.exists() else [])))
+    return torch.load(save_dir / "final.pt", weights_only=True)
+
+
+def assert_same_run(result: dict, reference: dict) -> None:
+    for name, tensor in reference["model"].items():
+        assert torch.equal(result["model"][name], tensor), name
+    assert result["plugins"] == reference["plugins"]
+    assert (result["epoch"], result["global_step"], result["stop_reason"]) == (
+        reference["epoch"], reference["global_step"], reference["stop_reason"]
+    )
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The uninterrupted run's result."""
+    save_dir = tmp_path_factory.mktemp("uninterrupted")
+    finish(job(save_dir))
+    return torch.load(save_dir / "final.pt", weights_only=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trial", range(3))
+def test_killed_at_a_random_step_resumes_bit_exactly(reference, tmp_path, trial):
+    target = random.Random(trial).randrange(5, reference["global_step"] - 10)
+    process = job(tmp_path)
+    assert process.stdout is not None
+    for line in process.stdout:  # "saved STEP" after each last.pt
+        if int(line.split()[1]) >= target:
+            process.send_signal(signal.SIGKILL)
+            break
+    process.wait()
+    assert process.returncode == -signal.SIGKILL
+    killed_at = load_checkpoint(tmp_path / "weights" / "last.pt")["progress"]
+    assert target <= killed_at["global_step"] < reference["global_step"]
+    assert_same_run(resume(tmp_path), reference)
+
+
+@pytest.mark.slow
+def test_killed_while_writing_a_checkpoint_keeps_the_previous_one_and_resumes(
+    reference, tmp_path
+):
+    process = job(tmp_path, "--heavy-at-step", "30")
+    weights = tmp_path / "weights"
+    deadline = time.monotonic() + 120
+    while not large_partial_file(weights) and time.monotonic() < deadline:
+        time.sleep(0.001)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert list(weights.glob(".*.tmp")), "the kill did not land during a checkpoint write"
+    last = load_checkpoint(weights / "last.pt")
+    assert last["progress"]["global_step"] == 29  # the step before the one being written
+    assert "ballast" not in last
+    assert_same_run(resume(tmp_path), reference)
+    assert not list(weights.glob(".*.tmp")), "the interrupted write was not cleaned up"
+
+
+def large_partial_file(folder: Path) -> bool:
+    """Whether the ballast checkpoint (200 MB) is being written: a large temporary file."""
+    for partial in folder.glob(".*.tmp"):
+        try:
+            if partial.stat().st_size > 10_000_000:
+                return True
+        except FileNotFoundError:  # renamed into place meanwhile
+            pass
+    return False
+
+
+class Crash(Exception):
+    pass
+
+
+def test_resuming_mid_epoch_in_process_matches_an_uninterrupted_run(tmp_path):
+    """Same guarantee without subprocesses: crash at step 7 of 4-step epochs, resume."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    def data():
+        x = torch.randn(64, 4, generator=torch.Generator().manual_seed(5))
+        y = (x[:, 0] > 0).long()
+        return DataLoader(TensorDataset(x, y), batch_size=16, shuffle=True,
+                          generator=torch.Generator().manual_seed(3))
+
+    def trainer(**checkpoint: object) -> Trainer:
+        plugins = [ModelCheckpoint(save_every_n_steps=1, filename="step", **checkpoint)]
+        return Trainer(make_task(), plugins, manager=PluginManager())
+
+    full = trainer()
+    full.fit(data(), epochs=3, save_dir=tmp_path / "full")
+    crashing = trainer()
+
+    def crash(trainer):
+        if trainer.global_step == 7:
+            raise Crash
+
+    crashing.add_callback("on_train_batch_end", crash)
+    with pytest.raises(Crash):
+        crashing.fit(data(), epochs=3, save_dir=tmp_path / "part")
+    progress = load_checkpoint(tmp_path / "part" / "weights" / "last.pt")["progress"]
+    assert (progress["epoch"], progress["batches_done"], progress["global_step"]) == (1, 2, 6)
+    resumed = trainer(resume=str(tmp_path / "part" / "weights" / "last.pt"))
+    resumed.fit(data(), epochs=3, save_dir=tmp_path / "part")
+    assert resumed.global_step == full.global_step == 12
+    for a, b in zip(full.task.model.parameters(), resumed.task.model.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert resumed.metrics["train/loss"] == full.metrics["train/loss"]
+
+
+def test_time_limit_stops_with_a_checkpoint_that_resumes_the_run(tmp_path):
+    from torch.utils.data import DataLoader, TensorDataset
+
+    x = torch.randn(320, 4, generator=torch.Generator().manual_seed(5))
+    loader = DataLoader(TensorDataset(x, (x[:, 0] > 0).long()), batch_size=16)
+
+    def slow(trainer):
+        time.sleep(0.02)
+
+    limited = Trainer(make_task(), [ModelCheckpoint(), TimeLimit(0.5)], manager=PluginManager())
+    limited.add_callback("on_train_batch_end", slow)
+    started = time.monotonic()
+    limited.fit(loader, epochs=10, save_dir=tmp_path)
+    assert time.monotonic() - started < 0.5
+    assert limited.stop_reason.startswith("time limit:")
+    progress = load_checkpoint(tmp_path / "weights" / "last.pt")["progress"]
+    assert progress["batches_done"] > 0  # stopped inside an epoch, and can go on from there
+    assert progress["global_step"] == limited.global_step
+
+    resumed = Trainer(
+        make_task(), [ModelCheckpoint(resume=str(tmp_path / "weights" / "last.pt"))],
+        manager=PluginManager(),
+    )
+    resumed.fit(loader, epochs=2, save_dir=tmp_path)
+    full = Trainer(make_task(), manager=PluginManager())
+    full.fit(loader, epochs=2)
+    assert resumed.global_step == full.global_step == 40
+    for a, b in zip(full.task.model.parameters(), resumed.task.model.parameters(), strict=True):
+        assert torch.equal(a, b)
