@@ -33,9 +33,12 @@ from typing import Any
 import pluggy
 
 from hookline import hookspecs
+from hookline.distributed import env_rank, is_rank_zero_only
 from hookline.settings import Options, Settings, closest
 
 ENTRY_POINT_GROUP = "hookline"
+#: Hooks that every plugin implements on every rank: settings must agree across ranks.
+SETTINGS_HOOKS = frozenset({"hookline_add_options", "hookline_configure"})
 ONLY_ENV = "HOOKLINE_PLUGINS"
 DISABLE_ENV = "HOOKLINE_DISABLE_PLUGINS"
 
@@ -64,7 +67,12 @@ class Callback:
     A method may still carry ``@hookimpl(tryfirst=True)`` (or ``trylast``, ``wrapper``) to
     choose its place in the call order.  Methods whose names start with ``on_`` must be hooks:
     a misspelt hook is an error at registration, not a callback that silently never runs.
+    Set ``rank_zero_only = True`` on a callback that only writes or reports, so that it runs
+    on rank zero alone in distributed training.
     """
+
+    #: Run only on rank zero in distributed training (see :mod:`hookline.distributed`).
+    rank_zero_only: bool = False
 
 
 class PluginValidationError(pluggy.PluginValidationError):
@@ -156,6 +164,9 @@ class PluginManager(pluggy.PluginManager):
         self._dispatch: dict[str, pluggy.HookCaller] = {}
         self._entry_point_dists: dict[str, importlib.metadata.Distribution] = {}
         self._callbacks: dict[tuple[str, Callable[..., Any]], str] = {}
+        #: This process's rank; on other ranks than zero, the hooks of rank-zero-only plugins
+        #: (``rank_zero_only = True``) are left out of the dispatch table.
+        self.rank = env_rank()
         #: Problems met while loading entry-point plugins (those skipped, outside strict mode).
         self.load_errors: list[PluginLoadError] = []
 
@@ -183,12 +194,26 @@ class PluginManager(pluggy.PluginManager):
         return result
 
     def _refresh_dispatch(self) -> None:
-        table = {}
+        table: dict[str, pluggy.HookCaller] = {}
         for name in self._hook_names:
             caller: pluggy.HookCaller = getattr(self.hook, name)
-            if caller.get_hookimpls() and not caller.is_historic():
-                table[name] = caller
+            impls = caller.get_hookimpls()
+            if not impls or caller.is_historic():
+                continue
+            if self.rank != 0 and name not in SETTINGS_HOOKS:
+                skipped = [impl.plugin for impl in impls if is_rank_zero_only(impl.plugin)]
+                if len(skipped) == len(impls):
+                    continue
+                if skipped:
+                    caller = self.subset_hook_caller(name, skipped)
+            table[name] = caller
         self._dispatch = table
+
+    def set_rank(self, rank: int) -> None:
+        """Tell the manager this process's rank (read from ``RANK`` when it was created)."""
+        if rank != self.rank:
+            self.rank = rank
+            self._refresh_dispatch()
 
     # -- registration --------------------------------------------------------------------------
 

@@ -24,9 +24,27 @@ class Task(Protocol):
     accumulate_grad_batches: int
     #: The export formats :meth:`export` accepts.
     export_formats: tuple[str, ...]
+    #: This process's rank and the number of processes (0 and 1 outside distributed runs);
+    #: known after :meth:`setup`.
+    rank: int
+    world_size: int
 
     def setup(self, stage: Stage) -> None:
         """Prepare for a phase: place the model on its device, create the optimizer, ..."""
+
+    def teardown(self) -> None:
+        """Release what :meth:`setup` acquired (a process group it created, ...)."""
+
+    def shard(self, data: Iterable[Any], epoch: int | None) -> Iterable[Any]:
+        """The part of ``data`` this process iterates: all of it in a single process.  In a
+        distributed run, training data (``epoch`` given) is split and reshuffled per epoch,
+        evaluation data (``epoch=None``) split without repeating a sample."""
+
+    def reduce_sum(self, value: Any) -> Any:
+        """``value`` summed over all processes (itself in a single process)."""
+
+    def any_rank(self, flag: bool) -> bool:
+        """Whether ``flag`` is true on any process (itself in a single process)."""
 
     def train_mode(self, enabled: bool) -> None:
         """Switch the model between training (dropout, batch statistics) and evaluation."""

@@ -59,6 +59,8 @@ class LinearRegressionTask:
     """
 
     export_formats = ("npz",)
+    rank = 0
+    world_size = 1
 
     def __init__(
         self, n_features: int, lr: float = 0.1, seed: int = 0, accumulate_grad_batches: int = 1
@@ -76,6 +78,18 @@ class LinearRegressionTask:
 
     def setup(self, stage: Stage) -> None:
         self.stage = stage
+
+    def teardown(self) -> None:
+        self.stage = None
+
+    def shard(self, data: Iterable[Any], epoch: int | None) -> Iterable[Any]:
+        return data
+
+    def reduce_sum(self, value: Any) -> Any:
+        return value
+
+    def any_rank(self, flag: bool) -> bool:
+        return flag
 
     def train_mode(self, enabled: bool) -> None:
         self.training = enabled

@@ -1,5 +1,11 @@
 """The PyTorch backend: :class:`TorchTask` (torch is imported here and nowhere else in hookline).
 
+Under ``torchrun`` (``WORLD_SIZE`` > 1 in the environment) a task joins the process group
+(gloo on CPU, nccl on CUDA, one GPU per local rank), trains through DistributedDataParallel,
+shards training data with a DistributedSampler whose epoch is set every epoch, splits
+evaluation data without repeating samples, and leaves the group in ``teardown``.  A single
+process is untouched.
+
 A task holds a model, a loss (any callable ``loss(outputs, targets)``), an optimizer (an
 instance, or a factory called with the model's parameters), optional metric functions
 ``metric(outputs, targets) -> tensor`` computed on the device, the device, gradient accumulation,
@@ -19,9 +25,11 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Sampler
 
 from hookline.backends.base import Stage
 from hookline.backends.numpy import python_numpy_random_state, set_python_numpy_random_state
+from hookline.distributed import env_local_rank, env_world_size
 from hookline.errors import UserError
 
 LossFn = Callable[[Any, Any], torch.Tensor]
@@ -68,6 +76,8 @@ class TorchTask:
     :param postprocess: applied to the model's outputs in prediction (e.g. softmax).
     :param example_input: an input batch used to trace exports; by default the first batch the
         task sees.
+    :param distributed: ``"auto"`` joins a distributed run when launched by torchrun (or
+        another launcher that sets ``WORLD_SIZE``); ``False`` never does.
     """
 
     export_formats = tuple(EXPORT_SUFFIXES)
@@ -85,6 +95,7 @@ class TorchTask:
         precision: str = "32",
         postprocess: Callable[[torch.Tensor], Any] | None = None,
         example_input: torch.Tensor | None = None,
+        distributed: bool | str = "auto",
     ) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -109,15 +120,102 @@ class TorchTask:
             self.device.type, enabled=precision == "16-mixed"
         )
         self._placed = False
+        self.distributed = (distributed == "auto" and env_world_size() > 1) or distributed is True
+        self.rank, self.world_size = 0, 1
+        self._ddp: nn.Module | None = None
+        self._owns_group = False
+        self._shards: dict[tuple[int, bool], Any] = {}
 
     # -- set-up --------------------------------------------------------------------------------
 
     def setup(self, stage: Stage) -> None:
+        if self.distributed:
+            self._join_group()
         if not self._placed:
             self.model.to(self.device)
             self._placed = True
         if stage == "fit":
             self._ensure_optimizer()
+            if self.world_size > 1 and self._ddp is None:
+                from torch.nn.parallel import DistributedDataParallel
+
+                ids = [self.device.index] if self.device.type == "cuda" else None
+                self._ddp = DistributedDataParallel(self.model, device_ids=ids)
+
+    def _join_group(self) -> None:
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            if self.device.type == "cuda":
+                self.device = torch.device("cuda", env_local_rank())
+                torch.cuda.set_device(self.device)
+                self._placed = False
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+            self._owns_group = True
+        self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
+
+    def teardown(self) -> None:
+        """Leave the process group if this task created it (a later phase joins again)."""
+        if self._owns_group:
+            import torch.distributed as dist
+
+            self._ddp = None  # release DDP's reducer before its process group
+            self._shards.clear()
+            dist.barrier()  # no rank leaves while another still finishes a collective
+            dist.destroy_process_group()
+            self._owns_group = False
+            self.rank, self.world_size = 0, 1
+
+    # -- distributed ---------------------------------------------------------------------------
+
+    def shard(self, data: Iterable[Any], epoch: int | None) -> Iterable[Any]:
+        """Outside distributed runs, ``data`` itself.  Otherwise a DataLoader over the same
+        dataset: training (``epoch`` given) through a DistributedSampler whose epoch is set
+        here, evaluation through every ``world_size``-th sample, without padding."""
+        if self.world_size == 1 or not isinstance(data, DataLoader):
+            return data
+        training = epoch is not None
+        key = (id(data), training)
+        if key not in self._shards:
+            dataset = data.dataset
+            sampler: Sampler[int]
+            if training:
+                seed = data.generator.initial_seed() if data.generator is not None else 0
+                shuffle = isinstance(data.sampler, RandomSampler)
+                sampler = DistributedSampler(dataset, shuffle=shuffle, seed=seed)
+            else:
+                sampler = _EveryNth(len(dataset), self.rank, self.world_size)  # type: ignore[arg-type]
+            self._shards[key] = DataLoader(
+                dataset, batch_size=data.batch_size, sampler=sampler,
+                num_workers=data.num_workers, collate_fn=data.collate_fn,
+                pin_memory=data.pin_memory, drop_last=data.drop_last,
+            )
+        loader: DataLoader[Any] = self._shards[key]
+        if training:
+            loader.sampler.set_epoch(epoch)  # type: ignore[attr-defined]
+        return loader
+
+    def reduce_sum(self, value: Any) -> Any:
+        if self.world_size == 1:
+            return value
+        import torch.distributed as dist
+
+        if isinstance(value, torch.Tensor):
+            summed = value.detach().clone()
+            dist.all_reduce(summed)
+            return summed
+        number = torch.tensor(float(value), dtype=torch.float64, device=self.device)
+        dist.all_reduce(number)
+        return type(value)(number.item())
+
+    def any_rank(self, flag: bool) -> bool:
+        if self.world_size == 1:
+            return flag
+        import torch.distributed as dist
+
+        vote = torch.tensor([1 if flag else 0], device=self.device)
+        dist.all_reduce(vote, op=dist.ReduceOp.MAX)
+        return bool(vote.item())
 
     def _ensure_optimizer(self) -> torch.optim.Optimizer:
         if self.optimizer is None:
@@ -169,8 +267,9 @@ class TorchTask:
 
     def training_step(self, batch: Any) -> torch.Tensor:
         inputs, targets = self._inputs_targets(batch)
+        model = self._ddp if self._ddp is not None else self.model
         with self._autocast():
-            outputs = self.model(inputs)
+            outputs = model(inputs)
             loss = self.loss(outputs, targets)
         return loss
 
@@ -293,6 +392,19 @@ class TorchTask:
                 f"largest difference {difference:.3g}"
             )
         return target
+
+
+class _EveryNth(Sampler[int]):
+    """Indices ``rank, rank + n, rank + 2n, ...``: an evaluation shard, no sample repeated."""
+
+    def __init__(self, length: int, rank: int, world_size: int) -> None:
+        self.indices = range(rank, length, world_size)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
 
 
 def _data_generators(data: Any) -> list[torch.Generator]:

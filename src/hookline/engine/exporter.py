@@ -42,6 +42,7 @@ class Exporter(Phase):
 
     def _export(self) -> Path:
         self.task.setup("export")
+        self._join()
         self.call("on_export_start", exporter=self, format=self.format)
         self.artifact = Path(self.task.export(self.format, self.path))
         self.call("on_export_end", exporter=self, artifact=self.artifact)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hookline.backends.base import Task
 
 
 class Mean:
@@ -22,10 +24,15 @@ class Mean:
         self.total = weighted if self.total is None else self.total + weighted
         self.count += count
 
-    def result(self, to_float: Callable[[Any], float]) -> float:
-        if not self.count:
+    def result(self, task: Task) -> float:
+        """The mean over every sample of every process: totals and counts are summed across
+        processes (``task.reduce_sum``), then converted to a float once."""
+        count = task.reduce_sum(self.count)
+        if not count:
             raise ValueError("no values were added")
-        return to_float(self.total) / self.count
+        total = task.reduce_sum(self.total if self.total is not None else 0.0)
+        mean: float = task.to_float(total) / count
+        return mean
 
     def reset(self) -> None:
         self.total = None

@@ -93,8 +93,15 @@ class Phase:
         self.should_stop = False
         self.stop_reason = None
 
+    def _join(self, *phases: Phase) -> None:
+        """Take the rank and world size the task found in :meth:`Task.setup`."""
+        for phase in (self, *phases):
+            phase.rank, phase.world_size = self.task.rank, self.task.world_size
+        self.manager.set_rank(self.task.rank)
+
     def _guarded(self, body: Callable[[], T]) -> T:
-        """Run ``body``; on an exception fire ``on_exception``; fire ``teardown`` always."""
+        """Run ``body``; on an exception fire ``on_exception``; fire ``teardown`` always, then
+        release the task (``Task.teardown``)."""
         try:
             result = body()
         except BaseException as error:
@@ -106,6 +113,10 @@ class Phase:
                 self.call("teardown", run=self)
             except Exception as hook_error:
                 _add_note(error, f"hookline: a teardown hook also failed: {hook_error!r}")
+            self.task.teardown()
             raise
-        self.call("teardown", run=self)
+        try:
+            self.call("teardown", run=self)
+        finally:
+            self.task.teardown()
         return result

@@ -36,6 +36,7 @@ class Predictor(Phase):
     def _predict(self, data: Iterable[Any]) -> list[Any]:
         task = self.task
         task.setup("predict")
+        self._join()
         task.train_mode(False)
         self.call("on_predict_start", predictor=self)
         for batch_idx, batch in enumerate(data):

@@ -126,6 +126,7 @@ class Trainer(Phase):
     def _fit(self, train_data: Iterable[Any], val_data: Iterable[Any] | None) -> dict[str, float]:
         self.call("on_pretrain_routine_start", trainer=self)
         self.task.setup("fit")
+        self._join(self.validator)
         self.call("on_pretrain_routine_end", trainer=self)
         self.epoch = self.start_epoch  # a checkpoint restored above may have moved it
         self.call("on_train_start", trainer=self)
@@ -135,6 +136,8 @@ class Trainer(Phase):
                 self.metrics.update(self.validator.evaluate(val_data))
                 self.task.train_mode(True)
             self.call("on_fit_epoch_end", trainer=self, metrics=self.metrics)
+            if self.world_size > 1:
+                self._agree_on_stop()
             self.call(
                 "on_log", run=self, metrics=MappingProxyType(dict(self.metrics)),
                 step=self.global_step, epoch=self.epoch, phase="epoch",
@@ -150,6 +153,7 @@ class Trainer(Phase):
         (in the same shuffled order) and skipped, and the random state is put back."""
         task, resume = self.task, self._resume
         self._resume = None
+        data = task.shard(data, self.epoch)
         self._epoch_loss, self._interval_loss = Mean(), Mean()
         self._batches_done, self._epoch_complete = 0, False
         if resume is None:
@@ -207,15 +211,22 @@ class Trainer(Phase):
                 and self.global_step % self.log_every_n_steps == 0
             ):
                 self._log_interval(interval_loss)
+            if self.world_size > 1:
+                self._agree_on_stop()
             if self.should_stop:
                 break
         else:
             self._epoch_complete = True
         if pending:
             self._optimizer_step()
-        if epoch_loss.count:
-            self.metrics["train/loss"] = epoch_loss.result(task.to_float)
+        if task.reduce_sum(epoch_loss.count):
+            self.metrics["train/loss"] = epoch_loss.result(task)
         self.call("on_train_epoch_end", trainer=self)
+
+    def _agree_on_stop(self) -> None:
+        """A stop requested on any process stops every process at the same step."""
+        if self.task.any_rank(self.should_stop) and not self.should_stop:
+            self.request_stop("a stop was requested on another process")
 
     def _optimizer_step(self) -> None:
         self.call("optimizer_step", trainer=self)
@@ -226,8 +237,9 @@ class Trainer(Phase):
         self.task.zero_grad()
 
     def _log_interval(self, interval_loss: Mean) -> None:
-        if "on_log" in self.manager.dispatch:
-            metrics = {"train/loss": interval_loss.result(self.task.to_float)}
+        # reducing is a collective: every rank takes part, listening to on_log or not
+        if self.world_size > 1 or "on_log" in self.manager.dispatch:
+            metrics = {"train/loss": interval_loss.result(self.task)}
             self.call(
                 "on_log", run=self, metrics=MappingProxyType(metrics), step=self.global_step,
                 epoch=self.epoch, phase="train",

@@ -43,6 +43,7 @@ class Validator(Phase):
 
         def run() -> dict[str, float]:
             self.task.setup("validate")
+            self._join(self)
             metrics = self.evaluate(data)
             step = self.trainer.global_step if self.trainer is not None else 0
             self.call(
@@ -60,7 +61,7 @@ class Validator(Phase):
         self.call("on_val_start", validator=self)
         task.train_mode(False)
         means: dict[str, Mean] = {}
-        for batch_idx, batch in enumerate(data):
+        for batch_idx, batch in enumerate(task.shard(data, None)):
             self.call("on_val_batch_start", validator=self, batch=batch, batch_idx=batch_idx)
             outputs = task.validation_step(batch)
             count = task.batch_size(batch)
@@ -71,6 +72,6 @@ class Validator(Phase):
                 outputs=outputs,
             )
         for key, mean in means.items():
-            self.metrics[f"val/{key}"] = mean.result(task.to_float)
+            self.metrics[f"val/{key}"] = mean.result(task)
         self.call("on_val_end", validator=self, metrics=self.metrics)
         return self.metrics

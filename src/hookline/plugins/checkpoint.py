@@ -85,7 +85,8 @@ class ModelCheckpoint(Callback):
     :param resume: a checkpoint to restore before training starts.
 
     Each is also a setting of the same name.  A checkpoint is never written while the loss is
-    NaN or infinite, so the last good one survives a divergence.
+    NaN or infinite, so the last good one survives a divergence.  In distributed training every
+    rank makes the same decisions (on metrics reduced over all ranks) and rank zero writes.
     """
 
     SETTINGS = (
@@ -136,7 +137,7 @@ class ModelCheckpoint(Callback):
     # -- resume --------------------------------------------------------------------------------
 
     def on_pretrain_routine_end(self, trainer: Trainer) -> None:
-        if trainer.save_dir is not None:
+        if trainer.is_main and trainer.save_dir is not None:
             for stale in (trainer.save_dir / "weights").glob(".*.tmp"):
                 stale.unlink()  # a write interrupted by a crash; the target file is intact
         if self.resume:
@@ -159,14 +160,14 @@ class ModelCheckpoint(Callback):
         step_saves = every and trainer.global_step % every == 0
         if step_saves and trainer.global_step != self._last_step_saved:
             self._last_step_saved = trainer.global_step
-            if self._can_save(trainer, trainer.task.to_float(trainer.loss)):
+            if self._finite(trainer, trainer.task.to_float(trainer.loss)):
                 targets = [self._named(trainer, {})]
                 if self.save_last:
                     targets.append(self._weights(trainer) / "last.pt")
                 self._write(trainer, targets)
 
     def on_fit_epoch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
-        if not self._can_save(trainer, metrics.get("train/loss", 0.0)):
+        if not self._finite(trainer, metrics.get("train/loss", 0.0)):
             return
         targets: list[Path] = []
         if self.save_last:
@@ -197,28 +198,28 @@ class ModelCheckpoint(Callback):
         path = self._named(trainer, metrics)
         ranked = sorted([*self.top_k, (value, str(path))], reverse=mode == "max")
         keep = ranked if self.save_top_k < 0 else ranked[: self.save_top_k]
-        for _, dropped in set(self.top_k) - set(keep):
-            Path(dropped).unlink(missing_ok=True)
+        if trainer.is_main:
+            for _, dropped in set(self.top_k) - set(keep):
+                Path(dropped).unlink(missing_ok=True)
         self.top_k = keep
         if (value, str(path)) in keep:
             targets.append(path)
         return targets
 
-    def _can_save(self, trainer: Trainer, loss: float) -> bool:
-        if trainer.save_dir is None:
-            self._warn_once("checkpoint: no run directory (save=False, no save_dir): not saving")
-            return False
+    def _finite(self, trainer: Trainer, loss: float) -> bool:
+        """Whether the state may be saved (decided alike on every rank)."""
         if math.isfinite(loss):
             return True
-        self._warn_once(
-            f"checkpoint: not saving at epoch {trainer.epoch}, step {trainer.global_step}: the "
-            "loss is not finite; the last good checkpoint is kept"
-        )
+        if trainer.is_main:
+            self._warn_once(
+                f"checkpoint: not saving at epoch {trainer.epoch}, step {trainer.global_step}: "
+                "the loss is not finite; the last good checkpoint is kept"
+            )
         return False
 
     def _weights(self, trainer: Trainer) -> Path:
-        assert trainer.save_dir is not None  # checked by _can_save
-        return trainer.save_dir / "weights"
+        # on ranks other than zero, and without a run directory, paths are only names
+        return (trainer.save_dir or Path()) / "weights"
 
     def _named(self, trainer: Trainer, metrics: dict[str, float]) -> Path:
         fields = {name.replace("/", "_"): value for name, value in metrics.items()}
@@ -232,8 +233,14 @@ class ModelCheckpoint(Callback):
         return self._weights(trainer) / f"{name}.pt"
 
     def _write(self, trainer: Trainer, targets: list[Path]) -> None:
+        """Write on rank zero; the other ranks made the same decisions and write nothing."""
         import torch
 
+        if not trainer.is_main:
+            return
+        if trainer.save_dir is None:
+            self._warn_once("checkpoint: no run directory (save=False, no save_dir): not saving")
+            return
         checkpoint = trainer.checkpoint_state()
         checkpoint.update(format=CHECKPOINT_FORMAT, args=plain(trainer.args))
         buffer = io.BytesIO()

@@ -21,6 +21,8 @@ class ConsoleLogger(Callback):
     :param stream: where to print; standard output by default.
     """
 
+    rank_zero_only = True
+
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream
 

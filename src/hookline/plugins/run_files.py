@@ -65,6 +65,8 @@ class RunFiles(Callback):
     A directory given to the phase (``save_dir=``) is used as it is.
     """
 
+    rank_zero_only = True
+
     def __init__(self) -> None:
         self.project = Path("runs")
         self.name = "exp"

@@ -1,0 +1,75 @@
+"""The digits demo through the Python API, for the torchrun tests.
+
+    torchrun --nproc_per_node=2 tests/distributed_job.py PROJECT RECORD_DIR [options]
+
+Every rank appends its epoch-end metrics to RECORD_DIR/rank<R>.jsonl and its final state to
+RECORD_DIR/final<R>.json; rank zero prints ``saved STEP`` after each ``last.pt``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from hookline import Callback, Model, Options, PluginManager
+from hookline.demo import DigitsRecipe
+
+
+class Record(Callback):
+    """Runs on every rank (the default) and writes what that rank saw."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def on_fit_epoch_end(self, trainer, metrics) -> None:
+        with open(self.folder / f"rank{trainer.rank}.jsonl", "a") as file:
+            file.write(json.dumps({"epoch": trainer.epoch, "metrics": metrics}) + "\n")
+
+    def on_train_end(self, trainer) -> None:
+        final = {"epoch": trainer.epoch, "global_step": trainer.global_step,
+                 "stop_reason": trainer.stop_reason, "world_size": trainer.world_size}
+        (self.folder / f"final{trainer.rank}.json").write_text(json.dumps(final))
+
+    def on_model_save(self, trainer, path) -> None:
+        if path.name == "last.pt":
+            print(f"saved {trainer.global_step}", flush=True)
+
+
+class StopOnOneRank(Callback):
+    def __init__(self, rank: int, step: int) -> None:
+        self.rank, self.step = rank, step
+
+    def on_train_batch_end(self, trainer) -> None:
+        if trainer.rank == self.rank and trainer.global_step >= self.step:
+            trainer.request_stop(f"asked on rank {self.rank}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("project")
+    parser.add_argument("record", type=Path)
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--stop-on-rank", type=int, default=None)
+    parser.add_argument("--stop-at-step", type=int, default=0)
+    parser.add_argument("--save-every-n-steps", type=int, default=0)
+    parser.add_argument("--resume", default="")
+    args = parser.parse_args()
+    args.record.mkdir(parents=True, exist_ok=True)
+    recipe = DigitsRecipe()
+    options = Options()
+    recipe.hookline_add_options(options)
+    settings = options.resolve({})
+    train, val, n_features, n_classes = recipe.data(settings)
+    plugins: list[Callback] = [Record(args.record)]
+    if args.stop_on_rank is not None:
+        plugins.append(StopOnOneRank(args.stop_on_rank, args.stop_at_step))
+    model = Model(recipe.task(settings, n_features, n_classes), plugins, manager=PluginManager())
+    model.train(
+        train, val, epochs=args.epochs, project=args.project, exist_ok=True,
+        save_every_n_steps=args.save_every_n_steps, resume=args.resume, patience=100,
+    )
+
+
+if __name__ == "__main__":
+    main()

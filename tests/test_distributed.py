@@ -1,0 +1,118 @@
+"""Distributed training with real torchrun processes: 2 ranks, CPU, gloo."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from hookline import PluginManager, Validator  # noqa: E402
+from hookline.demo import DigitsRecipe  # noqa: E402
+from hookline.plugins.checkpoint import load_checkpoint  # noqa: E402
+from hookline.settings import Options  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+JOB = Path(__file__).with_name("distributed_job.py")
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+
+
+def torchrun(*words: str, cwd: Path, timeout: int = 240) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [*TORCHRUN, *words], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    return result
+
+
+def records(folder: Path, rank: int) -> list[dict]:
+    return [json.loads(line) for line in (folder / f"rank{rank}.jsonl").read_text().splitlines()]
+
+
+def test_two_ranks_train_the_demo_to_the_bound_and_only_rank_zero_writes(tmp_path):
+    result = torchrun("-m", "hookline", "train", cwd=tmp_path)
+    epoch_lines = [line for line in result.stdout.splitlines() if line.startswith("epoch ")]
+    assert len(epoch_lines) == 20  # printed by rank zero alone
+    accuracy = float(re.search(r"val/accuracy (\S+)", epoch_lines[-1]).group(1))
+    assert accuracy >= 0.95
+    files = [path for path in tmp_path.rglob("*") if path.is_file()]
+    written = sorted(str(path.relative_to(tmp_path)) for path in files)
+    assert written == [
+        "runs/train/exp/args.yaml", "runs/train/exp/weights/best.pt",
+        "runs/train/exp/weights/last.pt",
+    ]
+
+
+def test_metrics_agree_across_ranks_and_are_the_mean_over_all_samples(tmp_path):
+    torchrun(str(JOB), "runs", "record", "--epochs", "3", cwd=tmp_path)
+    rank0, rank1 = records(tmp_path / "record", 0), records(tmp_path / "record", 1)
+    assert rank0 == rank1
+    assert [entry["epoch"] for entry in rank0] == [0, 1, 2]
+    # the final weights, validated by one process on the whole validation split
+    recipe = DigitsRecipe()
+    options = Options()
+    recipe.hookline_add_options(options)
+    settings = options.resolve({})
+    checkpoint = load_checkpoint(tmp_path / "runs" / "train" / "exp" / "weights" / "last.pt")
+    task = recipe.task_from_weights(settings, checkpoint["task"])
+    _, val, _, _ = recipe.data(settings)
+    alone = Validator(task, manager=PluginManager()).validate(val)
+    for name in ("val/loss", "val/accuracy"):
+        assert rank0[-1]["metrics"][name] == pytest.approx(alone[name], rel=1e-5), name
+    final = json.loads((tmp_path / "record" / "final0.json").read_text())
+    assert final["world_size"] == 2
+
+
+def test_a_stop_on_one_rank_stops_both_at_the_same_step(tmp_path):
+    torchrun(
+        str(JOB), "runs", "record", "--stop-on-rank", "1", "--stop-at-step", "30",
+        cwd=tmp_path, timeout=120,
+    )
+    finals = [json.loads((tmp_path / "record" / f"final{r}.json").read_text()) for r in (0, 1)]
+    assert finals[0]["global_step"] == finals[1]["global_step"] == 30
+    assert finals[1]["stop_reason"] == "asked on rank 1"
+    assert finals[0]["stop_reason"] == "a stop was requested on another process"
+    assert records(tmp_path / "record", 0) == records(tmp_path / "record", 1)
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL a process and all its descendants (torchrun starts ranks in their own sessions,
+    so killing its process group would leave them running)."""
+    parent = psutil.Process(pid)
+    for process in [*parent.children(recursive=True), parent]:
+        process.send_signal(signal.SIGKILL)
+
+
+def test_a_killed_two_rank_run_resumes_from_its_last_checkpoint(tmp_path):
+    process = subprocess.Popen(
+        [*TORCHRUN, str(JOB), "runs", "record", "--epochs", "6", "--save-every-n-steps", "5"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    assert process.stdout is not None
+    for line in process.stdout:
+        if line.startswith("saved ") and int(line.split()[1]) >= 40:
+            kill_tree(process.pid)
+            break
+    process.wait(timeout=60)
+    last = tmp_path / "runs" / "train" / "exp" / "weights" / "last.pt"
+    killed_at = load_checkpoint(last)["progress"]
+    assert 40 <= killed_at["global_step"] < 6 * 23
+    running = psutil.process_iter(["cmdline"])
+    survivors = [p for p in running if str(JOB) in (p.info["cmdline"] or [])]
+    assert not survivors, "a rank outlived the kill"
+    torchrun(
+        str(JOB), "runs", "record", "--epochs", "6", "--resume", str(last), cwd=tmp_path
+    )
+    finals = [json.loads((tmp_path / "record" / f"final{r}.json").read_text()) for r in (0, 1)]
+    assert finals[0] == finals[1]
+    assert (finals[0]["epoch"], finals[0]["global_step"]) == (5, 6 * 23)
+    assert load_checkpoint(last)["progress"]["epoch"] == 6
