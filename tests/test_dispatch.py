@@ -61,3 +61,45 @@ def test_engine_imports_without_torch():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+LOG_ARGUMENTS = {"run": None, "metrics": {}, "step": 0, "epoch": 0, "phase": "train"}
+
+
+def test_rank_zero_only_plugins_cost_nothing_on_other_ranks(monkeypatch):
+    from hookline import PluginManager, hookimpl
+
+    calls = []
+
+    class Writer(Callback):
+        rank_zero_only = True
+
+        def hookline_add_options(self, options):
+            options.add("out", "x", help="where to write")
+
+        def on_log(self):
+            calls.append("writer")
+
+        def on_train_end(self):
+            calls.append("writer end")
+
+    class Decider:
+        @hookimpl
+        def on_log(self):
+            calls.append("decider")
+
+    monkeypatch.setenv("RANK", "1")
+    manager = PluginManager()
+    manager.register(Writer())
+    manager.register(Decider())
+    assert set(manager.dispatch) == {"hookline_add_options", "on_log"}  # no on_train_end
+    with HookRecorder(manager) as recorder:
+        manager.call("on_log", **LOG_ARGUMENTS)
+        settings = manager.configure({"out": "y"})
+    assert calls == ["decider"]
+    assert settings["out"] == "y"  # its settings are still declared on rank 1
+    assert recorder.names == ["on_log", "hookline_add_options"]
+    manager.set_rank(0)
+    manager.call("on_log", **LOG_ARGUMENTS)
+    assert sorted(calls[1:]) == ["decider", "writer"]
+    assert "on_train_end" in manager.dispatch

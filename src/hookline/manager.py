@@ -21,20 +21,22 @@ last-registered first); ``wrapper=True`` implementations run around all of them.
 
 from __future__ import annotations
 
-import importlib.metadata
 import inspect
 import os
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType, ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from hookline import hookspecs
 from hookline.distributed import env_rank, is_rank_zero_only
 from hookline.settings import Options, Settings, closest
+
+if TYPE_CHECKING:
+    import importlib.metadata
 
 ENTRY_POINT_GROUP = "hookline"
 #: Hooks that every plugin implements on every rank: settings must agree across ranks.
@@ -390,6 +392,8 @@ class PluginManager(pluggy.PluginManager):
         :param strict: turn every load problem into an error.
         :returns: the names of the plugins loaded by this call.
         """
+        import importlib.metadata  # only discovery needs it: keeps `import hookline` light
+
         wanted = _names_from_env(ONLY_ENV) if only is None else set(only)
         for name in set(block) | (_names_from_env(DISABLE_ENV) or set()):
             self.set_blocked(name)
