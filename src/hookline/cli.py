@@ -32,7 +32,7 @@ import yaml
 
 from hookline import hookspecs
 from hookline.errors import UserError
-from hookline.manager import PluginLoadError, PluginManager, PluginValidationError
+from hookline.manager import ALIASES, PluginLoadError, PluginManager, PluginValidationError
 from hookline.plugins import BUILTINS, DEFAULT_FLAGS
 from hookline.settings import Options, Settings
 
@@ -322,7 +322,7 @@ def hooks_markdown() -> str:
         "do not edit by hand.\n",
         "An implementation takes any subset of a hook's arguments, by name, without defaults. "
         "Aliases: "
-        + ", ".join(f"`{alias}` = `{name}`" for alias, name in _aliases().items())
+        + ", ".join(f"`{alias}` = `{name}`" for alias, name in ALIASES.items())
         + ".\n",
     ]
     for section, names in catalog():
@@ -331,12 +331,6 @@ def hooks_markdown() -> str:
             doc = inspect.getdoc(getattr(hookspecs, name)) or ""
             parts.append(f"### `{signature(name)}`\n\n{doc}\n")
     return "\n".join(parts)
-
-
-def _aliases() -> Mapping[str, str]:
-    from hookline.manager import ALIASES
-
-    return ALIASES
 
 
 # -- entry point -------------------------------------------------------------------------------

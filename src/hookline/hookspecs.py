@@ -88,7 +88,8 @@ def on_pretrain_routine_start(trainer: Trainer) -> None:
     Fires after the settings were configured and before the task's ``setup``.
 
     :param trainer: the :class:`~hookline.engine.Trainer`; ``epochs``, ``save_dir`` and ``args``
-        are set, ``epoch`` is the first epoch to run (non-zero when resuming).
+        are set.  ``epoch`` is final only from :func:`on_train_start` on (a checkpoint restored
+        in :func:`on_pretrain_routine_end` moves it).
 
     May change: ``trainer.args`` and ``trainer.save_dir`` (the run directory is chosen here);
     the task, before it is set up.
@@ -97,11 +98,12 @@ def on_pretrain_routine_start(trainer: Trainer) -> None:
 
 @hookspec
 def on_pretrain_routine_end(trainer: Trainer) -> None:
-    """The task has been set up (model, optimizer and device are ready).
+    """The task has been set up (model, optimizer, device and process group are ready).
 
-    :param trainer: the trainer.
+    :param trainer: the trainer; ``rank`` and ``world_size`` are known from here on.
 
-    May change: the task's model or optimizer (for example to restore a checkpoint).
+    May change: the task's state: this is where ``trainer.load_checkpoint_state()`` restores a
+    checkpoint (the checkpoint plugin's ``resume=``).
     """
 
 
@@ -254,11 +256,11 @@ def on_save_checkpoint(trainer: Trainer, checkpoint: dict[str, Any]) -> None:
 
     :param trainer: the trainer.
     :param checkpoint: the checkpoint dict: ``task`` (the task's state), ``progress`` (epoch,
-        global step, ...) and ``plugins``, a dict where each plugin stores its own state under
-        its own name.
+        position in it, global step, random state, ...), ``metrics`` and ``plugins``, where
+        every plugin with a ``state_dict()`` method already has its state under its name.
 
-    May change: ``checkpoint["plugins"][<your name>]``: put the plugin's state there, made of
-    plain data and tensors only (checkpoints load without arbitrary unpickling).
+    May change: ``checkpoint["plugins"][<your name>]`` (or other new keys): plain data and
+    tensors only, since checkpoints load without arbitrary unpickling.
     """
 
 
@@ -266,7 +268,8 @@ def on_save_checkpoint(trainer: Trainer, checkpoint: dict[str, Any]) -> None:
 def on_load_checkpoint(trainer: Trainer, checkpoint: dict[str, Any]) -> None:
     """A checkpoint is being restored by :meth:`Trainer.load_checkpoint_state`.
 
-    Fires after the task and the progress counters were restored.
+    Fires after the task, the progress counters and every plugin's ``load_state_dict()`` were
+    restored.
 
     :param trainer: the trainer.
     :param checkpoint: the checkpoint dict as saved.

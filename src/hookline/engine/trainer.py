@@ -3,8 +3,8 @@
 Hook order of :meth:`Trainer.fit`::
 
     hookline_add_options, hookline_configure
-    on_pretrain_routine_start        (task.setup("fit") follows)
-    on_pretrain_routine_end
+    on_pretrain_routine_start        (task.setup("fit") follows: device, process group, DDP)
+    on_pretrain_routine_end          (resume: a checkpoint is restored here)
     on_train_start
     for each epoch:
         on_train_epoch_start
@@ -26,7 +26,9 @@ Hook order of :meth:`Trainer.fit`::
     teardown                         (always; on_exception first when something raised)
 
 A stop requested with :meth:`~Phase.request_stop` is honoured after the current batch: the
-epoch's end hooks (validation included) still fire, then ``on_train_end``.
+epoch's end hooks (validation included) still fire, then ``on_train_end``.  In a distributed
+run the stop flag is reduced over ranks after each batch and after ``on_fit_epoch_end``, so
+every rank stops at the same step.
 """
 
 from __future__ import annotations
