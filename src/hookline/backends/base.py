@@ -9,7 +9,7 @@ ends, never per batch.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -39,6 +39,9 @@ class Task(Protocol):
         """The part of ``data`` this process iterates: all of it in a single process.  In a
         distributed run, training data (``epoch`` given) is split and reshuffled per epoch,
         evaluation data (``epoch=None``) split without repeating a sample."""
+
+    def weighted_sum(self, values: Sequence[Any], weights: Sequence[int]) -> Any:
+        """``sum(value * weight)`` over the values, computed on their device in one go."""
 
     def reduce_sum(self, value: Any) -> Any:
         """``value`` summed over all processes (itself in a single process)."""

@@ -85,6 +85,9 @@ class LinearRegressionTask:
     def shard(self, data: Iterable[Any], epoch: int | None) -> Iterable[Any]:
         return data
 
+    def weighted_sum(self, values: Sequence[Any], weights: Sequence[int]) -> float:
+        return float(np.dot(np.asarray(values, dtype=np.float64), weights))
+
     def reduce_sum(self, value: Any) -> Any:
         return value
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -195,6 +195,12 @@ class TorchTask:
             loader.sampler.set_epoch(epoch)  # type: ignore[attr-defined]
         return loader
 
+    def weighted_sum(self, values: Sequence[Any], weights: Sequence[int]) -> Any:
+        if not all(isinstance(value, torch.Tensor) for value in values):
+            return sum(float(value) * weight for value, weight in zip(values, weights, strict=True))
+        stacked = torch.stack([value.reshape(()) for value in values]).double()
+        return stacked @ torch.tensor(weights, dtype=torch.float64, device=stacked.device)
+
     def reduce_sum(self, value: Any) -> Any:
         if self.world_size == 1:
             return value
@@ -275,15 +281,22 @@ class TorchTask:
 
     def backward(self, loss: torch.Tensor) -> None:
         scaled = loss / self.accumulate_grad_batches if self.accumulate_grad_batches > 1 else loss
-        self.scaler.scale(scaled).backward()
+        if self.scaler.is_enabled():
+            scaled = self.scaler.scale(scaled)
+        scaled.backward()
 
     def optimizer_step(self) -> None:
         optimizer = self._ensure_optimizer()
+        scaling = self.scaler.is_enabled()
         if self.grad_clip_norm is not None:
-            self.scaler.unscale_(optimizer)
+            if scaling:
+                self.scaler.unscale_(optimizer)
             nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip_norm)
-        self.scaler.step(optimizer)
-        self.scaler.update()
+        if scaling:
+            self.scaler.step(optimizer)
+            self.scaler.update()
+        else:
+            optimizer.step()
 
     def zero_grad(self) -> None:
         self._ensure_optimizer().zero_grad(set_to_none=True)

@@ -1,4 +1,9 @@
-"""Sample-weighted means of device values, turned into floats only when read."""
+"""Sample-weighted means of device values, turned into floats only when read.
+
+Adding a value costs no framework operation: values are kept as they come (still on their
+device) and summed in one ``Task.weighted_sum`` when read, or every :data:`Mean.CHUNK` values
+to bound memory.  Reading sums across processes first (``Task.reduce_sum``).
+"""
 
 from __future__ import annotations
 
@@ -9,39 +14,52 @@ if TYPE_CHECKING:
 
 
 class Mean:
-    """Running mean of per-batch means, weighted by batch size.
+    """Running mean of per-batch means, weighted by batch size."""
 
-    Values are added in their framework's type (a device tensor stays on the device); the
-    single host conversion happens in :meth:`result`.
-    """
+    CHUNK = 1024
 
-    def __init__(self) -> None:
+    def __init__(self, task: Task) -> None:
+        self.task = task
+        self.values: list[Any] = []
+        self.weights: list[int] = []
         self.total: Any = None
         self.count = 0
 
     def add(self, value: Any, count: int) -> None:
-        weighted = value * count
-        self.total = weighted if self.total is None else self.total + weighted
+        self.values.append(value)
+        self.weights.append(count)
         self.count += count
+        if len(self.values) >= self.CHUNK:
+            self._collapse()
 
-    def result(self, task: Task) -> float:
-        """The mean over every sample of every process: totals and counts are summed across
-        processes (``task.reduce_sum``), then converted to a float once."""
+    def _collapse(self) -> Any:
+        if self.values:
+            partial = self.task.weighted_sum(self.values, self.weights)
+            self.total = partial if self.total is None else self.total + partial
+            self.values, self.weights = [], []
+        return self.total
+
+    def result(self) -> float:
+        """The mean over every sample of every process, as a float (one host transfer)."""
+        task = self.task
         count = task.reduce_sum(self.count)
         if not count:
             raise ValueError("no values were added")
-        total = task.reduce_sum(self.total if self.total is not None else 0.0)
+        total = self._collapse()
+        total = task.reduce_sum(total if total is not None else 0.0)
         mean: float = task.to_float(total) / count
         return mean
 
     def reset(self) -> None:
+        self.values, self.weights = [], []
         self.total = None
         self.count = 0
 
     def state_dict(self) -> dict[str, Any]:
         """The running total (still on its device) and count, for checkpoints."""
-        return {"total": self.total, "count": self.count}
+        return {"total": self._collapse(), "count": self.count}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.values, self.weights = [], []
         self.total = state["total"]
         self.count = int(state["count"])

@@ -83,7 +83,7 @@ class Trainer(Phase):
         self.validator = Validator(task, manager=self.manager)
         self.validator.trainer = self
         self._resume: dict[str, Any] | None = None
-        self._epoch_loss, self._interval_loss = Mean(), Mean()
+        self._epoch_loss, self._interval_loss = Mean(task), Mean(task)
         self._epoch_rng: Any = None
         self._batches_done = 0
         self._epoch_complete = False
@@ -156,7 +156,7 @@ class Trainer(Phase):
         task, resume = self.task, self._resume
         self._resume = None
         data = task.shard(data, self.epoch)
-        self._epoch_loss, self._interval_loss = Mean(), Mean()
+        self._epoch_loss, self._interval_loss = Mean(self.task), Mean(self.task)
         self._batches_done, self._epoch_complete = 0, False
         if resume is None:
             self._epoch_rng = task.random_state(data)
@@ -222,7 +222,7 @@ class Trainer(Phase):
         if pending:
             self._optimizer_step()
         if task.reduce_sum(epoch_loss.count):
-            self.metrics["train/loss"] = epoch_loss.result(task)
+            self.metrics["train/loss"] = epoch_loss.result()
         self.call("on_train_epoch_end", trainer=self)
 
     def _agree_on_stop(self) -> None:
@@ -241,7 +241,7 @@ class Trainer(Phase):
     def _log_interval(self, interval_loss: Mean) -> None:
         # reducing is a collective: every rank takes part, listening to on_log or not
         if self.world_size > 1 or "on_log" in self.manager.dispatch:
-            metrics = {"train/loss": interval_loss.result(self.task)}
+            metrics = {"train/loss": interval_loss.result()}
             self.call(
                 "on_log", run=self, metrics=MappingProxyType(metrics), step=self.global_step,
                 epoch=self.epoch, phase="train",
@@ -264,10 +264,8 @@ class Trainer(Phase):
             "epoch": self.epoch + 1 if self._epoch_complete else self.epoch,
             "batches_done": 0 if complete else self._batches_done,
             "global_step": self.global_step,
-            "epoch_loss": Mean().state_dict() if complete else self._epoch_loss.state_dict(),
-            "interval_loss": (
-                Mean().state_dict() if complete else self._interval_loss.state_dict()
-            ),
+            "epoch_loss": _NO_LOSSES if complete else self._epoch_loss.state_dict(),
+            "interval_loss": _NO_LOSSES if complete else self._interval_loss.state_dict(),
             "epoch_rng": None if complete else self._epoch_rng,
             "rng": self.task.random_state(self.train_data),
         }
@@ -309,6 +307,7 @@ class Trainer(Phase):
 
 
 _END = object()
+_NO_LOSSES = {"total": None, "count": 0}
 _PROGRESS_KEYS = (
     "epoch", "batches_done", "global_step", "epoch_loss", "interval_loss", "epoch_rng", "rng"
 )

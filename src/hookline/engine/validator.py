@@ -66,12 +66,12 @@ class Validator(Phase):
             outputs = task.validation_step(batch)
             count = task.batch_size(batch)
             for key, value in outputs.items():
-                means.setdefault(key, Mean()).add(task.detach(value), count)
+                means.setdefault(key, Mean(task)).add(task.detach(value), count)
             self.call(
                 "on_val_batch_end", validator=self, batch=batch, batch_idx=batch_idx,
                 outputs=outputs,
             )
         for key, mean in means.items():
-            self.metrics[f"val/{key}"] = mean.result(task)
+            self.metrics[f"val/{key}"] = mean.result()
         self.call("on_val_end", validator=self, metrics=self.metrics)
         return self.metrics
