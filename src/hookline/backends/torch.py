@@ -255,7 +255,7 @@ class TorchTask:
         return batch, None
 
     def _to_device(self, value: Any) -> Any:
-        if isinstance(value, torch.Tensor):
+        if isinstance(value, torch.Tensor) and value.device != self.device:
             return value.to(self.device, non_blocking=True)
         return value
 

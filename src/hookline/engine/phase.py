@@ -42,6 +42,7 @@ class Phase:
     ) -> None:
         self.task = task
         self.manager = manager if manager is not None else default_manager()
+        self._dispatch = self.manager.dispatch
         for plugin in plugins:
             self.manager.register(plugin)
         #: The settings of the current run, as resolved by ``hookline_configure``.
@@ -85,7 +86,11 @@ class Phase:
 
         Plugins use it to fire the events they own, e.g. ``on_model_save`` after writing a file.
         """
-        return self.manager.call(hook_name, **kwargs)
+        caller = self._dispatch.get(hook_name)
+        if caller is None:
+            return []
+        result: list[Any] = caller(**kwargs)
+        return result
 
     def _configure(self, arguments: Mapping[str, Any], settings: Mapping[str, Any]) -> None:
         self.settings = self.manager.configure(settings)

@@ -55,7 +55,7 @@ BUILTINS: tuple[Builtin, ...] = (
     Builtin(
         "nan_guard",
         "hookline.plugins.nan_guard:NanGuard",
-        "stop cleanly when the loss becomes NaN or infinite",
+        "stop cleanly when the loss becomes NaN or infinite (checked at log intervals)",
     ),
     Builtin(
         "timer",

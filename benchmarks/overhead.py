@@ -1,0 +1,322 @@
+"""What hookline costs per training step, next to the raw PyTorch loop and Lightning.
+
+    python benchmarks/overhead.py            # the full run (a few minutes on 2 cores)
+    python benchmarks/overhead.py --quick    # a small run, for the test suite
+    python benchmarks/overhead.py --json results.json
+
+Workload (the same seed and data for every contender): 16,384 random samples with 32 features
+and 2 classes, batches of 32, an MLP 32-64-2 trained with SGD for 3 epochs on one CPU thread.
+Contenders run interleaved, one after the other in each repetition, in this process:
+
+* ``raw``: the plain PyTorch loop, the physical limit;
+* ``hookline-bare``: ``hookline.Trainer`` with no plugin;
+* ``hookline-defaults``: ``hookline.Model`` with every built-in that ``hookline train`` turns on
+  (console output to a non-terminal, run files, checkpointing, early stopping, LR reporting, NaN
+  guard, time limit);
+* ``lightning-bare`` / ``lightning-defaults``: Lightning without progress bar, logger and
+  checkpointing, and with its defaults (when the ``bench`` extra is installed).
+
+Then micro-benchmarks: the cost of one hook call through hookline's dispatch with 0, 1 and 10
+implementations next to a direct pluggy call, the pluggy calls an empty hook costs in a run,
+``import hookline`` (and ``import lightning``) in a fresh interpreter, and entry-point
+discovery with 50 installed plugin distributions.  Everything is printed side by side, with
+ratios to the baseline measured in the same run, and written as JSON with ``--json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import logging
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import timeit
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import hookline
+from hookline import Callback, PluginManager, Trainer, hookimpl
+from hookline.backends.torch import TorchTask
+from hookline.testing import HookRecorder
+
+FEATURES, HIDDEN, CLASSES, BATCH, LR = 32, 64, 2, 32, 0.05
+
+
+def make_data(samples: int) -> DataLoader[Any]:
+    generator = torch.Generator().manual_seed(0)
+    inputs = torch.randn(samples, FEATURES, generator=generator)
+    labels = (inputs[:, 0] > 0).long()
+    return DataLoader(
+        TensorDataset(inputs, labels), batch_size=BATCH, shuffle=True,
+        generator=torch.Generator().manual_seed(1),
+    )
+
+
+def make_model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(FEATURES, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, CLASSES))
+
+
+# -- contenders: each trains once and returns the seconds it took ---------------------------------
+
+
+def raw(data: DataLoader[Any], epochs: int, _: Path) -> float:
+    model = make_model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=LR)
+    started = time.perf_counter()
+    for _epoch in range(epochs):
+        for inputs, targets in data:
+            loss = nn.functional.cross_entropy(model(inputs), targets)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+    return time.perf_counter() - started
+
+
+def make_task() -> TorchTask:
+    model = make_model()
+    return TorchTask(
+        model, nn.functional.cross_entropy, torch.optim.SGD(model.parameters(), lr=LR),
+        device="cpu",
+    )
+
+
+def hookline_bare(data: DataLoader[Any], epochs: int, _: Path) -> float:
+    trainer = Trainer(make_task(), manager=PluginManager())
+    started = time.perf_counter()
+    trainer.fit(data, epochs=epochs)
+    return time.perf_counter() - started
+
+
+def hookline_defaults(data: DataLoader[Any], epochs: int, folder: Path) -> float:
+    model = hookline.Model(make_task(), manager=PluginManager())
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # no validation data: "val/loss is not reported"
+        started = time.perf_counter()
+        model.train(data, epochs=epochs, project=str(folder), name="bench")
+        return time.perf_counter() - started
+
+
+def lightning_contender(defaults: bool) -> Callable[[DataLoader[Any], int, Path], float]:
+    import lightning
+
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.ERROR)  # its tips and notices, not timed
+
+    class Module(lightning.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = make_model()
+
+        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+            inputs, targets = batch
+            return nn.functional.cross_entropy(self.model(inputs), targets)
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return torch.optim.SGD(self.parameters(), lr=LR)
+
+    def run(data: DataLoader[Any], epochs: int, folder: Path) -> float:
+        options: dict[str, Any] = {"default_root_dir": str(folder)}
+        if not defaults:
+            options.update(enable_progress_bar=False, logger=False, enable_checkpointing=False)
+        trainer = lightning.Trainer(
+            max_epochs=epochs, accelerator="cpu", devices=1, enable_model_summary=False,
+            num_sanity_val_steps=0, **options,
+        )
+        module = Module()
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            started = time.perf_counter()
+            trainer.fit(module, data)
+            return time.perf_counter() - started
+
+    return run
+
+
+def contenders() -> dict[str, Callable[[DataLoader[Any], int, Path], float]]:
+    found: dict[str, Callable[[DataLoader[Any], int, Path], float]] = {
+        "raw": raw, "hookline-bare": hookline_bare, "hookline-defaults": hookline_defaults,
+    }
+    try:
+        found["lightning-bare"] = lightning_contender(defaults=False)
+        found["lightning-defaults"] = lightning_contender(defaults=True)
+    except ImportError:
+        print("lightning is not installed (pip install -e '.[bench]'): skipping it")
+    return found
+
+
+def overhead(samples: int, epochs: int, repeats: int) -> dict[str, dict[str, float]]:
+    """Median seconds per step of each contender, interleaved over ``repeats`` rounds."""
+    torch.set_num_threads(1)
+    data = make_data(samples)
+    steps = epochs * len(data)
+    runs = contenders()
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    with tempfile.TemporaryDirectory() as folder:
+        raw(data, 1, Path(folder))  # warm-up: first-call costs in torch
+        for round_index in range(repeats):
+            names = list(runs)
+            shift = round_index % len(names)  # rotate who goes first
+            for name in names[shift:] + names[:shift]:
+                times[name].append(runs[name](data, epochs, Path(folder) / name) / steps)
+    baseline = statistics.median(times["raw"])
+    return {
+        name: {
+            "step_us": statistics.median(values) * 1e6,
+            "overhead_us": (statistics.median(values) - baseline) * 1e6,
+            "ratio": statistics.median(values) / baseline,
+        }
+        for name, values in times.items()
+    }
+
+
+# -- micro-benchmarks ---------------------------------------------------------------------------
+
+
+def dispatch_costs(calls: int) -> dict[str, float]:
+    """Nanoseconds per call of on_train_batch_end, through hookline and directly through pluggy."""
+    results = {}
+    arguments = {"trainer": None, "batch": None, "batch_idx": 0, "loss": None}
+    for implementations in (0, 1, 10):
+        manager = PluginManager()
+        for index in range(implementations):
+
+            class Listener:
+                @hookimpl
+                def on_train_batch_end(self, batch_idx: int) -> None:
+                    pass
+
+            manager.register(Listener(), f"listener-{index}")
+        through_dispatch = timeit.timeit(
+            lambda m=manager: m.call("on_train_batch_end", **arguments), number=calls
+        )
+        direct = timeit.timeit(
+            lambda m=manager: m.hook.on_train_batch_end(**arguments), number=calls
+        )
+        results[f"hookline dispatch, {implementations} impl"] = through_dispatch / calls * 1e9
+        results[f"pluggy direct, {implementations} impl"] = direct / calls * 1e9
+    return results
+
+
+def empty_hook_pluggy_calls(samples: int) -> int:
+    """Pluggy calls made during a run for hooks that have no implementation (target: 0)."""
+
+    class OneHook(Callback):
+        def on_train_epoch_end(self) -> None:
+            pass
+
+    manager = PluginManager()
+    manager.register(OneHook())
+    with HookRecorder(manager) as recorder:
+        Trainer(make_task(), manager=manager).fit(make_data(samples), epochs=1)
+    return sum(1 for name in recorder.names if name != "on_train_epoch_end")
+
+
+def fresh_interpreter_ms(code: str, runs: int, path: str | None = None) -> float:
+    """Median wall time of ``python -c code`` minus that of ``python -c pass``."""
+
+    def once(source: str) -> float:
+        environment = None if path is None else {"PYTHONPATH": path, "PATH": "/usr/bin:/bin"}
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", source], check=True, env=environment)
+        return time.perf_counter() - started
+
+    empty = statistics.median(once("pass") for _ in range(runs))
+    return (statistics.median(once(code) for _ in range(runs)) - empty) * 1000
+
+
+def import_times(runs: int) -> dict[str, float]:
+    check = "import sys, hookline; assert 'torch' not in sys.modules"
+    results = {"import hookline (ms)": fresh_interpreter_ms(check, runs)}
+    try:
+        import lightning  # noqa: F401
+    except ImportError:
+        return results
+    results["import lightning (ms)"] = fresh_interpreter_ms("import lightning", runs)
+    return results
+
+
+def make_plugin_distributions(folder: Path, count: int) -> None:
+    """``count`` installed distributions, each declaring one hookline entry point."""
+    for index in range(count):
+        name = f"hookline_bench_plugin_{index}"
+        (folder / f"{name}.py").write_text(
+            "from hookline import hookimpl\n\n@hookimpl\ndef on_train_end(trainer):\n    pass\n"
+        )
+        info = folder / f"{name}-1.0.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+        (info / "entry_points.txt").write_text(f"[hookline]\nplugin{index} = {name}\n")
+
+
+def discovery_ms(count: int, runs: int) -> float:
+    """Milliseconds for load_entrypoint_plugins with ``count`` plugins installed (in a fresh
+    interpreter each time, so that nothing is cached)."""
+    source = (
+        "import time, hookline\n"
+        "started = time.perf_counter()\n"
+        "loaded = hookline.PluginManager().load_entrypoint_plugins()\n"
+        "elapsed = time.perf_counter() - started\n"
+        f"assert len(loaded) == {count}, loaded\n"
+        "print(elapsed * 1000)\n"
+    )
+    import hookline as package
+
+    source_root = str(Path(package.__file__).resolve().parents[1])
+    with tempfile.TemporaryDirectory() as folder:
+        make_plugin_distributions(Path(folder), count)
+        path = ":".join([folder, source_root, *[p for p in sys.path if "site-packages" in p]])
+        values = []
+        for _ in range(runs):
+            result = subprocess.run(
+                [sys.executable, "-c", source], check=True, capture_output=True, text=True,
+                env={"PYTHONPATH": path, "PATH": "/usr/bin:/bin"},
+            )
+            values.append(float(result.stdout))
+    return statistics.median(values)
+
+
+# -- report -------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a small run (for tests)")
+    parser.add_argument("--repeats", type=int, default=None, help="interleaved rounds")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    args = parser.parse_args(argv)
+    samples, repeats, calls, runs = (
+        (1024, 1, 2_000, 2) if args.quick else (16384, args.repeats or 5, 200_000, 7)
+    )
+    print(f"torch {torch.__version__}, 1 thread; {samples} samples, batch {BATCH}, 3 epochs, "
+          f"{repeats} interleaved rounds")
+    steps = overhead(samples, 3, repeats)
+    print(f"\n{'contender':<20}{'us/step':>10}{'overhead us':>13}{'x raw':>8}")
+    for name, row in steps.items():
+        print(f"{name:<20}{row['step_us']:>10.1f}{row['overhead_us']:>13.1f}{row['ratio']:>8.3f}")
+    micro: dict[str, float] = dispatch_costs(calls)
+    micro["pluggy calls for empty hooks in a run"] = empty_hook_pluggy_calls(samples)
+    micro.update(import_times(runs))
+    micro["discover 50 entry-point plugins (ms)"] = discovery_ms(50, runs)
+    print()
+    for name, value in micro.items():
+        unit = "" if "(ms)" in name or "calls" in name else " ns/call"
+        print(f"{name:<42}{value:>10.1f}{unit}")
+    results = {"steps": steps, "micro": micro, "quick": args.quick}
+    if args.json is not None:
+        args.json.write_text(json.dumps(results, indent=2))
+    return results
+
+
+if __name__ == "__main__":
+    main()

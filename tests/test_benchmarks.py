@@ -1,0 +1,42 @@
+"""The overhead benchmark runs from one command and reports every contender (not timings)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+
+pytestmark = pytest.mark.slow
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "overhead.py"
+
+
+def test_quick_benchmark_reports_every_contender(tmp_path):
+    output = tmp_path / "results.json"
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--quick", "--json", str(output)],
+        capture_output=True, text=True, timeout=600, check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads(output.read_text())
+    expected = {"raw", "hookline-bare", "hookline-defaults"}
+    if importlib.util.find_spec("lightning") is not None:
+        expected |= {"lightning-bare", "lightning-defaults"}
+    assert set(results["steps"]) == expected
+    for name, row in results["steps"].items():
+        assert row["step_us"] > 0, name
+        assert f"\n{name} " in result.stdout  # printed side by side, too
+    assert results["steps"]["raw"]["ratio"] == 1.0
+    micro = results["micro"]
+    for implementations in (0, 1, 10):
+        assert micro[f"hookline dispatch, {implementations} impl"] > 0
+        assert micro[f"pluggy direct, {implementations} impl"] > 0
+    assert micro["pluggy calls for empty hooks in a run"] == 0
+    assert micro["import hookline (ms)"] > 0
+    assert micro["discover 50 entry-point plugins (ms)"] > 0
