@@ -112,8 +112,10 @@ def test_trace_hooks_prints_each_call_with_its_plugins(demo_run):
     cwd, _ = demo_run
     result = hookline("val", "--trace-hooks", cwd=cwd)
     assert result.returncode == 0, result.stderr
-    assert re.search(r"\[hook\] on_log +\d+\.\d+ ms  verbose", result.stderr)
-    assert re.search(r"\[hook\] hookline_add_options +\d+\.\d+ ms  .*demo", result.stderr)
+    assert re.search(r"\[hook\] on_log +\d+\.\d+ ms  .*verbose \d+\.\d+ ms", result.stderr)
+    assert re.search(
+        r"\[hook\] hookline_add_options +\d+\.\d+ ms  .*demo \d+\.\d+ ms", result.stderr
+    )
 
 
 @pytest.mark.parametrize(
@@ -187,3 +189,38 @@ def test_committed_hook_reference_matches_the_hookspecs(capsys):
     assert capsys.readouterr().out == committed, (
         "docs/hooks.md is stale: run `hookline hooks --markdown > docs/hooks.md`"
     )
+
+
+def test_trace_hooks_times_each_plugin_and_restores_them_when_done():
+    import io
+
+    from hookline import Callback, PluginManager
+
+    class Slow(Callback):
+        def on_train_end(self):
+            import time
+
+            time.sleep(0.01)
+
+    class Fast(Callback):
+        def on_train_end(self):
+            pass
+
+    manager = PluginManager()
+    manager.register(Slow())
+    manager.register(Fast())
+    originals = [impl.function for impl in manager.hook.on_train_end.get_hookimpls()]
+    out = io.StringIO()
+    stop = cli.trace_hooks(manager, out)
+    manager.call("on_train_end", trainer=None)
+    stop()
+    manager.call("on_train_end", trainer=None)  # no longer traced
+    (line,) = out.getvalue().splitlines()
+    match = re.fullmatch(
+        r"\[hook\] on_train_end +(\S+) ms  Fast (\S+) ms, Slow (\S+) ms", line
+    )
+    assert match, line
+    total, fast, slow = map(float, match.groups())
+    assert slow >= 10.0 > fast
+    assert total >= slow
+    assert [impl.function for impl in manager.hook.on_train_end.get_hookimpls()] == originals
