@@ -224,3 +224,24 @@ def test_trace_hooks_times_each_plugin_and_restores_them_when_done():
     assert slow >= 10.0 > fast
     assert total >= slow
     assert [impl.function for impl in manager.hook.on_train_end.get_hookimpls()] == originals
+
+
+def test_settings_lists_what_each_command_accepts(capsys):
+    assert cli.main(["settings", "--json", "--no-plugins"]) == 0
+    train = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+    assert {"epochs", "data", "patience", "resume", "monitor", "verbose", "save"} <= set(train)
+    assert train["epochs"] == {
+        "name": "epochs", "default": 20, "type": "int", "owner": "hookline train",
+        "help": "number of epochs",
+    }
+    assert cli.main(["settings", "val", "--json", "--no-plugins"]) == 0
+    val = {row["name"] for row in json.loads(capsys.readouterr().out)}
+    assert "weights" in val
+    assert "epochs" not in val
+    # every listed setting, given its listed default, is accepted by the command
+    manager, _ = cli.prepared_manager(cli.build_parser().parse_args(["train", "--no-plugins"]))
+    given = {name: row["default"] for name, row in train.items() if row["default"] is not None}
+    settings, _ = cli.resolve(manager, "train", given)
+    assert settings["epochs"] == 20
+    assert cli.main(["settings", "--no-plugins"]) == 0
+    assert capsys.readouterr().out.splitlines()[0].startswith("epochs ")

@@ -6,6 +6,7 @@
     hookline val [weights=PATH] [key=value ...]             validate saved weights
     hookline predict [weights=PATH] [source=val|FILE]       write predictions.csv
     hookline export [weights=PATH] [format=torchscript|pt2|onnx]
+    hookline settings [train|val|predict|export] [--json]   every setting, default and owner
     hookline plugins [--json]                               what is installed, and its hooks
     hookline hooks [--markdown]                             the hook catalog
 
@@ -26,7 +27,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -35,6 +36,9 @@ from hookline.errors import UserError
 from hookline.manager import ALIASES, PluginLoadError, PluginManager, PluginValidationError
 from hookline.plugins import BUILTINS, DEFAULT_FLAGS
 from hookline.settings import Options, Settings
+
+if TYPE_CHECKING:
+    from hookline.demo import DigitsRecipe
 
 PHASES = ("train", "val", "predict", "export")
 
@@ -97,6 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
     }
     for name in PHASES:
         commands.add_parser(name, parents=[choice, phase], help=helps[name])
+    settings = commands.add_parser(
+        "settings", parents=[choice], help="list every setting a command accepts"
+    )
+    settings.add_argument("for_command", nargs="?", choices=PHASES, default="train",
+                          metavar="COMMAND", help="train (default), val, predict or export")
+    settings.add_argument("--json", action="store_true", help="machine-readable output")
     listing = commands.add_parser("plugins", parents=[choice], help="list installed plugins")
     listing.add_argument("--json", action="store_true", help="machine-readable output")
     hooks = commands.add_parser("hooks", help="list every hook with its documentation")
@@ -191,6 +201,27 @@ def trace_hooks(manager: PluginManager, stream: Any = None) -> Callable[[], None
 # -- the phases --------------------------------------------------------------------------------
 
 
+def prepared_manager(args: argparse.Namespace) -> tuple[PluginManager, DigitsRecipe]:
+    """The plugin manager of a command, with the installed plugins and the demo recipe."""
+    from hookline.demo import DigitsRecipe
+
+    manager = make_manager(args)
+    recipe = DigitsRecipe()
+    manager.register(recipe, "demo")
+    return manager, recipe
+
+
+def command_options(
+    manager: PluginManager, command: str, values: Mapping[str, Any]
+) -> Options:
+    """Every setting ``command`` accepts: its own and those of the plugins that ``values``
+    (built-in flags included) turn on."""
+    options = manager.options(values)
+    for name, default, kind, help_text in COMMAND_OPTIONS[command]:
+        options.add(name, default, type=kind, help=help_text, owner="hookline " + command)
+    return options
+
+
 def resolve(
     manager: PluginManager,
     command: str,
@@ -205,10 +236,8 @@ def resolve(
     """
     recorded = recorded or {}
     flags = {**DEFAULT_FLAGS, **{k: v for k, v in recorded.items() if k in DEFAULT_FLAGS}}
-    options: Options = manager.options({**flags, **given})
+    options = command_options(manager, command, {**flags, **given})
     own = COMMAND_OPTIONS[command]
-    for name, default, kind, help_text in own:
-        options.add(name, default, type=kind, help=help_text, owner="hookline " + command)
     inherited = {
         key: value for key, value in recorded.items()
         if key in options and key not in RUN_SPECIFIC
@@ -237,12 +266,9 @@ def latest_weights(project: Path) -> Path:
 
 def run_phase(command: str, args: argparse.Namespace) -> int:
     from hookline.api import Model
-    from hookline.demo import DigitsRecipe
     from hookline.plugins.checkpoint import load_checkpoint
 
-    manager = make_manager(args)
-    recipe = DigitsRecipe()
-    manager.register(recipe, "demo")
+    manager, recipe = prepared_manager(args)
     given = parse_settings(args.settings, args.config)
     checkpoint: dict[str, Any] | None = None
     if command == "train":
@@ -283,7 +309,31 @@ def run_phase(command: str, args: argparse.Namespace) -> int:
     return 0
 
 
-# -- plugins and hooks -------------------------------------------------------------------------
+# -- settings, plugins and hooks ---------------------------------------------------------------
+
+
+def list_settings(args: argparse.Namespace) -> int:
+    manager, _ = prepared_manager(args)
+    declared = command_options(manager, args.for_command, DEFAULT_FLAGS)
+    # the command's own first, then the recipe's and the plugins'
+    options = sorted(declared, key=lambda option: not option.owner.startswith("hookline "))
+    if args.json:
+        rows = [
+            {"name": o.name, "default": o.default, "type": o.type.__name__, "owner": o.owner,
+             "help": o.help}
+            for o in options
+        ]
+        print(json.dumps(rows, indent=2))
+        return 0
+    defaults = ["-" if option.default is None else repr(option.default) for option in options]
+    name_width = max(len(option.name) for option in options)
+    default_width = max(len(default) for default in defaults)
+    owner_width = max(len(option.owner) for option in options)
+    for option, default in zip(options, defaults, strict=True):
+        print(f"{option.name:<{name_width}}  {default:<{default_width}}  "
+              f"{option.type.__name__:<5}  {option.owner:<{owner_width}}  {option.help}")
+    return 0
+
 
 
 def list_plugins(args: argparse.Namespace) -> int:
@@ -382,6 +432,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_phase(args.command, args)
         if args.command == "plugins":
             return list_plugins(args)
+        if args.command == "settings":
+            return list_settings(args)
         return show_hooks(args)
     except USER_ERRORS as error:
         print(f"hookline {args.command}: error: {error}", file=sys.stderr)
