@@ -60,11 +60,11 @@ def main() -> None:
     options = Options()
     recipe.hookline_add_options(options)
     settings = options.resolve({})
-    train, val, n_features, n_classes = recipe.data(settings)
+    train, val = recipe.data(settings)
     plugins: list[Callback] = [Record(args.record)]
     if args.stop_on_rank is not None:
         plugins.append(StopOnOneRank(args.stop_on_rank, args.stop_at_step))
-    model = Model(recipe.task(settings, n_features, n_classes), plugins, manager=PluginManager())
+    model = Model(recipe.task(settings), plugins, manager=PluginManager())
     model.train(
         train, val, epochs=args.epochs, project=args.project, exist_ok=True,
         save_every_n_steps=args.save_every_n_steps, resume=args.resume, patience=100,

@@ -114,7 +114,7 @@ def test_trace_hooks_prints_each_call_with_its_plugins(demo_run):
     assert result.returncode == 0, result.stderr
     assert re.search(r"\[hook\] on_log +\d+\.\d+ ms  .*verbose \d+\.\d+ ms", result.stderr)
     assert re.search(
-        r"\[hook\] hookline_add_options +\d+\.\d+ ms  .*demo \d+\.\d+ ms", result.stderr
+        r"\[hook\] hookline_add_options +\d+\.\d+ ms  .*recipe \d+\.\d+ ms", result.stderr
     )
 
 
@@ -144,7 +144,7 @@ def test_bad_input_gets_one_clear_line_and_exit_status_2(
     recipe = DigitsRecipe()
     options = Options()
     recipe.hookline_add_options(options)
-    task = recipe.task(options.resolve({}), 64, 10)
+    task = recipe.task(options.resolve({}))
     torch.save({"task": {"model": task.model.state_dict()}, "args": {}}, tmp_path / "good.pt")
     assert cli.main([*words, "--no-plugins"]) == 2
     captured = capsys.readouterr()
@@ -245,3 +245,44 @@ def test_settings_lists_what_each_command_accepts(capsys):
     assert settings["epochs"] == 20
     assert cli.main(["settings", "--no-plugins"]) == 0
     assert capsys.readouterr().out.splitlines()[0].startswith("epochs ")
+
+
+def test_another_recipe_trains_validates_and_exports_through_the_command_line(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    recipe = "tests.sample_plugins.regression_recipe:LinearRecipe"
+    assert cli.main(["train", f"recipe={recipe}", "epochs=5", "features=3", "--no-plugins"]) == 0
+    trained = capsys.readouterr().out
+    assert "val/mae" in trained
+    args = (tmp_path / "runs" / "train" / "exp" / "args.yaml").read_text()
+    assert f"recipe: {recipe}" in args
+    assert "features: 3" in args
+    # val and export find the recipe and its settings in the checkpoint
+    assert cli.main(["val", "--no-plugins"]) == 0
+    loss = float(re.search(r"val/loss (\S+)", capsys.readouterr().out).group(1))
+    assert loss < 0.01  # y = sum(x) + 0.5 is learnt
+    assert cli.main(["export", "format=pt2", "--no-plugins"]) == 0
+    assert "exported pt2 to" in capsys.readouterr().out
+    exported = tmp_path / "runs" / "train" / "exp" / "weights" / "last.pt2"
+    model = torch.export.load(str(exported)).module()
+    assert model(torch.ones(2, 3)).shape == (2, 1)
+    assert cli.main(["settings", "--recipe", recipe, "--json", "--no-plugins"]) == 0
+    listed = {row["name"]: row["owner"] for row in json.loads(capsys.readouterr().out)}
+    assert (listed["features"], listed["recipe"]) == ("linear", "hookline")
+    assert "hidden" not in listed  # the demo's settings belong to the demo
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("nowhere.module:Recipe", "cannot load recipe 'nowhere.module:Recipe': ModuleNotFound"),
+        ("json:dumps", "'json:dumps' is not a recipe"),
+        ("json", "recipe 'json' must look like package.module:Class"),
+    ],
+)
+def test_a_bad_recipe_is_one_clear_line(spec, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["train", f"recipe={spec}", "--no-plugins"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert message in line

@@ -64,7 +64,7 @@ def test_metrics_agree_across_ranks_and_are_the_mean_over_all_samples(tmp_path):
     settings = options.resolve({})
     checkpoint = load_checkpoint(tmp_path / "runs" / "train" / "exp" / "weights" / "last.pt")
     task = recipe.task_from_weights(settings, checkpoint["task"])
-    _, val, _, _ = recipe.data(settings)
+    _, val = recipe.data(settings)
     alone = Validator(task, manager=PluginManager()).validate(val)
     for name in ("val/loss", "val/accuracy"):
         assert rank0[-1]["metrics"][name] == pytest.approx(alone[name], rel=1e-5), name

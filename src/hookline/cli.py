@@ -2,7 +2,8 @@
 
 ::
 
-    hookline train [key=value ...] [--config FILE.yaml]     train (the digits demo by default)
+    hookline train [key=value ...] [--config FILE.yaml]     train a recipe (recipe=module:Class;
+                                                            the digits demo by default)
     hookline val [weights=PATH] [key=value ...]             validate saved weights
     hookline predict [weights=PATH] [source=val|FILE]       write predictions.csv
     hookline export [weights=PATH] [format=torchscript|pt2|onnx]
@@ -27,7 +28,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
@@ -35,10 +36,8 @@ from hookline import hookspecs
 from hookline.errors import UserError
 from hookline.manager import ALIASES, PluginLoadError, PluginManager, PluginValidationError
 from hookline.plugins import BUILTINS, DEFAULT_FLAGS
+from hookline.recipe import DEFAULT_RECIPE, Recipe, RecipeOption, load_recipe
 from hookline.settings import Options, Settings
-
-if TYPE_CHECKING:
-    from hookline.demo import DigitsRecipe
 
 PHASES = ("train", "val", "predict", "export")
 
@@ -106,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     settings.add_argument("for_command", nargs="?", choices=PHASES, default="train",
                           metavar="COMMAND", help="train (default), val, predict or export")
+    settings.add_argument("--recipe", default=DEFAULT_RECIPE, metavar="MODULE:CLASS",
+                          help="list the settings of this recipe")
     settings.add_argument("--json", action="store_true", help="machine-readable output")
     listing = commands.add_parser("plugins", parents=[choice], help="list installed plugins")
     listing.add_argument("--json", action="store_true", help="machine-readable output")
@@ -201,13 +202,14 @@ def trace_hooks(manager: PluginManager, stream: Any = None) -> Callable[[], None
 # -- the phases --------------------------------------------------------------------------------
 
 
-def prepared_manager(args: argparse.Namespace) -> tuple[PluginManager, DigitsRecipe]:
-    """The plugin manager of a command, with the installed plugins and the demo recipe."""
-    from hookline.demo import DigitsRecipe
-
+def prepared_manager(
+    args: argparse.Namespace, recipe_spec: str = DEFAULT_RECIPE
+) -> tuple[PluginManager, Recipe]:
+    """The plugin manager of a command, with the installed plugins and the recipe."""
     manager = make_manager(args)
-    recipe = DigitsRecipe()
-    manager.register(recipe, "demo")
+    recipe = load_recipe(recipe_spec)
+    manager.register(recipe, "recipe")
+    manager.register(RecipeOption(), "recipe-option")
     return manager, recipe
 
 
@@ -268,7 +270,6 @@ def run_phase(command: str, args: argparse.Namespace) -> int:
     from hookline.api import Model
     from hookline.plugins.checkpoint import load_checkpoint
 
-    manager, recipe = prepared_manager(args)
     given = parse_settings(args.settings, args.config)
     checkpoint: dict[str, Any] | None = None
     if command == "train":
@@ -281,19 +282,23 @@ def run_phase(command: str, args: argparse.Namespace) -> int:
         checkpoint = load_checkpoint(path)
         given["weights"] = str(path)
     recorded = checkpoint.get("args", {}) if checkpoint is not None else {}
+    spec = str(given.get("recipe") or recorded.get("recipe") or DEFAULT_RECIPE)
+    manager, recipe = prepared_manager(args, spec)
     settings, plugin_values = resolve(manager, command, given, recorded)
     undo = trace_hooks(manager) if args.trace_hooks else None
     try:
         if command == "train":
-            train, val, n_features, n_classes = recipe.data(settings)
-            model = Model(recipe.task(settings, n_features, n_classes), manager=manager)
+            train, val = recipe.data(settings)
+            model = Model(recipe.task(settings), manager=manager)
             own = {name: settings[name] for name, *_ in COMMAND_OPTIONS["train"]}
             model.train(train, val, **own, **plugin_values)
         else:
             assert checkpoint is not None
             model = Model(recipe.task_from_weights(settings, checkpoint["task"]), manager=manager)
             if command == "val":
-                _, val, _, _ = recipe.data(settings)
+                _, val = recipe.data(settings)
+                if val is None:
+                    raise CommandError(f"recipe {spec!r} has no validation data")
                 model.validate(val, **plugin_values)
             elif command == "predict":
                 model.predict(recipe.predict_inputs(settings, settings["source"]), **plugin_values)
@@ -313,7 +318,7 @@ def run_phase(command: str, args: argparse.Namespace) -> int:
 
 
 def list_settings(args: argparse.Namespace) -> int:
-    manager, _ = prepared_manager(args)
+    manager, _ = prepared_manager(args, args.recipe)
     declared = command_options(manager, args.for_command, DEFAULT_FLAGS)
     # the command's own first, then the recipe's and the plugins'
     options = sorted(declared, key=lambda option: not option.owner.startswith("hookline "))

@@ -8,6 +8,7 @@ every other setting and recorded in the run's ``args.yaml`` and checkpoints.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +84,11 @@ def classify(outputs: torch.Tensor) -> dict[str, torch.Tensor]:
 
 
 class DigitsRecipe(Callback):
-    """Builds the demo's task and data from settings (declared through ``hookline_add_options``)."""
+    """The demo recipe: an MLP classifier on ``data`` (the digits by default); see
+    :mod:`hookline.recipe`.  Its settings are declared through ``hookline_add_options``."""
+
+    def __init__(self) -> None:
+        self._arrays: dict[str, Arrays] = {}
 
     def hookline_add_options(self, options: Options) -> None:
         add = options.add
@@ -99,10 +104,26 @@ class DigitsRecipe(Callback):
         add("accumulate", 1, help="batches per optimizer step", owner="demo")
         add("clip", 0.0, help="gradient-norm clipping (0: off)", owner="demo")
 
-    def task(self, settings: Settings, n_features: int, n_classes: int) -> TorchTask:
-        """An untrained task for data with ``n_features`` columns and ``n_classes`` labels."""
+    def _load(self, data: str) -> Arrays:
+        if data not in self._arrays:
+            self._arrays[data] = load_arrays(data)
+        return self._arrays[data]
+
+    def task(self, settings: Settings) -> TorchTask:
+        """An untrained MLP sized for the features and classes of ``data``."""
+        x, y = self._load(settings["data"])
+        return self._task(settings, x.shape[1], settings["hidden"], int(y.max()) + 1)
+
+    def task_from_weights(self, settings: Settings, state: Mapping[str, Any]) -> TorchTask:
+        """A task holding the saved model ``state`` (its shape is read from the weights)."""
+        n_features, hidden, n_classes = mlp_shape(state["model"])
+        task = self._task(settings, n_features, hidden, n_classes)
+        task.model.load_state_dict(state["model"])
+        return task
+
+    def _task(self, settings: Settings, n_features: int, hidden: int, n_classes: int) -> TorchTask:
         torch.manual_seed(settings["seed"])
-        model = build_mlp(n_features, settings["hidden"], n_classes)
+        model = build_mlp(n_features, hidden, n_classes)
         lr, decay = settings["lr"], settings["weight_decay"]
         return TorchTask(
             model,
@@ -117,16 +138,9 @@ class DigitsRecipe(Callback):
             example_input=torch.zeros(2, n_features),
         )
 
-    def task_from_weights(self, settings: Settings, state: dict[str, Any]) -> TorchTask:
-        """A task holding the saved model ``state`` (its shape is read from the weights)."""
-        n_features, hidden, n_classes = mlp_shape(state["model"])
-        task = self.task(Settings({**settings, "hidden": hidden}), n_features, n_classes)
-        task.model.load_state_dict(state["model"])
-        return task
-
-    def data(self, settings: Settings) -> tuple[DataLoader[Any], DataLoader[Any], int, int]:
-        """Training and validation loaders, the number of features and of classes."""
-        arrays = load_arrays(settings["data"])
+    def data(self, settings: Settings) -> tuple[DataLoader[Any], DataLoader[Any]]:
+        """Training and validation loaders over a seeded split of ``data``."""
+        arrays = self._load(settings["data"])
         (x_train, y_train), (x_val, y_val) = split(arrays, settings["val_split"], settings["seed"])
         generator = torch.Generator().manual_seed(settings["seed"])
         train = DataLoader(
@@ -136,13 +150,13 @@ class DigitsRecipe(Callback):
         val = DataLoader(
             TensorDataset(torch.from_numpy(x_val), torch.from_numpy(y_val)), batch_size=256
         )
-        return train, val, arrays[0].shape[1], int(arrays[1].max()) + 1
+        return train, val
 
     def predict_inputs(self, settings: Settings, source: str) -> DataLoader[Any]:
         """Input batches from ``source``: ``val`` (the validation split) or a .npz/.csv file
         with the same layout as ``data``."""
         if source == "val":
-            arrays = load_arrays(settings["data"])
+            arrays = self._load(settings["data"])
             _, (x, _) = split(arrays, settings["val_split"], settings["seed"])
         else:
             x, _ = load_arrays(source)
