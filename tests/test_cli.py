@@ -16,6 +16,7 @@ torch = pytest.importorskip("torch")
 
 from hookline import cli  # noqa: E402
 from hookline.demo import DigitsRecipe, load_arrays, split  # noqa: E402
+from hookline.plugins.checkpoint import load_checkpoint  # noqa: E402
 from hookline.settings import Options  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -286,3 +287,23 @@ def test_a_bad_recipe_is_one_clear_line(spec, message, tmp_path, monkeypatch, ca
     assert cli.main(["train", f"recipe={spec}", "--no-plugins"]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert message in line
+
+
+def test_resume_continues_the_run_with_its_recorded_settings(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["train", "epochs=2", "hidden=16", "batch=64", "--no-plugins"]) == 0
+    first = capsys.readouterr().out
+    assert "epoch 2/2" in first
+    last = tmp_path / "runs" / "train" / "exp" / "weights" / "last.pt"
+    # hidden and batch come from the checkpoint; epochs is given again to extend the run
+    assert cli.main(["train", f"resume={last}", "epochs=4", "--no-plugins"]) == 0
+    resumed = capsys.readouterr().out
+    epochs = [line.split()[1] for line in resumed.splitlines() if line.startswith("epoch ")]
+    assert epochs == ["3/4", "4/4"]
+    assert "results in runs/train/exp" in resumed  # the same run directory, not exp2
+    assert not (tmp_path / "runs" / "train" / "exp2").exists()
+    args = (tmp_path / "runs" / "train" / "exp" / "args.yaml").read_text()
+    assert "hidden: 16" in args
+    assert "batch: 64" in args
+    assert "epochs: 4" in args
+    assert load_checkpoint(last)["progress"]["epoch"] == 4

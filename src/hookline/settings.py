@@ -69,7 +69,7 @@ def _convert(option: Option, value: Any) -> Any:
     return value
 
 
-def closest(name: str, candidates: Iterator[str] | list[str] | set[str]) -> str | None:
+def closest(name: str, candidates: Iterable[str]) -> str | None:
     """Return the candidate closest to ``name``, or None when nothing is close."""
     matches = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.5)
     return matches[0] if matches else None
