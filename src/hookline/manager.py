@@ -181,8 +181,8 @@ class PluginManager(pluggy.PluginManager):
 
     @property
     def dispatch(self) -> Mapping[str, pluggy.HookCaller]:
-        """Hook name to caller, for the hooks that have at least one implementation: one
-        mapping for the manager's lifetime, kept current on every register/unregister."""
+        """Hook name to caller, for the hooks that have at least one implementation
+        (rebuilt on every register/unregister)."""
         return self._dispatch
 
     def call(self, hook_name: str, /, **kwargs: Any) -> list[Any]:
@@ -210,9 +210,7 @@ class PluginManager(pluggy.PluginManager):
                 if skipped:
                     caller = self.subset_hook_caller(name, skipped)
             table[name] = caller
-        # updated in place, so that a phase may hold on to the dict it got from `dispatch`
-        self._dispatch.clear()
-        self._dispatch.update(table)
+        self._dispatch = table
 
     def set_rank(self, rank: int) -> None:
         """Tell the manager this process's rank (read from ``RANK`` when it was created)."""

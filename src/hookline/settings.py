@@ -117,6 +117,21 @@ class Options:
             return
         self._options[name] = Option(name, default, type, help, owner)
 
+    def add_attributes(
+        self,
+        target: object,
+        helps: Mapping[str, str],
+        *,
+        owner: str,
+        types: Mapping[str, type] | None = None,
+    ) -> None:
+        """Declare one setting per entry of ``helps`` (name to help text), whose default is
+        ``target``'s attribute of that name: a plugin's constructor arguments become the
+        defaults of its settings.  ``types`` gives the type of those whose default is None."""
+        for name, help_text in helps.items():
+            kind = (types or {}).get(name)
+            self.add(name, getattr(target, name), help=help_text, type=kind, owner=owner)
+
     def __contains__(self, name: object) -> bool:
         return name in self._options
 

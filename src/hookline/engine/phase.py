@@ -42,7 +42,6 @@ class Phase:
     ) -> None:
         self.task = task
         self.manager = manager if manager is not None else default_manager()
-        self._dispatch = self.manager.dispatch
         for plugin in plugins:
             self.manager.register(plugin)
         #: The settings of the current run, as resolved by ``hookline_configure``.
@@ -86,11 +85,7 @@ class Phase:
 
         Plugins use it to fire the events they own, e.g. ``on_model_save`` after writing a file.
         """
-        caller = self._dispatch.get(hook_name)
-        if caller is None:
-            return []
-        result: list[Any] = caller(**kwargs)
-        return result
+        return self.manager.call(hook_name, **kwargs)
 
     def _configure(self, arguments: Mapping[str, Any], settings: Mapping[str, Any]) -> None:
         self.settings = self.manager.configure(settings)

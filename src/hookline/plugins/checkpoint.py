@@ -17,8 +17,9 @@ import math
 import pickle
 import warnings
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from hookline.engine import Trainer
 from hookline.errors import UserError
@@ -89,10 +90,17 @@ class ModelCheckpoint(Callback):
     rank makes the same decisions (on metrics reduced over all ranks) and rank zero writes.
     """
 
-    SETTINGS = (
-        "monitor", "mode", "save_last", "save_top_k", "save_period", "save_every_n_steps",
-        "filename", "resume",
-    )
+    #: Settings (the constructor's arguments), with their help text.
+    SETTINGS: ClassVar[Mapping[str, str]] = {
+        "monitor": "metric that decides 'best'",
+        "mode": "min, max or auto for the monitor",
+        "save_last": "keep weights/last.pt",
+        "save_top_k": "best checkpoints to keep",
+        "save_period": "save every N epochs",
+        "save_every_n_steps": "save every N steps",
+        "filename": "name template of saved files",
+        "resume": "checkpoint to resume from",
+    }
 
     def __init__(
         self,
@@ -118,17 +126,7 @@ class ModelCheckpoint(Callback):
     # -- settings ------------------------------------------------------------------------------
 
     def hookline_add_options(self, options: Options) -> None:
-        owner = "checkpoint"
-        options.add("monitor", self.monitor, help="metric that decides 'best'", owner=owner)
-        options.add("mode", self.mode, help="min, max or auto for the monitor", owner=owner)
-        options.add("save_last", self.save_last, help="keep weights/last.pt", owner=owner)
-        options.add("save_top_k", self.save_top_k, help="best checkpoints to keep", owner=owner)
-        options.add("save_period", self.save_period, help="save every N epochs", owner=owner)
-        options.add(
-            "save_every_n_steps", self.save_every_n_steps, help="save every N steps", owner=owner
-        )
-        options.add("filename", self.filename, help="name template of saved files", owner=owner)
-        options.add("resume", self.resume, help="checkpoint to resume from", owner=owner)
+        options.add_attributes(self, self.SETTINGS, owner="checkpoint")
 
     def hookline_configure(self, settings: Settings) -> None:
         settings.apply(self, self.SETTINGS)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import copy
 import math
 import warnings
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from hookline.engine import Trainer
 from hookline.manager import Callback
@@ -33,10 +34,23 @@ class EarlyStopping(Callback):
     travel in checkpoints, so a resumed run stops at the same epoch as an uninterrupted one.
     """
 
-    SETTINGS = (
-        "monitor", "mode", "patience", "min_delta", "baseline", "start_from_epoch",
-        "check_finite", "stopping_threshold", "divergence_threshold", "restore_best_weights",
-    )
+    #: Settings (the constructor's arguments), with their help text.
+    SETTINGS: ClassVar[Mapping[str, str]] = {
+        "monitor": "metric that decides 'best'",
+        "mode": "min, max or auto for the monitor",
+        "patience": "epochs without improvement",
+        "min_delta": "smallest improvement that counts",
+        "baseline": "value to beat",
+        "start_from_epoch": "first watched epoch",
+        "check_finite": "stop on NaN/inf metric",
+        "stopping_threshold": "stop when this is reached",
+        "divergence_threshold": "stop when worse than this",
+        "restore_best_weights": "restore the best epoch's weights at the end",
+    }
+    #: The settings whose default is None, with their type.
+    OPTIONAL: ClassVar[Mapping[str, type]] = {
+        "baseline": float, "stopping_threshold": float, "divergence_threshold": float
+    }
 
     def __init__(
         self,
@@ -65,23 +79,7 @@ class EarlyStopping(Callback):
         self._warned = False
 
     def hookline_add_options(self, options: Options) -> None:
-        add, owner = options.add, "early_stopping"
-        add("monitor", self.monitor, help="metric that decides 'best'", owner=owner)
-        add("mode", self.mode, help="min, max or auto for the monitor", owner=owner)
-        add("patience", self.patience, help="epochs without improvement", owner=owner)
-        add("min_delta", self.min_delta, help="smallest improvement that counts", owner=owner)
-        add("baseline", self.baseline, type=float, help="value to beat", owner=owner)
-        add("start_from_epoch", self.start_from_epoch, help="first watched epoch", owner=owner)
-        add("check_finite", self.check_finite, help="stop on NaN/inf metric", owner=owner)
-        add("stopping_threshold", self.stopping_threshold, type=float, help="goal", owner=owner)
-        add(
-            "divergence_threshold", self.divergence_threshold, type=float,
-            help="stop when worse than this", owner=owner,
-        )
-        add(
-            "restore_best_weights", self.restore_best_weights,
-            help="restore the best epoch's weights at the end", owner=owner,
-        )
+        options.add_attributes(self, self.SETTINGS, owner="early_stopping", types=self.OPTIONAL)
 
     def hookline_configure(self, settings: Settings) -> None:
         settings.apply(self, self.SETTINGS)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
 
 from hookline.engine import Trainer
 from hookline.manager import Callback
@@ -31,10 +31,17 @@ class LRScheduler(Callback):
     added to each epoch's metrics.  The scheduler's state travels in checkpoints.
     """
 
-    SETTINGS = (
-        "schedule", "lr_step_size", "lr_gamma", "lr_factor", "lr_patience", "monitor",
-        "warmup_steps", "warmup_start_factor",
-    )
+    #: Settings (the constructor's arguments), with their help text.
+    SETTINGS: ClassVar[Mapping[str, str]] = {
+        "schedule": "none, step, cosine, linear, plateau",
+        "lr_step_size": "step: epochs per decay",
+        "lr_gamma": "step: decay factor",
+        "lr_factor": "plateau: decay factor",
+        "lr_patience": "plateau: epochs to wait",
+        "monitor": "metric that decides 'best'",
+        "warmup_steps": "linear warm-up steps",
+        "warmup_start_factor": "warm-up starting fraction",
+    }
 
     def __init__(
         self,
@@ -63,18 +70,7 @@ class LRScheduler(Callback):
         self._pending: dict[str, Any] | None = None
 
     def hookline_add_options(self, options: Options) -> None:
-        add, owner = options.add, "lr_scheduler"
-        add("schedule", self.schedule, help="none, step, cosine, linear, plateau", owner=owner)
-        add("lr_step_size", self.lr_step_size, help="step: epochs per decay", owner=owner)
-        add("lr_gamma", self.lr_gamma, help="step: decay factor", owner=owner)
-        add("lr_factor", self.lr_factor, help="plateau: decay factor", owner=owner)
-        add("lr_patience", self.lr_patience, help="plateau: epochs to wait", owner=owner)
-        add("monitor", self.monitor, help="metric that decides 'best'", owner=owner)
-        add("warmup_steps", self.warmup_steps, help="linear warm-up steps", owner=owner)
-        add(
-            "warmup_start_factor", self.warmup_start_factor, help="warm-up starting fraction",
-            owner=owner,
-        )
+        options.add_attributes(self, self.SETTINGS, owner="lr_scheduler")
 
     def hookline_configure(self, settings: Settings) -> None:
         settings.apply(self, self.SETTINGS)

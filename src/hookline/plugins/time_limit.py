@@ -4,6 +4,8 @@ end (validation and the checkpoint that makes the run resumable)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
+from typing import ClassVar
 
 from hookline.engine import Trainer
 from hookline.manager import Callback
@@ -18,6 +20,8 @@ class TimeLimit(Callback):
     boundary, so that the checkpoint written at the epoch's end resumes exactly.
     """
 
+    SETTINGS: ClassVar[Mapping[str, str]] = {"time_limit": "wall-clock budget in seconds (0: none)"}
+
     def __init__(self, time_limit: float = 0.0) -> None:
         self.time_limit = time_limit
         self.started = 0.0
@@ -27,13 +31,10 @@ class TimeLimit(Callback):
         self._longest_epoch_end = 0.0
 
     def hookline_add_options(self, options: Options) -> None:
-        options.add(
-            "time_limit", self.time_limit, help="wall-clock budget in seconds (0: none)",
-            owner="time_limit",
-        )
+        options.add_attributes(self, self.SETTINGS, owner="time_limit")
 
     def hookline_configure(self, settings: Settings) -> None:
-        settings.apply(self, ("time_limit",))
+        settings.apply(self, self.SETTINGS)
 
     def on_train_start(self) -> None:
         self.started = self._last = time.monotonic()
