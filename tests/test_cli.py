@@ -50,7 +50,8 @@ def test_demo_trains_to_the_accuracy_bound_and_writes_its_run_directory(demo_run
     assert last_epoch_accuracy(stdout) >= 0.95
     run = cwd / "runs" / "train" / "exp"
     assert (run / "weights" / "last.pt").is_file()
-    assert "training finished after 20 epochs; results in runs/train/exp" in stdout
+    assert re.search(r"^training finished after 20/20 epochs, \d+ steps", stdout, re.M)
+    assert re.search(r"^  results runs/train/exp: .*weights/best.pt", stdout, re.M)
     args = (run / "args.yaml").read_text()
     assert "epochs: 20" in args
     assert "data: digits" in args

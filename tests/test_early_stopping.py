@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from hookline import Callback, Trainer, hookimpl
-from hookline.plugins.console import ConsoleLogger
 from hookline.plugins.early_stopping import EarlyStopping
+from hookline.plugins.summary import RunSummary
 from tests.conftest import regression_batches
 
 
@@ -96,11 +96,13 @@ def test_settings_override_constructor_arguments_only_when_given(task, manager):
 
 
 def test_the_run_summary_shows_the_stop_reason(task, manager, capsys):
-    run_plugins = [EarlyStopping(patience=1), Script("val/loss", [1, 2, 3]), ConsoleLogger()]
+    run_plugins = [EarlyStopping(patience=1), Script("val/loss", [1, 2, 3]), RunSummary()]
     Trainer(task, run_plugins, manager=manager).fit(regression_batches(8, 4), epochs=3)
-    summary = capsys.readouterr().out.strip().splitlines()[-1]
-    assert summary.startswith("training finished after 2 epochs (stopped early: early stopping:")
-    assert "val/loss has not improved for 1 epochs (best 1 at epoch 1)" in summary
+    summary = capsys.readouterr().out.strip().splitlines()
+    assert summary[0].startswith("training stopped early: early stopping:")
+    assert "val/loss has not improved for 1 epochs (best 1 at epoch 1)" in summary[0]
+    assert summary[0].endswith("after 2/3 epochs, 4 steps, " + summary[0].split()[-2] + " s")
+    assert summary[1].split() == ["best", "val/loss", "1", "at", "epoch", "1"]
 
 
 def test_a_missing_metric_warns_once_and_never_stops(task, manager):

@@ -14,11 +14,13 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Builtin:
-    """A built-in plugin: the setting that turns it on, the class, and what it does."""
+    """A built-in plugin: the setting that turns it on, the class, what it does, and whether
+    ``hookline train`` and :class:`hookline.Model` turn it on by default."""
 
     flag: str
     target: str
     help: str
+    default: bool = True
 
     def create(self) -> Any:
         """Import and instantiate the plugin class."""
@@ -62,7 +64,68 @@ BUILTINS: tuple[Builtin, ...] = (
         "hookline.plugins.time_limit:TimeLimit",
         "stop cleanly before time_limit seconds, with a checkpoint",
     ),
+    Builtin(
+        "csv",
+        "hookline.plugins.metric_files:CSVLogger",
+        "write results.csv: one row of metrics per epoch",
+    ),
+    Builtin(
+        "jsonl",
+        "hookline.plugins.metric_files:JSONLogger",
+        "write metrics.jsonl: every on_log record, one JSON object per line",
+    ),
+    Builtin(
+        "progress",
+        "hookline.plugins.progress:ProgressBar",
+        "show batch progress, loss and rate (a bar on a terminal, plain lines otherwise)",
+    ),
+    Builtin(
+        "plots",
+        "hookline.plugins.plots:ResultsPlot",
+        "draw results.png, one panel per metric, at each epoch end (needs matplotlib)",
+    ),
+    Builtin(
+        "resources",
+        "hookline.plugins.resources:ResourceMonitor",
+        "sample CPU, memory and GPU use in the background; per-epoch mean and max as metrics",
+    ),
+    Builtin(
+        "summary",
+        "hookline.plugins.summary:RunSummary",
+        "print and save (summary.json) the run's summary: best epoch, time, stop reason, files",
+    ),
+    Builtin(
+        "webhook",
+        "hookline.plugins.webhook:Webhook",
+        "POST Slack-compatible messages on chosen events (webhook_url=...)",
+        default=False,
+    ),
+    Builtin(
+        "tensorboard",
+        "hookline.plugins.tensorboard_logger:TensorBoardLogger",
+        "log metrics and hyperparameters to TensorBoard (extra: tensorboard)",
+        default=False,
+    ),
+    Builtin(
+        "mlflow",
+        "hookline.plugins.mlflow_logger:MLflowLogger",
+        "log params, metrics and the best weights to MLflow (extra: mlflow)",
+        default=False,
+    ),
+    Builtin(
+        "wandb",
+        "hookline.plugins.wandb_logger:WandbLogger",
+        "log config and metrics to Weights & Biases (extra: wandb; offline unless told)",
+        default=False,
+    ),
+    Builtin(
+        "comet",
+        "hookline.plugins.comet_logger:CometLogger",
+        "log parameters and metrics to Comet (extra: comet; offline unless told)",
+        default=False,
+    ),
 )
 
-#: The built-ins ``hookline.Model`` and the ``hookline`` command turn on unless told otherwise.
-DEFAULT_FLAGS: dict[str, bool] = {builtin.flag: True for builtin in BUILTINS}
+#: The built-ins ``hookline.Model`` and the ``hookline`` command turn on unless told otherwise
+#: (the others are off: flags like ``tensorboard=True`` turn them on).
+DEFAULT_FLAGS: dict[str, bool] = {builtin.flag: builtin.default for builtin in BUILTINS}

@@ -9,14 +9,22 @@ from typing import TextIO
 from hookline.engine import Phase, Predictor, Trainer
 from hookline.manager import Callback
 
+#: Metric families left out of the console's epoch line (they are in the metric files).
+QUIET_PREFIXES = ("resources/",)
+
 
 def format_metrics(metrics: Mapping[str, float]) -> str:
-    """``name value`` pairs, four significant digits, in the metrics' order."""
-    return "  ".join(f"{name} {value:.4g}" for name, value in metrics.items())
+    """``name value`` pairs, four significant digits, in the metrics' order, leaving out
+    the families in :data:`QUIET_PREFIXES`."""
+    return "  ".join(
+        f"{name} {value:.4g}" for name, value in metrics.items()
+        if not name.startswith(QUIET_PREFIXES)
+    )
 
 
 class ConsoleLogger(Callback):
-    """Prints each epoch's metrics (from ``on_log``), a validation's result and a summary line.
+    """Prints each epoch's metrics (from ``on_log``) and a validation's result.  The end of
+    training is reported by :class:`hookline.plugins.summary.RunSummary`.
 
     :param stream: where to print; standard output by default.
     """
@@ -40,11 +48,6 @@ class ConsoleLogger(Callback):
             self._print(f"epoch {epoch + 1}/{run.epochs}  {format_metrics(metrics)}")
         elif phase == "val":
             self._print(f"validation  {format_metrics(metrics)}")
-
-    def on_train_end(self, trainer: Trainer) -> None:
-        stopped = f" (stopped early: {trainer.stop_reason})" if trainer.stop_reason else ""
-        where = f"; results in {trainer.save_dir}" if trainer.save_dir is not None else ""
-        self._print(f"training finished after {trainer.epoch + 1} epochs{stopped}{where}")
 
     def on_predict_end(self, predictor: Predictor) -> None:
         where = f"; saved to {predictor.save_dir}" if predictor.save_dir is not None else ""

@@ -4,6 +4,8 @@ plateau scheduler."""
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 from hookline.settings import SettingsError
 
@@ -29,3 +31,32 @@ def improves(value: float, best: float | None, mode: str, min_delta: float = 0.0
     if best is None:
         return True
     return value < best - min_delta if mode == "min" else value > best + min_delta
+
+
+class BestTracker:
+    """The best value of a monitored metric seen so far, and the epoch (1-based) it came from.
+
+    For plugins that report the best result (summary, notifications); a checkpoint restores it
+    through :meth:`state_dict` and :meth:`load_state_dict`.
+    """
+
+    def __init__(self, monitor: str = "val/loss", mode: str = "auto") -> None:
+        self.monitor, self.mode = monitor, mode
+        self.value: float | None = None
+        self.epoch: int | None = None
+
+    def update(self, metrics: Mapping[str, float], epoch: int) -> bool:
+        """Record ``metrics`` of the 0-based ``epoch``; true when the monitor improved."""
+        value = metrics.get(self.monitor)
+        if value is None or not improves(value, self.value, resolve_mode(self.monitor, self.mode)):
+            return False
+        self.value, self.epoch = float(value), epoch + 1
+        return True
+
+    def state_dict(self) -> dict[str, Any]:
+        """The best value and epoch."""
+        return {"value": self.value, "epoch": self.epoch}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        self.value, self.epoch = state["value"], state["epoch"]

@@ -1,0 +1,117 @@
+"""What the experiment-tracker loggers (TensorBoard, MLflow, Weights & Biases, Comet) share.
+
+Each consumes the ``on_log`` stream and nothing else.  Metrics keep their names; the running
+means of a log interval get the suffix ``_step`` (``train/loss_step``, plotted against
+``step``, the optimizer steps) so they do not mix with the epoch's value of the same metric
+(``train/loss``, plotted against the 1-based ``epoch``).  The run's settings (``args``) are
+the hyperparameters.
+
+A tracker's package is an optional extra: asking for a logger whose package is missing fails
+at configuration, before training starts, with the command that installs it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+from hookline.engine import Phase, Trainer
+from hookline.errors import UserError
+from hookline.manager import Callback
+from hookline.plugins.run_files import plain
+from hookline.settings import Settings
+
+Scalar = int | float | str | bool
+
+
+def hyperparameters(args: Mapping[str, Any]) -> dict[str, Scalar]:
+    """``args`` flattened to scalars: nested keys joined with ``/``, lists and None as text."""
+    flat: dict[str, Scalar] = {}
+    for key, value in plain(args).items():
+        if isinstance(value, Mapping):
+            flat.update({f"{key}/{name}": item for name, item in hyperparameters(value).items()})
+        elif isinstance(value, (int, float, str, bool)):
+            flat[key] = value
+        else:
+            flat[key] = str(value)
+    return flat
+
+
+def series(metrics: Mapping[str, float], phase: str) -> dict[str, float]:
+    """The names a tracker records ``metrics`` under (``_step`` for a log interval's means)."""
+    if phase == "train":
+        return {f"{name}_step": value for name, value in metrics.items()}
+    return dict(metrics)
+
+
+class TrackerLogger(Callback):
+    """Base class: subclasses name their package and implement :meth:`start`, :meth:`log` and
+    :meth:`finish`.  The tracker's run starts with training (or a stand-alone validation) and
+    finishes in ``teardown`` with the status ``success`` or ``failed``."""
+
+    rank_zero_only = True
+    #: The module that must be importable, and the extra that installs it.
+    package = ""
+    extra = ""
+
+    def __init__(self) -> None:
+        self.active = False
+        self._failed = False
+
+    def hookline_configure(self, settings: Settings) -> None:
+        for module in self.package.split(","):
+            if importlib.util.find_spec(module) is None:
+                raise UserError(
+                    f"{self.extra}=True needs the {module!r} package: "
+                    f"pip install 'hookline[{self.extra}]'"
+                )
+
+    # -- what each tracker implements ------------------------------------------------------
+
+    def start(self, run: Phase, params: dict[str, Scalar]) -> None:
+        """Open the tracker's run for ``run`` (which has a ``save_dir``)."""
+        raise NotImplementedError
+
+    def log(self, metrics: dict[str, float], step: int, epoch: int, phase: str) -> None:
+        """Record ``metrics`` (already named by :func:`series`); ``epoch`` is 1-based."""
+        raise NotImplementedError
+
+    def finish(self, failed: bool) -> None:
+        """Close the tracker's run."""
+        raise NotImplementedError
+
+    # -- hooks -------------------------------------------------------------------------------
+
+    def _begin(self, run: Phase) -> None:
+        if run.save_dir is None:
+            warnings.warn(
+                f"{self.extra}: the run has no directory (save=False and no save_dir), so "
+                "nothing is logged", stacklevel=2,
+            )
+            return
+        self._failed = False
+        self.start(run, hyperparameters(run.args))
+        self.active = True
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        self._begin(trainer)
+
+    def on_val_start(self, validator: Phase) -> None:
+        if getattr(validator, "trainer", None) is None:
+            self._begin(validator)
+
+    def on_log(
+        self, metrics: Mapping[str, float], step: int, epoch: int, phase: str
+    ) -> None:
+        if self.active:
+            self.log(series(metrics, phase), step, epoch + 1, phase)
+
+    def on_exception(self) -> None:
+        self._failed = True
+
+    def teardown(self) -> None:
+        if self.active:
+            self.active = False
+            self.finish(self._failed)

@@ -1,0 +1,152 @@
+"""The run summary: printed when training ends and saved as ``summary.json`` in the run
+directory.
+
+It says how the run ended (finished, stopped early and why, or failed and with what), how many
+epochs ran and how long they took, the best value of the monitored metric and its epoch, the
+last epoch's metrics, and the files the run wrote.  A resumed run counts the time and the best
+result from before the interruption (both are kept in the checkpoint).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar, TextIO
+
+from hookline.engine import Phase, Trainer
+from hookline.manager import Callback
+from hookline.plugins.console import format_metrics
+from hookline.plugins.files import atomic_write
+from hookline.plugins.monitor import BestTracker, resolve_mode
+from hookline.settings import Options, Settings
+
+
+def run_files(save_dir: Path) -> list[str]:
+    """What ``save_dir`` holds, sorted: files, and folders with a trailing ``/``; hidden
+    entries left out."""
+    return sorted(
+        path.name + ("/" if path.is_dir() else "")
+        for path in save_dir.iterdir()
+        if not path.name.startswith(".")
+    )
+
+
+def _shown(path: Path, save_dir: Path | None) -> str:
+    """``path`` relative to the run directory when it is inside it."""
+    if save_dir is not None and path.is_relative_to(save_dir):
+        return str(path.relative_to(save_dir))
+    return str(path)
+
+
+class RunSummary(Callback):
+    """Prints a summary when training ends (also after a failure) and writes ``summary.json``.
+
+    :param stream: where to print; standard output by default.
+    :param monitor: the metric whose best value is reported (setting shared with checkpointing
+        and early stopping).
+    :param mode: ``min``, ``max`` or ``auto``.
+    """
+
+    rank_zero_only = True
+    SETTINGS: ClassVar[Mapping[str, str]] = {
+        "monitor": "metric that decides 'best'",
+        "mode": "min, max or auto for the monitor",
+    }
+
+    def __init__(
+        self, stream: TextIO | None = None, monitor: str = "val/loss", mode: str = "auto"
+    ) -> None:
+        self.stream = stream
+        self.monitor, self.mode = monitor, mode
+        self.best = BestTracker(monitor, mode)
+        self.summary: dict[str, Any] = {}
+        self._started = 0.0
+        self._earlier_seconds = 0.0
+        self._failure: BaseException | None = None
+        self._models: dict[Path, None] = {}
+
+    def hookline_add_options(self, options: Options) -> None:
+        options.add_attributes(self, self.SETTINGS, owner="summary")
+
+    def hookline_configure(self, settings: Settings) -> None:
+        settings.apply(self, self.SETTINGS)
+        resolve_mode(self.monitor, self.mode)
+        self.best = BestTracker(self.monitor, self.mode)
+        self._earlier_seconds, self._failure, self._models = 0.0, None, {}
+
+    def state_dict(self) -> dict[str, Any]:
+        """The best result so far and the training time spent, for a resumed run."""
+        return {"best": self.best.state_dict(), "seconds": self._seconds()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        self.best.load_state_dict(state["best"])
+        self._earlier_seconds = float(state["seconds"])
+
+    def _seconds(self) -> float:
+        running = time.monotonic() - self._started if self._started else 0.0
+        return self._earlier_seconds + running
+
+    def on_train_start(self) -> None:
+        self._started = time.monotonic()
+
+    def on_fit_epoch_end(self, trainer: Trainer, metrics: Mapping[str, float]) -> None:
+        self.best.update(metrics, trainer.epoch)
+
+    def on_model_save(self, path: Path) -> None:
+        self._models[path] = None
+
+    def on_exception(self, exception: BaseException) -> None:
+        self._failure = exception
+
+    def teardown(self, run: Phase) -> None:
+        if not isinstance(run, Trainer) or not self._started:
+            return
+        if self._failure is not None:
+            ended = f"failed: {type(self._failure).__name__}: {self._failure}"
+        elif run.stop_reason:
+            ended = f"stopped early: {run.stop_reason}"
+        else:
+            ended = "finished"
+        summary: dict[str, Any] = {
+            "ended": ended,
+            "epochs": run.epoch + 1,
+            "of_epochs": run.epochs,
+            "steps": run.global_step,
+            "seconds": round(self._seconds(), 3),
+            "monitor": self.monitor,
+            "best": self.best.state_dict(),
+            "final_metrics": dict(run.metrics),
+            "save_dir": None if run.save_dir is None else str(run.save_dir),
+            "files": [],
+            "models": [_shown(path, run.save_dir) for path in self._models if path.is_file()],
+        }
+        if run.save_dir is not None and run.save_dir.is_dir():
+            summary["files"] = [name for name in run_files(run.save_dir)
+                                if name != "summary.json"]
+            text = json.dumps(summary, indent=2) + "\n"
+            atomic_write(run.save_dir / "summary.json", lambda file: file.write(text.encode()))
+        self.summary = summary
+        self._print(summary)
+        self._started = 0.0
+
+    def _print(self, summary: Mapping[str, Any]) -> None:
+        best = summary["best"]
+        lines = [
+            f"training {summary['ended']} after {summary['epochs']}/{summary['of_epochs']} "
+            f"epochs, {summary['steps']} steps, {summary['seconds']:.1f} s",
+        ]
+        if best["value"] is not None:
+            lines.append(f"  best    {self.monitor} {best['value']:.4g} at epoch {best['epoch']}")
+        if summary["final_metrics"]:
+            lines.append(f"  last    {format_metrics(summary['final_metrics'])}")
+        if summary["save_dir"] is not None:
+            lines.append(f"  results {summary['save_dir']}: {', '.join(summary['files'])}")
+        if summary["models"]:
+            lines.append(f"  models  {', '.join(summary['models'])}")
+        stream = self.stream if self.stream is not None else sys.stdout
+        stream.write("\n".join(lines) + "\n")
+        stream.flush()

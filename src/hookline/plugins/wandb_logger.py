@@ -1,0 +1,71 @@
+"""Weights & Biases: the run's settings as config and the metric stream as history.
+
+Offline by default (``wandb_mode=offline``): the run is written under the run directory's
+``wandb/`` folder and can be uploaded later with ``wandb sync``; ``wandb_mode=online`` sends it
+directly (after ``wandb login``).  Every record carries ``epoch`` and ``step`` so that either
+can be the x axis.  A resumed training run continues the same W&B run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from hookline.engine import Phase
+from hookline.plugins.loggers import Scalar, TrackerLogger
+from hookline.settings import Options, Settings, SettingsError
+
+MODES = ("offline", "online", "disabled")
+
+
+class WandbLogger(TrackerLogger):
+    """Logs a run to Weights & Biases (offline unless ``wandb_mode=online``)."""
+
+    package = "wandb"
+    extra = "wandb"
+    SETTINGS: ClassVar[Mapping[str, str]] = {
+        "wandb_project": "W&B project",
+        "wandb_mode": "offline, online or disabled",
+    }
+
+    def __init__(self, wandb_project: str = "hookline", wandb_mode: str = "offline") -> None:
+        super().__init__()
+        self.wandb_project, self.wandb_mode = wandb_project, wandb_mode
+        self.run: Any = None
+        self.run_id: str | None = None
+
+    def hookline_add_options(self, options: Options) -> None:
+        options.add_attributes(self, self.SETTINGS, owner="wandb")
+
+    def hookline_configure(self, settings: Settings) -> None:
+        super().hookline_configure(settings)
+        settings.apply(self, self.SETTINGS)
+        if self.wandb_mode not in MODES:
+            raise SettingsError(f"wandb_mode must be one of {', '.join(MODES)}")
+
+    def state_dict(self) -> dict[str, Any]:
+        """The W&B run's id, so that a resumed training run logs into the same one."""
+        return {"run_id": self.run_id}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        self.run_id = state["run_id"]
+
+    def start(self, run: Phase, params: dict[str, Scalar]) -> None:
+        import wandb
+
+        assert run.save_dir is not None
+        self.run = wandb.init(
+            project=self.wandb_project, name=run.save_dir.name, dir=str(run.save_dir),
+            config=params, mode=self.wandb_mode,  # type: ignore[arg-type]
+            id=self.run_id, resume="allow" if self.run_id else None,
+            settings=wandb.Settings(console="off", silent=True, x_disable_stats=True),
+        )
+        self.run_id = self.run.id
+
+    def log(self, metrics: dict[str, float], step: int, epoch: int, phase: str) -> None:
+        self.run.log({**metrics, "epoch": epoch, "step": step})
+
+    def finish(self, failed: bool) -> None:
+        self.run.finish(exit_code=1 if failed else 0)
+        self.run = None
