@@ -16,6 +16,7 @@ torch = pytest.importorskip("torch")
 
 from hookline import cli  # noqa: E402
 from hookline.demo import DigitsRecipe, load_arrays, split  # noqa: E402
+from hookline.plugins import DEFAULT_FLAGS  # noqa: E402
 from hookline.plugins.checkpoint import load_checkpoint  # noqa: E402
 from hookline.settings import Options  # noqa: E402
 
@@ -51,7 +52,13 @@ def test_demo_trains_to_the_accuracy_bound_and_writes_its_run_directory(demo_run
     run = cwd / "runs" / "train" / "exp"
     assert (run / "weights" / "last.pt").is_file()
     assert re.search(r"^training finished after 20/20 epochs, \d+ steps", stdout, re.M)
-    assert re.search(r"^  results runs/train/exp: .*weights/best.pt", stdout, re.M)
+    assert "\n  results runs/train/exp: args.yaml, metrics.jsonl, results.csv, results.png, " \
+        "weights/\n  models  weights/last.pt, weights/best.pt\n" in stdout
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["ended"] == "finished"
+    rows = list(csv.DictReader((run / "results.csv").read_text().splitlines()))
+    assert [int(row["epoch"]) for row in rows] == list(range(1, 21))
+    assert float(rows[-1]["val/accuracy"]) == pytest.approx(last_epoch_accuracy(stdout), abs=1e-4)
     args = (run / "args.yaml").read_text()
     assert "epochs: 20" in args
     assert "data: digits" in args
@@ -172,7 +179,10 @@ def test_plugins_lists_builtins_as_json(capsys):
     by_name = {plugin["name"]: plugin for plugin in listing["plugins"]}
     assert by_name["checkpoint"]["source"] == "built-in"
     assert "on_fit_epoch_end" in by_name["checkpoint"]["hooks"]
-    assert set(listing["flags"]) == set(by_name)
+    assert set(listing["flags"]) == set(DEFAULT_FLAGS)
+    assert set(by_name) == {flag for flag, on in DEFAULT_FLAGS.items() if on}
+    assert {"csv", "jsonl", "progress", "resources", "summary"} <= set(by_name)
+    assert not {"tensorboard", "mlflow", "wandb", "comet", "webhook"} & set(by_name)
 
 
 def test_hooks_lists_every_hook_with_its_arguments(capsys):
@@ -301,10 +311,13 @@ def test_resume_continues_the_run_with_its_recorded_settings(tmp_path, monkeypat
     resumed = capsys.readouterr().out
     epochs = [line.split()[1] for line in resumed.splitlines() if line.startswith("epoch ")]
     assert epochs == ["3/4", "4/4"]
-    assert "results in runs/train/exp" in resumed  # the same run directory, not exp2
+    assert "\n  results runs/train/exp: " in resumed  # the same run directory, not exp2
     assert not (tmp_path / "runs" / "train" / "exp2").exists()
     args = (tmp_path / "runs" / "train" / "exp" / "args.yaml").read_text()
     assert "hidden: 16" in args
     assert "batch: 64" in args
     assert "epochs: 4" in args
     assert load_checkpoint(last)["progress"]["epoch"] == 4
+    results = (tmp_path / "runs" / "train" / "exp" / "results.csv").read_text().splitlines()
+    assert [int(row["epoch"]) for row in csv.DictReader(results)] == [1, 2, 3, 4]
+    assert "\ntraining finished after 4/4 epochs, " in "\n" + resumed

@@ -362,8 +362,12 @@ def list_plugins(args: argparse.Namespace) -> int:
     for row in [header, *rows]:
         cells = [str(cell).ljust(width) for cell, width in zip(row[:4], widths, strict=True)]
         print("  ".join([*cells, row[4]]))
-    described = ", ".join(f"{flag} ({text})" for flag, text in flags.items())
-    print(f"\nbuilt-in flags (key=true|false): {described}")
+    for default in (True, False):
+        described = ", ".join(
+            f"{flag} ({text})" for flag, text in flags.items() if DEFAULT_FLAGS[flag] is default
+        )
+        print(f"\nbuilt-in flags {'on' if default else 'off'} by default (key=true|false): "
+              f"{described}")
     for name in blocked:
         print(f"blocked: {name}")
     for problem in skipped:

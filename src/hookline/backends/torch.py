@@ -262,7 +262,7 @@ class TorchTask:
     def _inputs_targets(self, batch: Any) -> tuple[Any, Any]:
         inputs, targets = self._parts(batch)
         if self.example_input is None and isinstance(inputs, torch.Tensor):
-            self.example_input = inputs[:2].detach().cpu().clone()
+            self.example_input = inputs[:2].detach().clone()  # moved to the CPU at export
         return self._to_device(inputs), self._to_device(targets)
 
     def batch_size(self, batch: Any) -> int:

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 from hookline.engine import Trainer
 from hookline.errors import UserError
-from hookline.manager import Callback
+from hookline.manager import Callback, hookimpl
 from hookline.plugins.files import atomic_write
 from hookline.plugins.monitor import improves, resolve_mode
 from hookline.plugins.run_files import plain
@@ -164,6 +164,7 @@ class ModelCheckpoint(Callback):
                     targets.append(self._weights(trainer) / "last.pt")
                 self._write(trainer, targets)
 
+    @hookimpl(trylast=True)  # the checkpoint holds every plugin's reaction to the epoch
     def on_fit_epoch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
         if not self._finite(trainer, metrics.get("train/loss", 0.0)):
             return

@@ -80,17 +80,25 @@ class ResultsPlot(Callback):
         self.history: list[dict[str, float]] = []
         self.path: Path | None = None
         self._available: bool | None = None
+        self._ending: tuple[int, Mapping[str, float]] | None = None
 
     def state_dict(self) -> dict[str, Any]:
-        """The metrics of the epochs drawn so far."""
-        return {"history": [dict(row) for row in self.history]}
+        """The metrics of the epochs so far, the ending epoch's included (a checkpoint is
+        taken at the epoch's end, before its metrics are logged)."""
+        rows = [dict(row) for row in self.history]
+        if self._ending is not None and all(row["epoch"] < self._ending[0] for row in rows):
+            rows.append({"epoch": self._ending[0], **self._ending[1]})
+        return {"history": rows}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned."""
         self.history = [dict(row) for row in state["history"]]
 
     def on_pretrain_routine_start(self) -> None:
-        self.history = []
+        self.history, self._ending = [], None
+
+    def on_fit_epoch_end(self, trainer: Trainer, metrics: Mapping[str, float]) -> None:
+        self._ending = (trainer.epoch + 1, metrics)
 
     def on_log(self, run: Phase, metrics: Mapping[str, float], epoch: int, phase: str) -> None:
         if phase != "epoch" or not isinstance(run, Trainer) or run.save_dir is None:
@@ -105,5 +113,6 @@ class ResultsPlot(Callback):
             return
         self.history = [row for row in self.history if row["epoch"] < epoch + 1]
         self.history.append({"epoch": epoch + 1, **metrics})
+        self._ending = None
         self.path = run.save_dir / "results.png"
         draw(self.history, self.path)

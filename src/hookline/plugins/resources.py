@@ -12,6 +12,10 @@ maximum are added to the epoch's metrics, so that every logger receives them thr
 ``on_log``: ``resources/cpu_percent_mean``, ``resources/rss_mb_max``,
 ``resources/gpu0_util_percent_mean``, ``resources/cuda0_allocated_mb_max``, ...
 
+In distributed training the monitor runs on rank zero and measures that process: the figures
+are for watching, not for decisions that every rank must agree on (do not monitor them for
+checkpoints or early stopping).
+
 The training loop never waits for a sample: the sampler thread measures on its own time and
 the loop only takes the epoch's samples (a list swap under a lock) at the epoch's end.
 """

@@ -44,7 +44,8 @@ def _shown(path: Path, save_dir: Path | None) -> str:
 class RunSummary(Callback):
     """Prints a summary when training ends (also after a failure) and writes ``summary.json``.
 
-    :param stream: where to print; standard output by default.
+    :param stream: where to print; standard output by default.  Nothing is printed when the
+        console output is turned off (``verbose=False``).
     :param monitor: the metric whose best value is reported (setting shared with checkpointing
         and early stopping).
     :param mode: ``min``, ``max`` or ``auto``.
@@ -67,6 +68,7 @@ class RunSummary(Callback):
         self._earlier_seconds = 0.0
         self._failure: BaseException | None = None
         self._models: dict[Path, None] = {}
+        self._print_summary = True
 
     def hookline_add_options(self, options: Options) -> None:
         options.add_attributes(self, self.SETTINGS, owner="summary")
@@ -75,6 +77,7 @@ class RunSummary(Callback):
         settings.apply(self, self.SETTINGS)
         resolve_mode(self.monitor, self.mode)
         self.best = BestTracker(self.monitor, self.mode)
+        self._print_summary = settings.get("verbose", True) or self.stream is not None
         self._earlier_seconds, self._failure, self._models = 0.0, None, {}
 
     def state_dict(self) -> dict[str, Any]:
@@ -130,7 +133,8 @@ class RunSummary(Callback):
             text = json.dumps(summary, indent=2) + "\n"
             atomic_write(run.save_dir / "summary.json", lambda file: file.write(text.encode()))
         self.summary = summary
-        self._print(summary)
+        if self._print_summary:
+            self._print(summary)
         self._started = 0.0
 
     def _print(self, summary: Mapping[str, Any]) -> None:

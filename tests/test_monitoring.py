@@ -1,0 +1,300 @@
+"""What people watch while training runs: progress, plots, resource use, the run summary."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+import time
+import types
+
+import psutil
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from hookline import Callback, PluginManager, Trainer  # noqa: E402
+from hookline.plugins.plots import ResultsPlot, panels  # noqa: E402
+from hookline.plugins.progress import ProgressBar  # noqa: E402
+from hookline.plugins.resources import ResourceMonitor  # noqa: E402
+from hookline.plugins.summary import RunSummary  # noqa: E402
+from tests.test_loggers import LogRecorder  # noqa: E402
+from tests.test_torch_backend import batches, make_task  # noqa: E402
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def fit(plugins, epochs=2, data=None, **settings):
+    trainer = Trainer(make_task(), plugins, manager=PluginManager())
+    trainer.fit(data or batches(256, 16), batches(64, 16, seed=1), epochs=epochs,
+                log_every_n_steps=4, **settings)
+    return trainer
+
+
+# -- progress ---------------------------------------------------------------------------------
+
+
+def test_plain_progress_lines_are_bounded_by_the_interval():
+    quiet, chatty = io.StringIO(), io.StringIO()
+    fit([ProgressBar(quiet, progress_interval=3600)])
+    recorder = LogRecorder()
+    fit([ProgressBar(chatty, progress_interval=0), recorder])
+    lines = quiet.getvalue().splitlines()
+    assert lines == [
+        line for line in lines if line.startswith(("epoch 1/2  16/16", "epoch 2/2  16/16"))
+    ]
+    assert len(lines) == 2  # only each epoch's last line
+    assert "(100%)" in lines[0]
+    assert "batch/s" in lines[0]
+    chatty_lines = chatty.getvalue().splitlines()
+    assert len(chatty_lines) == 2 * (16 + 1)  # every batch, then the epoch's end
+    last_loss = recorder.of("train")[-1]["metrics"]["train/loss"]
+    assert f"loss {last_loss:.4g}" in chatty_lines[-1]
+
+
+def test_a_terminal_gets_a_tqdm_bar_refreshed_at_a_bounded_rate():
+    fast, slow = Terminal(), Terminal()
+    fit([ProgressBar(fast, progress_interval=0)], epochs=1)
+    fit([ProgressBar(slow, progress_interval=3600)], epochs=1)
+    assert "epoch 1/1" in slow.getvalue()
+    assert "16/16" in slow.getvalue()
+    assert "batch/s" in slow.getvalue()
+    # tqdm redraws with a carriage return; a long interval leaves the first and last draws
+    assert slow.getvalue().count("\r") <= 3 < fast.getvalue().count("\r")
+
+
+# -- plots ------------------------------------------------------------------------------------
+
+
+def test_results_png_has_a_panel_per_metric_and_survives_resume(tmp_path):
+    pytest.importorskip("matplotlib")
+    plot = ResultsPlot()
+    fit([plot], epochs=2, save_dir=tmp_path, checkpoint=True)
+    png = (tmp_path / "results.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [row["epoch"] for row in plot.history] == [1, 2]
+    resumed = ResultsPlot()
+    fit([resumed], epochs=3, save_dir=tmp_path, checkpoint=True,
+        resume=str(tmp_path / "weights" / "last.pt"))
+    assert [row["epoch"] for row in resumed.history] == [1, 2, 3]
+    assert (tmp_path / "results.png").read_bytes() != png
+    assert panels([{"epoch": 1, "val/loss": 1.0, "resources/rss_mb_mean": 1.0,
+                    "resources/rss_mb_max": 2.0}]) == {
+        "val/loss": ["val/loss"],
+        "resources/rss_mb": ["resources/rss_mb_mean", "resources/rss_mb_max"],
+    }
+
+
+def test_without_matplotlib_plots_say_so_once_and_training_goes_on(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: None)
+    stream = io.StringIO()
+    fit([ResultsPlot(stream)], epochs=2, save_dir=tmp_path)
+    assert stream.getvalue().count("matplotlib is not installed") == 1
+    assert not (tmp_path / "results.png").exists()
+
+
+# -- resource monitor -------------------------------------------------------------------------
+
+
+class Busy(Callback):
+    """Keeps each batch busy for a few milliseconds, so that CPU use is measurable."""
+
+    def on_train_batch_end(self) -> None:
+        end = time.perf_counter() + 0.005
+        while time.perf_counter() < end:
+            pass
+
+
+def test_cpu_and_memory_figures_are_plausible_on_this_machine():
+    stream = io.StringIO()
+    recorder = LogRecorder()
+    fit([ResourceMonitor(0.02, stream), Busy(), recorder], epochs=2)
+    rss_now = psutil.Process().memory_info().rss / 1024**2
+    for record in recorder.of("epoch"):
+        metrics = record["metrics"]
+        # a busy loop in one thread: about one core (the machine is shared, so leave room)
+        assert 30 <= metrics["resources/cpu_percent_mean"] <= 100 * psutil.cpu_count() + 10
+        assert metrics["resources/cpu_percent_max"] >= metrics["resources/cpu_percent_mean"]
+        assert 0.5 * rss_now <= metrics["resources/rss_mb_mean"] <= 1.5 * rss_now
+        assert 0 < metrics["resources/system_memory_percent_max"] <= 100
+    gpu_names = [name for name in recorder.records[-1]["metrics"] if "gpu" in name]
+    if "NVML" in stream.getvalue() or "nvidia-ml-py" in stream.getvalue():
+        assert stream.getvalue().count("\n") == 1
+        assert "recording CPU and memory only" in stream.getvalue()
+        assert gpu_names == []
+
+
+class NVMLError(Exception):
+    pass
+
+
+def fake_nvml(sleep: float = 0.0) -> types.ModuleType:
+    """A stand-in for pynvml with two GPUs; the second does not report its power draw."""
+    nvml = types.ModuleType("pynvml")
+    nvml.NVMLError = NVMLError
+    nvml.NVML_TEMPERATURE_GPU = 0
+    nvml.calls = {"init": 0, "shutdown": 0}
+
+    def count(name):
+        nvml.calls[name] += 1
+
+    def power(handle):
+        if handle == 1:
+            raise NVMLError("Not Supported")
+        return 250_000  # milliwatts
+
+    def utilisation(handle):
+        time.sleep(sleep)
+        return types.SimpleNamespace(gpu=40 + 10 * handle)
+
+    nvml.nvmlInit = lambda: count("init")
+    nvml.nvmlShutdown = lambda: count("shutdown")
+    nvml.nvmlDeviceGetCount = lambda: 2
+    nvml.nvmlDeviceGetHandleByIndex = lambda index: index
+    nvml.nvmlDeviceGetUtilizationRates = utilisation
+    nvml.nvmlDeviceGetMemoryInfo = lambda h: types.SimpleNamespace(used=(h + 1) * 1024**3)
+    nvml.nvmlDeviceGetTemperature = lambda h, sensor: 60 + h
+    nvml.nvmlDeviceGetPowerUsage = power
+    return nvml
+
+
+def test_the_gpu_path_reports_each_gpu_through_nvml(monkeypatch):
+    nvml = fake_nvml()
+    monkeypatch.setitem(sys.modules, "pynvml", nvml)
+    stream = io.StringIO()
+    recorder = LogRecorder()
+    fit([ResourceMonitor(0.01, stream), Busy(), recorder], epochs=2)
+    assert stream.getvalue() == ""
+    metrics = recorder.of("epoch")[-1]["metrics"]
+    assert metrics["resources/gpu0_util_percent_mean"] == 40
+    assert metrics["resources/gpu1_util_percent_max"] == 50
+    assert metrics["resources/gpu1_memory_mb_mean"] == 2048
+    assert metrics["resources/gpu0_temperature_c_max"] == 60
+    assert metrics["resources/gpu0_power_w_mean"] == 250
+    assert "resources/gpu1_power_w_mean" not in metrics
+    assert nvml.calls == {"init": 1, "shutdown": 1}
+
+
+def test_a_slow_driver_never_slows_the_training_loop(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pynvml", fake_nvml(sleep=2.0))
+    started = time.monotonic()
+    recorder = LogRecorder()
+    fit([ResourceMonitor(0.01, io.StringIO()), recorder], epochs=2)
+    # each sample takes 4 s (2 s per GPU); the run, its end included, does not wait for one
+    assert time.monotonic() - started < 3.0
+    assert len(recorder.of("epoch")) == 2
+
+
+# -- summary ----------------------------------------------------------------------------------
+
+
+def test_the_summary_reports_best_epoch_time_and_files(tmp_path):
+    stream = io.StringIO()
+    recorder = LogRecorder()
+    summary = RunSummary(stream, monitor="val/accuracy")
+    fit([summary, recorder], epochs=3, save_dir=tmp_path, checkpoint=True, csv=True)
+    written = json.loads((tmp_path / "summary.json").read_text())
+    epochs = recorder.of("epoch")
+    best = max(epochs, key=lambda record: record["metrics"]["val/accuracy"])
+    assert written["best"] == {"value": best["metrics"]["val/accuracy"], "epoch": best["epoch"]}
+    assert written["ended"] == "finished"
+    assert written["epochs"] == 3
+    assert written["final_metrics"] == epochs[-1]["metrics"]
+    assert written["files"] == ["results.csv", "weights/"]
+    assert written["models"] == ["weights/last.pt", "weights/best.pt"]
+    assert written["seconds"] > 0
+    printed = stream.getvalue().splitlines()
+    assert printed[0].startswith("training finished after 3/3 epochs, 48 steps, ")
+    value = f"{best['metrics']['val/accuracy']:.4g}"
+    assert printed[1].split() == ["best", "val/accuracy", value, "at", "epoch", str(best["epoch"])]
+
+
+class Explode(Callback):
+    def on_train_batch_end(self, trainer) -> None:
+        if trainer.global_step == 20:
+            raise RuntimeError("boom")
+
+
+def test_a_failed_run_still_gets_its_summary(tmp_path):
+    stream = io.StringIO()
+    with pytest.raises(RuntimeError, match="boom"):
+        fit([RunSummary(stream), Explode()], epochs=3, save_dir=tmp_path)
+    written = json.loads((tmp_path / "summary.json").read_text())
+    assert written["ended"] == "failed: RuntimeError: boom"
+    assert written["steps"] == 20
+    assert written["best"]["epoch"] == 1
+    assert stream.getvalue().startswith("training failed: RuntimeError: boom after 2/3 epochs")
+
+
+# -- host synchronisation ---------------------------------------------------------------------
+
+
+HOST_READS = ("item", "tolist", "numpy", "cpu", "__float__", "__int__", "__bool__", "__index__")
+
+
+class Position(Callback):
+    """Where the run is, for attributing each host read."""
+
+    def __init__(self) -> None:
+        self.where: tuple = ("setup",)
+        self.log_steps: set[int] = set()
+
+    def on_train_epoch_start(self, trainer) -> None:
+        self.where = ("epoch start", trainer.epoch)
+
+    def on_train_batch_start(self, trainer, batch_idx) -> None:
+        self.where = ("batch", trainer.epoch, batch_idx)
+
+    def on_train_epoch_end(self, trainer) -> None:
+        self.where = ("epoch end", trainer.epoch)
+
+    def on_log(self, step: int, phase: str) -> None:
+        if phase == "train":
+            self.log_steps.add(step)
+
+
+def test_tensors_reach_the_host_only_at_log_intervals(tmp_path, monkeypatch):
+    """Every built-in on (trackers included when installed): a tensor is read on the host
+    only in the batches that end a log interval and at epoch boundaries, never per batch."""
+    position = Position()
+    reads: list[tuple] = []
+    for name in HOST_READS:
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _original=original, **kwargs):
+            reads.append(position.where)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    trackers = {
+        flag: True for flag, module in
+        {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb",
+         "comet": "comet_ml"}.items()
+        if importlib_available(module)
+    }
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    trainer = Trainer(make_task(), [position], manager=PluginManager())
+    trainer.fit(
+        batches(512, 16), batches(64, 16, seed=1), epochs=2, save_dir=tmp_path,
+        log_every_n_steps=10, csv=True, jsonl=True, progress=True, plots=True,
+        resources=True, summary=True, checkpoint=True, early_stopping=True,
+        lr_scheduler=True, nan_guard=True, timer=True, verbose=True, **trackers,
+    )
+    per_batch = [where for where in reads if where[0] == "batch"]
+    assert per_batch, "the log intervals read the running loss"
+    # the batches that end a log interval, and each epoch's last (its loss is read at its end)
+    boundaries = {(epoch, batch) for epoch in range(2) for batch in range(32)
+                  if (epoch * 32 + batch + 1) in position.log_steps or batch == 31}
+    assert len(boundaries) == 3 + 3 + 2
+    assert {where[1:] for where in per_batch} <= boundaries
+    assert len(per_batch) <= 3 * len(boundaries)
+
+
+def importlib_available(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
