@@ -77,7 +77,8 @@ class RunSummary(Callback):
         settings.apply(self, self.SETTINGS)
         resolve_mode(self.monitor, self.mode)
         self.best = BestTracker(self.monitor, self.mode)
-        self._print_summary = settings.get("verbose", True) or self.stream is not None
+        quiet = "verbose" in settings.explicit and not settings["verbose"]
+        self._print_summary = not quiet or self.stream is not None
         self._earlier_seconds, self._failure, self._models = 0.0, None, {}
 
     def state_dict(self) -> dict[str, Any]:
