@@ -45,7 +45,7 @@ class RunSummary(Callback):
     """Prints a summary when training ends (also after a failure) and writes ``summary.json``.
 
     :param stream: where to print; standard output by default.  Nothing is printed when the
-        console output is turned off (``verbose=False``).
+        console output is turned off (``verbose=False``) and no stream is given.
     :param monitor: the metric whose best value is reported (setting shared with checkpointing
         and early stopping).
     :param mode: ``min``, ``max`` or ``auto``.
