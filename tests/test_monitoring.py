@@ -165,6 +165,11 @@ def fake_nvml(sleep: float = 0.0) -> types.ModuleType:
 def test_the_gpu_path_reports_each_gpu_through_nvml(monkeypatch):
     nvml = fake_nvml()
     monkeypatch.setitem(sys.modules, "pynvml", nvml)
+    # and torch's own figures, as once training has put CUDA to use
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda index: 3 * 1024**2)
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda index: 8 * 1024**2)
     stream = io.StringIO()
     recorder = LogRecorder()
     fit([ResourceMonitor(0.01, stream), Busy(), recorder], epochs=2)
@@ -176,6 +181,8 @@ def test_the_gpu_path_reports_each_gpu_through_nvml(monkeypatch):
     assert metrics["resources/gpu0_temperature_c_max"] == 60
     assert metrics["resources/gpu0_power_w_mean"] == 250
     assert "resources/gpu1_power_w_mean" not in metrics
+    assert metrics["resources/cuda0_allocated_mb_max"] == 3
+    assert metrics["resources/cuda0_reserved_mb_mean"] == 8
     assert nvml.calls == {"init": 1, "shutdown": 1}
 
 

@@ -171,6 +171,9 @@ class PluginManager(pluggy.PluginManager):
         self.rank = env_rank()
         #: Problems met while loading entry-point plugins (those skipped, outside strict mode).
         self.load_errors: list[PluginLoadError] = []
+        # the plugin being registered and its parsed attributes: validation parses them
+        # first, then pluggy's register asks again (a static lookup per attribute is costly)
+        self._parsing: tuple[Any, dict[str, pluggy.HookimplOpts | None]] | None = None
 
     # -- the dispatch table --------------------------------------------------------------------
 
@@ -224,6 +227,16 @@ class PluginManager(pluggy.PluginManager):
         """Find hook implementations: decorated ones, undecorated methods of a
         :class:`Callback` named after hooks, and functions given to ``add_callback``.
         Aliases are mapped to their hook through ``specname``."""
+        if name.startswith("__") and name.endswith("__"):
+            return None  # no hook has a special-method name
+        if self._parsing is not None and self._parsing[0] is plugin:
+            parsed = self._parsing[1]
+            if name not in parsed:
+                parsed[name] = self._parse(plugin, name)
+            return parsed[name]
+        return self._parse(plugin, name)
+
+    def _parse(self, plugin: Any, name: str) -> pluggy.HookimplOpts | None:
         opts = super().parse_hookimpl_opts(plugin, name)
         if opts is None:
             if not isinstance(plugin, Callback | _FunctionCallback):
@@ -261,14 +274,17 @@ class PluginManager(pluggy.PluginManager):
             name = self._free_name(self.get_canonical_name(plugin))
         if self.is_blocked(name):
             return None
-        self._validate(plugin, name)
+        self._parsing = (plugin, {})
         try:
+            self._validate(plugin, name)
             registered = super().register(plugin, name)
         except pluggy.PluginValidationError as error:
             # pluggy before 1.7 keeps the name after a validation error: take it back.
             if self.get_plugin(name) is plugin:
                 super().unregister(plugin, name)
             raise PluginValidationError(plugin, str(error)) from error
+        finally:
+            self._parsing = None
         self._refresh_dispatch()
         if registered is not None:
             self.hook.on_plugin_registered.call_historic(
