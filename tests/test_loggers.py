@@ -275,3 +275,12 @@ def test_a_tracker_whose_package_is_missing_fails_before_training(tmp_path, monk
                                         r"'hookline\[wandb\]'"):
         trainer.fit(batches(64, 16), epochs=1, save_dir=tmp_path, wandb=True)
     assert not list(tmp_path.iterdir())
+
+
+@needs("wandb")
+def test_a_tracker_mode_outside_its_choices_is_refused(tmp_path):
+    from hookline import SettingsError
+
+    with pytest.raises(SettingsError, match="wandb_mode must be one of offline, online, disabled"):
+        train(tmp_path, wandb=True, wandb_mode="cloud")
+    assert not (tmp_path / "wandb").exists()

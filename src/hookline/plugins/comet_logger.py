@@ -15,9 +15,7 @@ from typing import Any, ClassVar
 
 from hookline.engine import Phase
 from hookline.plugins.loggers import Scalar, TrackerLogger
-from hookline.settings import Options, Settings, SettingsError
 
-MODES = ("offline", "online")
 QUIET: dict[str, Any] = {
     "auto_output_logging": False, "auto_metric_logging": False, "auto_param_logging": False,
     "auto_histogram_weight_logging": False, "log_env_details": False, "log_git_metadata": False,
@@ -39,6 +37,7 @@ class CometLogger(TrackerLogger):
 
     package = "comet_ml"
     extra = "comet"
+    MODES = ("offline", "online")
     SETTINGS: ClassVar[Mapping[str, str]] = {
         "comet_project": "Comet project",
         "comet_mode": "offline or online",
@@ -48,15 +47,6 @@ class CometLogger(TrackerLogger):
         super().__init__()
         self.comet_project, self.comet_mode = comet_project, comet_mode
         self.experiment: Any = None
-
-    def hookline_add_options(self, options: Options) -> None:
-        options.add_attributes(self, self.SETTINGS, owner="comet")
-
-    def hookline_configure(self, settings: Settings) -> None:
-        super().hookline_configure(settings)
-        settings.apply(self, self.SETTINGS)
-        if self.comet_mode not in MODES:
-            raise SettingsError(f"comet_mode must be one of {', '.join(MODES)}")
 
     def start(self, run: Phase, params: dict[str, Scalar]) -> None:
         for variable, value in QUIET_ENVIRONMENT.items():

@@ -15,13 +15,13 @@ from __future__ import annotations
 import importlib.util
 import warnings
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from hookline.engine import Phase, Trainer
 from hookline.errors import UserError
 from hookline.manager import Callback
 from hookline.plugins.run_files import plain
-from hookline.settings import Settings
+from hookline.settings import Options, Settings, SettingsError
 
 Scalar = int | float | str | bool
 
@@ -49,16 +49,27 @@ def series(metrics: Mapping[str, float], phase: str) -> dict[str, float]:
 class TrackerLogger(Callback):
     """Base class: subclasses name their package and implement :meth:`start`, :meth:`log` and
     :meth:`finish`.  The tracker's run starts with training (or a stand-alone validation) and
-    finishes in ``teardown`` with the status ``success`` or ``failed``."""
+    finishes in ``teardown`` with the status ``success`` or ``failed``.
+
+    A subclass's constructor arguments listed in ``SETTINGS`` are its settings; a setting
+    named ``<extra>_mode`` must be one of ``MODES``.  ``run_id`` is kept in checkpoints, so a
+    tracker that can continue a run (``start`` reads it) does so after a resume.
+    """
 
     rank_zero_only = True
-    #: The module that must be importable, and the extra that installs it.
+    #: The modules that must be importable (comma-separated), and the extra that installs them.
     package = ""
     extra = ""
+    SETTINGS: ClassVar[Mapping[str, str]] = {}
+    MODES: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self) -> None:
         self.active = False
+        self.run_id: str | None = None
         self._failed = False
+
+    def hookline_add_options(self, options: Options) -> None:
+        options.add_attributes(self, self.SETTINGS, owner=self.extra)
 
     def hookline_configure(self, settings: Settings) -> None:
         for module in self.package.split(","):
@@ -67,6 +78,18 @@ class TrackerLogger(Callback):
                     f"{self.extra}=True needs the {module!r} package: "
                     f"pip install 'hookline[{self.extra}]'"
                 )
+        settings.apply(self, self.SETTINGS)
+        mode = f"{self.extra}_mode"
+        if self.MODES and getattr(self, mode) not in self.MODES:
+            raise SettingsError(f"{mode} must be one of {', '.join(self.MODES)}")
+
+    def state_dict(self) -> dict[str, Any]:
+        """The tracker's run id, so that a resumed training run can log into the same run."""
+        return {"run_id": self.run_id}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        self.run_id = state["run_id"]
 
     # -- what each tracker implements ------------------------------------------------------
 

@@ -18,7 +18,6 @@ from typing import Any, ClassVar
 
 from hookline.engine import Phase
 from hookline.plugins.loggers import Scalar, TrackerLogger
-from hookline.settings import Options, Settings
 
 #: MLflow refuses longer parameter values.
 MAX_PARAM_LENGTH = 6000
@@ -38,23 +37,7 @@ class MLflowLogger(TrackerLogger):
         super().__init__()
         self.mlflow_uri, self.mlflow_experiment = mlflow_uri, mlflow_experiment
         self.client: Any = None
-        self.run_id: str | None = None
         self.weights: Path | None = None
-
-    def hookline_add_options(self, options: Options) -> None:
-        options.add_attributes(self, self.SETTINGS, owner="mlflow")
-
-    def hookline_configure(self, settings: Settings) -> None:
-        super().hookline_configure(settings)
-        settings.apply(self, self.SETTINGS)
-
-    def state_dict(self) -> dict[str, Any]:
-        """The MLflow run's id, so that a resumed training run logs into the same one."""
-        return {"run_id": self.run_id}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore what :meth:`state_dict` returned."""
-        self.run_id = state["run_id"]
 
     def start(self, run: Phase, params: dict[str, Scalar]) -> None:
         from mlflow import MlflowClient

@@ -13,9 +13,6 @@ from typing import Any, ClassVar
 
 from hookline.engine import Phase
 from hookline.plugins.loggers import Scalar, TrackerLogger
-from hookline.settings import Options, Settings, SettingsError
-
-MODES = ("offline", "online", "disabled")
 
 
 class WandbLogger(TrackerLogger):
@@ -23,6 +20,7 @@ class WandbLogger(TrackerLogger):
 
     package = "wandb"
     extra = "wandb"
+    MODES = ("offline", "online", "disabled")
     SETTINGS: ClassVar[Mapping[str, str]] = {
         "wandb_project": "W&B project",
         "wandb_mode": "offline, online or disabled",
@@ -32,24 +30,6 @@ class WandbLogger(TrackerLogger):
         super().__init__()
         self.wandb_project, self.wandb_mode = wandb_project, wandb_mode
         self.run: Any = None
-        self.run_id: str | None = None
-
-    def hookline_add_options(self, options: Options) -> None:
-        options.add_attributes(self, self.SETTINGS, owner="wandb")
-
-    def hookline_configure(self, settings: Settings) -> None:
-        super().hookline_configure(settings)
-        settings.apply(self, self.SETTINGS)
-        if self.wandb_mode not in MODES:
-            raise SettingsError(f"wandb_mode must be one of {', '.join(MODES)}")
-
-    def state_dict(self) -> dict[str, Any]:
-        """The W&B run's id, so that a resumed training run logs into the same one."""
-        return {"run_id": self.run_id}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore what :meth:`state_dict` returned."""
-        self.run_id = state["run_id"]
 
     def start(self, run: Phase, params: dict[str, Scalar]) -> None:
         import wandb
