@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from hookline import Callback, Predictor, Trainer, Validator
 from hookline.testing import HookRecorder
 from tests.conftest import regression_batches
@@ -103,3 +105,59 @@ def test_rank_zero_only_plugins_cost_nothing_on_other_ranks(monkeypatch):
     manager.call("on_log", **LOG_ARGUMENTS)
     assert sorted(calls[1:]) == ["decider", "writer"]
     assert "on_train_end" in manager.dispatch
+
+
+class EveryBatch(Callback):
+    """Counts batches when ``count_batches`` is on; its per-batch hook is idle otherwise."""
+
+    def __init__(self) -> None:
+        self.count_batches = False
+        self.batches = 0
+
+    def hookline_configure(self, settings) -> None:
+        self.count_batches = settings.get("count_batches", False)
+
+    def hookline_add_options(self, options) -> None:
+        options.add("count_batches", False, help="count batches", owner="test")
+
+    def idle_hooks(self):
+        return () if self.count_batches else ("on_train_batch_end",)
+
+    def on_train_batch_end(self) -> None:
+        self.batches += 1
+
+
+def test_idle_hooks_are_left_out_of_the_dispatch_table_after_configuration(task, manager):
+    counter = EveryBatch()
+    manager.register(counter)
+    trainer = Trainer(task, manager=manager)
+    trainer.fit(regression_batches(16, 4), epochs=1)
+    assert counter.batches == 0
+    assert "on_train_batch_end" not in manager.dispatch
+    trainer.fit(regression_batches(16, 4), epochs=1, count_batches=True)
+    assert counter.batches == 4
+    assert "on_train_batch_end" in manager.dispatch
+    # another plugin on the same hook is still called while this one is idle
+    with HookRecorder(manager) as recorder:
+        manager.add_callback("on_train_batch_end", lambda batch_idx: None)
+        trainer.fit(regression_batches(16, 4), epochs=1)
+    assert counter.batches == 4
+    assert recorder.names.count("on_train_batch_end") == 4
+
+
+def test_the_default_built_ins_make_no_per_batch_call_unless_their_options_ask(tmp_path):
+    pytest.importorskip("torch")
+    from hookline import Model, PluginManager
+    from tests.test_torch_backend import batches, make_task
+
+    manager = PluginManager()
+    model = Model(make_task(), manager=manager)
+    model.train(batches(64, 16), epochs=1, project=str(tmp_path), verbose=False)
+    per_batch = {"on_train_batch_start", "on_before_backward", "on_after_backward",
+                 "optimizer_step", "on_params_update", "on_before_zero_grad",
+                 "on_train_batch_end"}
+    assert per_batch.isdisjoint(manager.dispatch)  # progress goes to a non-terminal here
+    model.train(batches(64, 16), epochs=1, project=str(tmp_path), verbose=False,
+                time_limit=3600, save_every_n_steps=2, warmup_steps=2)
+    assert {"on_params_update", "on_train_batch_end"} <= set(manager.dispatch)
+    assert len(manager.dispatch["on_params_update"].get_hookimpls()) == 2

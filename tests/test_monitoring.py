@@ -50,7 +50,9 @@ def test_plain_progress_lines_are_bounded_by_the_interval():
     assert "(100%)" in lines[0]
     assert "batch/s" in lines[0]
     chatty_lines = chatty.getvalue().splitlines()
-    assert len(chatty_lines) == 2 * (16 + 1)  # every batch, then the epoch's end
+    assert len(chatty_lines) == 2 * (4 + 1)  # every log interval (4 steps), then the epoch's end
+    assert [line.split()[2] for line in chatty_lines[:5]] == ["4/16", "8/16", "12/16", "16/16",
+                                                              "16/16"]
     last_loss = recorder.of("train")[-1]["metrics"]["train/loss"]
     assert f"loss {last_loss:.4g}" in chatty_lines[-1]
 

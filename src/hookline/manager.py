@@ -71,10 +71,22 @@ class Callback:
     a misspelt hook is an error at registration, not a callback that silently never runs.
     Set ``rank_zero_only = True`` on a callback that only writes or reports, so that it runs
     on rank zero alone in distributed training.
+
+    A callback whose settings leave some of its hooks with nothing to do (a per-step hook of
+    a feature that is off) lists them in :meth:`idle_hooks`: after configuration the engine
+    does not call them, so an idle per-batch hook costs nothing.
     """
 
     #: Run only on rank zero in distributed training (see :mod:`hookline.distributed`).
     rank_zero_only: bool = False
+
+    def idle_hooks(self) -> Iterable[str]:
+        """The hooks this plugin implements but needs no call of under its current settings.
+
+        Read when the dispatch table is rebuilt, which happens after every registration and
+        after ``hookline_configure``.  Any plugin (not only a Callback) may define it.
+        """
+        return ()
 
 
 class PluginValidationError(pluggy.PluginValidationError):
@@ -200,14 +212,25 @@ class PluginManager(pluggy.PluginManager):
         return result
 
     def _refresh_dispatch(self) -> None:
+        """Rebuild the table: per hook, the implementations that are due a call, leaving out
+        rank-zero-only plugins on other ranks and the hooks plugins declare idle."""
+        idle: dict[int, frozenset[str]] = {}
+        for plugin in self.get_plugins():
+            idle_hooks = getattr(plugin, "idle_hooks", None)
+            if callable(idle_hooks):
+                idle[id(plugin)] = frozenset(idle_hooks())
         table: dict[str, pluggy.HookCaller] = {}
         for name in self._hook_names:
             caller: pluggy.HookCaller = getattr(self.hook, name)
             impls = caller.get_hookimpls()
             if not impls or caller.is_historic():
                 continue
-            if self.rank != 0 and name not in SETTINGS_HOOKS:
-                skipped = [impl.plugin for impl in impls if is_rank_zero_only(impl.plugin)]
+            if name not in SETTINGS_HOOKS:
+                skipped = [
+                    impl.plugin for impl in impls
+                    if (self.rank != 0 and is_rank_zero_only(impl.plugin))
+                    or name in idle.get(id(impl.plugin), ())
+                ]
                 if len(skipped) == len(impls):
                     continue
                 if skipped:
@@ -513,6 +536,7 @@ class PluginManager(pluggy.PluginManager):
         """
         settings = self.options(values).resolve(values)
         self.call("hookline_configure", settings=settings)
+        self._refresh_dispatch()  # settings may have made hooks idle (or busy again)
         return settings
 
 

@@ -153,6 +153,10 @@ class ModelCheckpoint(Callback):
 
     # -- saving --------------------------------------------------------------------------------
 
+    def idle_hooks(self) -> tuple[str, ...]:
+        """Without step-periodic saves there is nothing to do after each batch."""
+        return () if self.save_every_n_steps else ("on_train_batch_end",)
+
     def on_train_batch_end(self, trainer: Trainer) -> None:
         every = self.save_every_n_steps
         step_saves = every and trainer.global_step % every == 0

@@ -78,6 +78,10 @@ class LRScheduler(Callback):
             choices = ", ".join(SCHEDULES)
             raise SettingsError(f"schedule must be one of {choices}, got {self.schedule!r}")
 
+    def idle_hooks(self) -> tuple[str, ...]:
+        """Without warm-up or a per-step schedule, nothing happens after an optimizer step."""
+        return () if self.warmup_steps or self.interval == "step" else ("on_params_update",)
+
     # -- set-up --------------------------------------------------------------------------------
 
     def on_train_start(self, trainer: Trainer) -> None:
@@ -144,7 +148,7 @@ class LRScheduler(Callback):
 
     def on_fit_epoch_end(self, metrics: dict[str, float]) -> None:
         # per epoch, the scheduler counts from the first epoch end after the warm-up ended
-        if self.scheduler is None or self.steps <= self.warmup_steps:
+        if self.scheduler is None or (self.warmup_steps and self.steps <= self.warmup_steps):
             return
         if self._plateau():
             value = metrics.get(self.monitor)

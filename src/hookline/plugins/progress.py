@@ -1,9 +1,10 @@
 """Training progress: batches done, the loss and the rate, refreshed at a bounded rate.
 
-On a terminal it is a tqdm bar per epoch.  Anywhere else (a log file, CI, a pipe) it writes a
-plain line at most every ``progress_interval`` seconds and one when the epoch ends, so logs stay
-readable.  The loss shown is the running mean reported at each log interval (``on_log``), so the
-bar never reads a tensor and never forces a device sync.
+On a terminal it is a tqdm bar per epoch, advanced after every batch.  Anywhere else (a log
+file, CI, a pipe) it writes a plain line at most every ``progress_interval`` seconds, checked
+at the log intervals (``log_every_n_steps``), and one when the epoch ends, so logs stay
+readable; it then needs no per-batch call at all.  The loss shown is the running mean reported
+at each log interval (``on_log``), so progress never reads a tensor or forces a device sync.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import time
 from collections.abc import Mapping
 from typing import Any, ClassVar, TextIO
 
-from hookline.engine import Trainer
+from hookline.engine import Phase, Trainer
 from hookline.manager import Callback
 from hookline.settings import Options, Settings
 
@@ -50,7 +51,6 @@ class ProgressBar(Callback):
         self.progress_interval = progress_interval
         self.loss: float | None = None
         self._bar: Any = None
-        self._done = 0
         self._total: int | None = None
         self._epoch_started = 0.0
         self._next_line = 0.0
@@ -68,6 +68,10 @@ class ProgressBar(Callback):
     def _output(self) -> TextIO:
         return self.stream if self.stream is not None else sys.stderr
 
+    def idle_hooks(self) -> tuple[str, ...]:
+        """Plain lines are written from the log intervals: no per-batch call needed."""
+        return () if self._output().isatty() else ("on_train_batch_end",)
+
     def on_train_epoch_start(self, trainer: Trainer) -> None:
         stream = self._output()
         terminal = stream.isatty()
@@ -75,7 +79,7 @@ class ProgressBar(Callback):
         if interval is None:
             interval = TERMINAL_INTERVAL if terminal else PLAIN_INTERVAL
         self._interval = interval
-        self._done, self._total = 0, _epoch_batches(trainer)
+        self._total = _epoch_batches(trainer)
         self._label = f"epoch {trainer.epoch + 1}/{trainer.epochs}"
         self._epoch_started = time.monotonic()
         self._next_line = self._epoch_started + interval
@@ -90,39 +94,38 @@ class ProgressBar(Callback):
                 self._bar.set_postfix_str(f"loss {self.loss:.4g}", refresh=False)
 
     def on_train_batch_end(self) -> None:
-        self._done += 1
         if self._bar is not None:
             self._bar.update(1)
-        elif time.monotonic() >= self._next_line:
-            self._write_line()
 
-    def on_log(self, metrics: Mapping[str, float], phase: str) -> None:
+    def on_log(self, run: Phase, metrics: Mapping[str, float], phase: str) -> None:
         loss = metrics.get("train/loss")
-        if phase != "train" or loss is None:
+        if phase != "train" or loss is None or not isinstance(run, Trainer):
             return
         self.loss = loss
         if self._bar is not None:
             self._bar.set_postfix_str(f"loss {loss:.4g}", refresh=False)
+        elif time.monotonic() >= self._next_line:
+            self._write_line(run.batch_idx + 1)
 
-    def on_train_epoch_end(self) -> None:
+    def on_train_epoch_end(self, trainer: Trainer) -> None:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
         else:
-            self._write_line()
+            self._write_line(trainer.batch_idx + 1)
 
     def teardown(self) -> None:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
 
-    def _write_line(self) -> None:
+    def _write_line(self, batches: int) -> None:
         now = time.monotonic()
         self._next_line = now + self._interval
-        done = f"{self._done}/{self._total}" if self._total else str(self._done)
-        share = f" ({100 * self._done / self._total:.0f}%)" if self._total else ""
+        done = f"{batches}/{self._total}" if self._total else str(batches)
+        share = f" ({100 * batches / self._total:.0f}%)" if self._total else ""
         loss = f"  loss {self.loss:.4g}" if self.loss is not None else ""
-        rate = self._done / max(now - self._epoch_started, 1e-9)
+        rate = batches / max(now - self._epoch_started, 1e-9)
         stream = self._output()
         stream.write(f"{self._label}  {done} batches{share}{loss}  {rate:.1f} batch/s\n")
         stream.flush()

@@ -36,6 +36,10 @@ class TimeLimit(Callback):
     def hookline_configure(self, settings: Settings) -> None:
         settings.apply(self, self.SETTINGS)
 
+    def idle_hooks(self) -> tuple[str, ...]:
+        """Without a limit there is nothing to check after each optimizer step."""
+        return () if self.time_limit else ("on_params_update",)
+
     def on_train_start(self) -> None:
         self.started = self._last = time.monotonic()
 
