@@ -300,12 +300,7 @@ class PluginManager(pluggy.PluginManager):
         self._parsing = (plugin, {})
         try:
             self._validate(plugin, name)
-            registered = super().register(plugin, name)
-        except pluggy.PluginValidationError as error:
-            # pluggy before 1.7 keeps the name after a validation error: take it back.
-            if self.get_plugin(name) is plugin:
-                super().unregister(plugin, name)
-            raise PluginValidationError(plugin, str(error)) from error
+            registered = self._register_validated(plugin, name)
         finally:
             self._parsing = None
         self._refresh_dispatch()
@@ -314,6 +309,15 @@ class PluginManager(pluggy.PluginManager):
                 kwargs={"plugin": plugin, "manager": self}
             )
         return registered
+
+    def _register_validated(self, plugin: Any, name: str) -> str | None:
+        try:
+            return super().register(plugin, name)
+        except pluggy.PluginValidationError as error:
+            # pluggy before 1.7 keeps the name after a validation error: take it back.
+            if self.get_plugin(name) is plugin:
+                super().unregister(plugin, name)
+            raise PluginValidationError(plugin, str(error)) from error
 
     def unregister(self, plugin: Any = None, name: str | None = None) -> Any:
         """Unregister a plugin by object or name; its hooks stop firing at once."""
