@@ -143,32 +143,33 @@ def test_resuming_mid_epoch_in_process_matches_an_uninterrupted_run(tmp_path):
     assert resumed.metrics["train/loss"] == full.metrics["train/loss"]
 
 
-def test_time_limit_stops_with_a_checkpoint_that_resumes_the_run(tmp_path):
+def test_time_limit_stops_within_the_budget_with_a_checkpoint_that_resumes_the_run(tmp_path):
     from torch.utils.data import DataLoader, TensorDataset
 
     x = torch.randn(320, 4, generator=torch.Generator().manual_seed(5))
     loader = DataLoader(TensorDataset(x, (x[:, 0] > 0).long()), batch_size=16)
+    budget, epochs = 1.0, 10  # 20 batches of >= 10 ms an epoch: the budget ends in epoch 3-5
+    full = Trainer(make_task(), manager=PluginManager())  # also pays torch's one-off lazy imports
+    full.fit(loader, epochs=epochs)
+    fit_started: list[float] = []
 
-    def slow(trainer):
-        time.sleep(0.02)
-
-    limited = Trainer(make_task(), [ModelCheckpoint(), TimeLimit(0.5)], manager=PluginManager())
-    limited.add_callback("on_train_batch_end", slow)
-    started = time.monotonic()
-    limited.fit(loader, epochs=10, save_dir=tmp_path)
-    assert time.monotonic() - started < 0.5
+    limited = Trainer(make_task(), [ModelCheckpoint(), TimeLimit(budget)], manager=PluginManager())
+    limited.add_callback(
+        "on_pretrain_routine_start", lambda trainer: fit_started.append(time.monotonic())
+    )
+    limited.add_callback("on_train_batch_end", lambda trainer: time.sleep(0.01))
+    limited.fit(loader, epochs=epochs, save_dir=tmp_path)
+    assert time.monotonic() - fit_started[0] < budget  # the epoch's end and checkpoint included
     assert limited.stop_reason.startswith("time limit:")
+    assert 0 < limited.global_step < epochs * len(loader)
     progress = load_checkpoint(tmp_path / "weights" / "last.pt")["progress"]
-    assert progress["batches_done"] > 0  # stopped inside an epoch, and can go on from there
     assert progress["global_step"] == limited.global_step
 
     resumed = Trainer(
         make_task(), [ModelCheckpoint(resume=str(tmp_path / "weights" / "last.pt"))],
         manager=PluginManager(),
     )
-    resumed.fit(loader, epochs=2, save_dir=tmp_path)
-    full = Trainer(make_task(), manager=PluginManager())
-    full.fit(loader, epochs=2)
-    assert resumed.global_step == full.global_step == 40
+    resumed.fit(loader, epochs=epochs, save_dir=tmp_path)
+    assert resumed.global_step == full.global_step == epochs * len(loader)
     for a, b in zip(full.task.model.parameters(), resumed.task.model.parameters(), strict=True):
         assert torch.equal(a, b)

@@ -16,8 +16,9 @@ class TimeLimit(Callback):
     """Requests a stop when the time left would not cover one more optimizer step plus the
     epoch's end (validation, checkpoint), measured as the run goes.
 
-    Setting: ``time_limit`` in seconds (0: no limit).  The stop happens at an optimizer-step
-    boundary, so that the checkpoint written at the epoch's end resumes exactly.
+    Setting: ``time_limit`` in seconds (0: no limit), counted from the start of ``fit`` so that
+    setup and loading a checkpoint to resume from are part of the budget.  The stop happens at
+    an optimizer-step boundary, so that the checkpoint written at the epoch's end resumes exactly.
     """
 
     SETTINGS: ClassVar[Mapping[str, str]] = {"time_limit": "wall-clock budget in seconds (0: none)"}
@@ -40,8 +41,11 @@ class TimeLimit(Callback):
         """Without a limit there is nothing to check after each optimizer step."""
         return () if self.time_limit else ("on_params_update",)
 
+    def on_pretrain_routine_start(self) -> None:
+        self.started = time.monotonic()
+
     def on_train_start(self) -> None:
-        self.started = self._last = time.monotonic()
+        self._last = time.monotonic()
 
     def on_params_update(self, trainer: Trainer) -> None:
         if not self.time_limit:
