@@ -50,6 +50,29 @@ def test_dispatch_table_follows_register_and_unregister(manager):
     assert manager.dispatch == {}
 
 
+def test_a_plugin_registered_or_removed_mid_epoch_is_heard_from_the_next_batch(task, manager):
+    seen: list[tuple[str, int]] = []
+
+    class Late(Callback):
+        def on_train_batch_start(self, batch_idx):
+            seen.append(("start", batch_idx))
+
+        def on_params_update(self, trainer):
+            seen.append(("update", trainer.batch_idx))
+
+    late = Late()
+
+    def switch(trainer, batch_idx):
+        if batch_idx == 1:
+            trainer.manager.register(late)
+        if batch_idx == 3:
+            trainer.manager.unregister(late)
+
+    manager.add_callback("on_train_batch_end", switch)
+    Trainer(task, manager=manager).fit(regression_batches(12, 2), epochs=1)  # 6 batches
+    assert seen == [("start", 2), ("update", 2), ("start", 3), ("update", 3)]
+
+
 def test_engine_imports_without_torch():
     code = (
         "import sys; sys.modules['torch'] = None\n"

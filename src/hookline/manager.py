@@ -196,8 +196,11 @@ class PluginManager(pluggy.PluginManager):
 
     @property
     def dispatch(self) -> Mapping[str, pluggy.HookCaller]:
-        """Hook name to caller, for the hooks that have at least one implementation
-        (rebuilt on every register/unregister)."""
+        """Hook name to caller, for the hooks that have at least one implementation due a call.
+
+        A live view: it is updated in place on every register/unregister and configuration,
+        so a loop may hold it and test ``name in dispatch`` before building a call's arguments.
+        """
         return self._dispatch
 
     def call(self, hook_name: str, /, **kwargs: Any) -> list[Any]:
@@ -236,7 +239,8 @@ class PluginManager(pluggy.PluginManager):
                 if skipped:
                     caller = self.subset_hook_caller(name, skipped)
             table[name] = caller
-        self._dispatch = table
+        self._dispatch.clear()  # in place: holders of ``dispatch`` see the change
+        self._dispatch.update(table)
 
     def set_rank(self, rank: int) -> None:
         """Tell the manager this process's rank (read from ``RANK`` when it was created)."""

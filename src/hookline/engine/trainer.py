@@ -187,26 +187,33 @@ class Trainer(Phase):
         accumulate = max(1, int(getattr(task, "accumulate_grad_batches", 1)))
         batches = self._start_epoch(data)
         epoch_loss, interval_loss = self._epoch_loss, self._interval_loss
+        # per-batch hooks are called only when someone listens: their arguments are not even
+        # built otherwise (``dispatch`` is live, so a plugin registered mid-epoch is heard)
+        hooks = self.manager.dispatch
         pending = 0
         for batch_idx, batch in batches:
             self.batch_idx = batch_idx
-            self.call("on_train_batch_start", trainer=self, batch=batch, batch_idx=batch_idx)
+            if "on_train_batch_start" in hooks:
+                self.call("on_train_batch_start", trainer=self, batch=batch, batch_idx=batch_idx)
             loss = task.training_step(batch)
             self.loss = loss
-            self.call("on_before_backward", trainer=self, loss=loss)
+            if "on_before_backward" in hooks:
+                self.call("on_before_backward", trainer=self, loss=loss)
             task.backward(loss)
-            self.call("on_after_backward", trainer=self)
+            if "on_after_backward" in hooks:
+                self.call("on_after_backward", trainer=self)
             pending += 1
             if pending == accumulate:
-                self._optimizer_step()
+                self._optimizer_step(hooks)
                 pending = 0
             detached, count = task.detach(loss), task.batch_size(batch)
             epoch_loss.add(detached, count)
             interval_loss.add(detached, count)
             self._batches_done = batch_idx + 1
-            self.call(
-                "on_train_batch_end", trainer=self, batch=batch, batch_idx=batch_idx, loss=loss
-            )
+            if "on_train_batch_end" in hooks:
+                self.call(
+                    "on_train_batch_end", trainer=self, batch=batch, batch_idx=batch_idx, loss=loss
+                )
             if (
                 pending == 0
                 and self.log_every_n_steps
@@ -220,7 +227,7 @@ class Trainer(Phase):
         else:
             self._epoch_complete = True
         if pending:
-            self._optimizer_step()
+            self._optimizer_step(hooks)
         if task.reduce_sum(epoch_loss.count):
             self.metrics["train/loss"] = epoch_loss.result()
         self.call("on_train_epoch_end", trainer=self)
@@ -230,12 +237,15 @@ class Trainer(Phase):
         if self.task.any_rank(self.should_stop) and not self.should_stop:
             self.request_stop("a stop was requested on another process")
 
-    def _optimizer_step(self) -> None:
-        self.call("optimizer_step", trainer=self)
+    def _optimizer_step(self, hooks: Mapping[str, Any]) -> None:
+        if "optimizer_step" in hooks:
+            self.call("optimizer_step", trainer=self)
         self.task.optimizer_step()
         self.global_step += 1
-        self.call("on_params_update", trainer=self)
-        self.call("on_before_zero_grad", trainer=self)
+        if "on_params_update" in hooks:
+            self.call("on_params_update", trainer=self)
+        if "on_before_zero_grad" in hooks:
+            self.call("on_before_zero_grad", trainer=self)
         self.task.zero_grad()
 
     def _log_interval(self, interval_loss: Mean) -> None:
