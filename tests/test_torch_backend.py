@@ -36,6 +36,43 @@ def make_task(**options: object) -> TorchTask:
     )
 
 
+class ShapeShiftingLoss:
+    """Cross-entropy that returns shape () and (1,) in turn, remembering each value."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[float, int]] = []
+
+    def __call__(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        loss = nn.functional.cross_entropy(outputs, targets)
+        self.seen.append((loss.item(), len(targets)))
+        return loss if len(self.seen) % 2 else loss.reshape(1)
+
+
+def test_train_loss_is_the_sample_weighted_mean_of_every_batch_loss():
+    loss = ShapeShiftingLoss()
+    task = make_task()
+    task.loss = loss
+    logged: list[float] = []
+    manager = PluginManager()
+
+    def on_log(metrics, phase):
+        if phase == "train":
+            logged.append(metrics["train/loss"])
+
+    manager.add_callback("on_log", on_log)
+    data = batches(rows=70, size=32)  # 32, 32, 6 samples
+    metrics = Trainer(task, manager=manager).fit(data, epochs=2, log_every_n_steps=2)
+
+    def mean(seen: list[tuple[float, int]]) -> float:
+        return sum(value * count for value, count in seen) / sum(count for _, count in seen)
+
+    assert metrics["train/loss"] == pytest.approx(mean(loss.seen[3:]), rel=1e-6)
+    # every 2 steps, the steps since the last log in the same epoch: 1-2, then 4, then 5-6
+    assert logged == pytest.approx(
+        [mean(loss.seen[0:2]), mean(loss.seen[3:4]), mean(loss.seen[4:6])], rel=1e-6
+    )
+
+
 def test_training_on_tuples_learns_the_task():
     task = make_task()
     trainer = Trainer(task, manager=PluginManager())

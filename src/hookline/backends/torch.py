@@ -116,6 +116,13 @@ class TorchTask:
         self.optimizer: torch.optim.Optimizer | None = (
             optimizer if isinstance(optimizer, torch.optim.Optimizer) else None
         )
+        # one context for every step (entered once at a time): building it per step costs
+        self._autocast: contextlib.AbstractContextManager[Any] = (
+            contextlib.nullcontext() if precision == "32" else torch.autocast(
+                self.device.type,
+                dtype=torch.bfloat16 if precision == "bf16-mixed" else torch.float16,
+            )
+        )
         self.scaler = torch.amp.GradScaler(
             self.device.type, enabled=precision == "16-mixed"
         )
@@ -198,8 +205,13 @@ class TorchTask:
     def weighted_sum(self, values: Sequence[Any], weights: Sequence[int]) -> Any:
         if not all(isinstance(value, torch.Tensor) for value in values):
             return sum(float(value) * weight for value, weight in zip(values, weights, strict=True))
-        stacked = torch.stack([value.reshape(()) for value in values]).double()
-        return stacked @ torch.tensor(weights, dtype=torch.float64, device=stacked.device)
+        try:
+            stacked = torch.stack(list(values))  # one call when they share a shape (the rule)
+        except RuntimeError:  # shapes () and (1,) mixed: one reshape per value
+            stacked = torch.stack([value.reshape(()) for value in values])
+        return stacked.reshape(-1).double() @ torch.tensor(
+            weights, dtype=torch.float64, device=stacked.device
+        )
 
     def reduce_sum(self, value: Any) -> Any:
         if self.world_size == 1:
@@ -234,24 +246,21 @@ class TorchTask:
     def train_mode(self, enabled: bool) -> None:
         self.model.train(enabled)
 
-    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if self.precision == "32":
-            return contextlib.nullcontext()
-        dtype = torch.bfloat16 if self.precision == "bf16-mixed" else torch.float16
-        return torch.autocast(self.device.type, dtype=dtype)
 
     # -- batches -------------------------------------------------------------------------------
 
     @staticmethod
     def _parts(batch: Any) -> tuple[Any, Any]:
+        if isinstance(batch, (tuple, list)):  # first: the common case, and the cheap check
+            if len(batch) == 2:
+                return batch[0], batch[1]
+            if len(batch) == 1:
+                return batch[0], None
+            raise ValueError(
+                f"a batch tuple must be (inputs, targets) or (inputs,), got {len(batch)} items"
+            )
         if isinstance(batch, Mapping):
             return batch["inputs"], batch.get("targets")
-        if isinstance(batch, (tuple, list)):
-            if len(batch) not in (1, 2):
-                raise ValueError(
-                    f"a batch tuple must be (inputs, targets) or (inputs,), got {len(batch)} items"
-                )
-            return batch[0], batch[1] if len(batch) == 2 else None
         return batch, None
 
     def _to_device(self, value: Any) -> Any:
@@ -267,14 +276,14 @@ class TorchTask:
 
     def batch_size(self, batch: Any) -> int:
         inputs, _ = self._parts(batch)
-        return len(inputs)
+        return inputs.shape[0] if isinstance(inputs, torch.Tensor) else len(inputs)
 
     # -- steps ---------------------------------------------------------------------------------
 
     def training_step(self, batch: Any) -> torch.Tensor:
         inputs, targets = self._inputs_targets(batch)
         model = self._ddp if self._ddp is not None else self.model
-        with self._autocast():
+        with self._autocast:
             outputs = model(inputs)
             loss = self.loss(outputs, targets)
         return loss
@@ -304,7 +313,7 @@ class TorchTask:
     @torch.no_grad()
     def validation_step(self, batch: Any) -> dict[str, torch.Tensor]:
         inputs, targets = self._inputs_targets(batch)
-        with self._autocast():
+        with self._autocast:
             outputs = self.model(inputs)
             results = {"loss": self.loss(outputs, targets).float()}
         for name, metric in self.metrics.items():
@@ -314,7 +323,7 @@ class TorchTask:
     @torch.no_grad()
     def predict_step(self, batch: Any) -> Any:
         inputs, _ = self._inputs_targets(batch)
-        with self._autocast():
+        with self._autocast:
             outputs = self.model(inputs)
         return self.postprocess(outputs) if self.postprocess is not None else outputs
 
