@@ -10,6 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+import hookline  # noqa: E402
 from hookline import PluginManager, Trainer  # noqa: E402
 from hookline.plugins.checkpoint import CheckpointError, ModelCheckpoint, load_checkpoint  # noqa: E402
 from hookline.plugins.files import atomic_write  # noqa: E402
@@ -122,6 +123,29 @@ def test_atomic_write_leaves_the_previous_file_when_the_writer_dies(tmp_path):
         atomic_write(target, dies_halfway)
     assert target.read_bytes() == b"good"
     assert os.listdir(tmp_path) == ["last.pt"]
+
+
+def test_only_checkpoints_are_flushed_to_disk_during_a_run(tmp_path, monkeypatch):
+    """Checkpoints survive a power loss (fsync of the file and its folder); the files rebuilt
+    from the run's records (args, metrics, summary) are replaced atomically without a flush."""
+    flushed: list[str] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(descriptor: int) -> None:
+        flushed.append(os.path.basename(os.readlink(f"/proc/self/fd/{descriptor}")))
+        real_fsync(descriptor)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    hookline.Model(make_task(), manager=PluginManager()).train(
+        batches(64, 16), epochs=2, project=str(tmp_path), name="run", plots=False, verbose=False,
+        progress=False,
+    )
+    run = tmp_path / "train" / "run"
+    assert {"args.yaml", "results.csv", "metrics.jsonl", "summary.json"} <= set(os.listdir(run))
+    # one checkpoint per epoch: its temporary file, then the weights folder after the rename
+    assert len(flushed) == 4
+    assert [name.startswith(".last.pt.") for name in flushed[::2]] == [True, True]
+    assert flushed[1::2] == ["weights", "weights"]
 
 
 class RunsCode:

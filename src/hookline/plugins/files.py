@@ -10,28 +10,33 @@ from pathlib import Path
 from typing import IO, Any
 
 
-def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> Path:
+def atomic_write(path: Path, write: Callable[[IO[bytes]], Any], *, durable: bool = True) -> Path:
     """Write a file so that a crash at any instant leaves either the old file or the new one.
 
-    ``write`` receives a binary file in the same folder; it is flushed and fsynced, then
-    renamed over ``path`` and the folder is fsynced.
+    ``write`` receives a binary file in the same folder, which is then renamed over ``path``.
+    The rename alone covers a crashed or killed process.  ``durable`` (for checkpoints) also
+    fsyncs the file before the rename and the folder after it, so that the new file survives
+    a power loss or an OS crash too; that costs a disk flush or two per write, which files
+    rebuilt from the run's records (metrics, plots, summaries) do without.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(handle, "wb") as file:
             write(file)
-            file.flush()
-            os.fsync(file.fileno())
+            if durable:
+                file.flush()
+                os.fsync(file.fileno())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    if durable:
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
     return path
 
 

@@ -104,7 +104,9 @@ class CSVLogger(_MetricFile):
         if self.columns:
             writer.writeheader()
         writer.writerows(self.rows)
-        atomic_write(self.path, lambda file: file.write(text.getvalue().encode()))
+        atomic_write(
+            self.path, lambda file: file.write(text.getvalue().encode()), durable=False
+        )
 
     def on_log(
         self, metrics: Mapping[str, float], step: int, epoch: int, phase: str
@@ -142,7 +144,7 @@ class JSONLogger(_MetricFile):
                     continue  # a line cut short by the crash being resumed from
                 if self._kept(record, resumed):
                     kept.append(line + "\n")
-        atomic_write(self.path, lambda file: file.write("".join(kept).encode()))
+        atomic_write(self.path, lambda file: file.write("".join(kept).encode()), durable=False)
         self._close()
         self._file = open(self.path, "a")  # noqa: SIM115 - held for the run, closed in teardown
 

@@ -62,7 +62,7 @@ def draw(history: list[dict[str, float]], path: Path) -> None:
         ax.set_visible(False)
     image = io.BytesIO()
     figure.savefig(image, format="png")
-    atomic_write(path, lambda file: file.write(image.getvalue()))
+    atomic_write(path, lambda file: file.write(image.getvalue()), durable=False)
 
 
 class ResultsPlot(Callback):

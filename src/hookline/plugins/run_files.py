@@ -22,6 +22,9 @@ from hookline.manager import Callback, hookimpl
 from hookline.plugins.files import atomic_write, next_run_dir
 from hookline.settings import Options, Settings
 
+#: libyaml's safe dumper when PyYAML was built with it (about 4x faster), else the pure one
+_SAFE_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
 
 def plain(value: Any) -> Any:
     """``value`` made of str, int, float, bool, None, lists and dicts (paths become strings)."""
@@ -98,8 +101,10 @@ class RunFiles(Callback):
     @hookimpl(tryfirst=True)  # other plugins read save_dir in the same hook
     def on_pretrain_routine_start(self, trainer: Trainer) -> None:
         save_dir = self._choose_dir(trainer)
-        text = yaml.safe_dump(plain(trainer.args), sort_keys=False)
-        atomic_write(save_dir / "args.yaml", lambda file: file.write(text.encode()))
+        text = yaml.dump(plain(trainer.args), Dumper=_SAFE_DUMPER, sort_keys=False)
+        atomic_write(
+            save_dir / "args.yaml", lambda file: file.write(text.encode()), durable=False
+        )
 
     # -- prediction ----------------------------------------------------------------------------
 

@@ -132,7 +132,9 @@ class RunSummary(Callback):
             summary["files"] = [name for name in run_files(run.save_dir)
                                 if name != "summary.json"]
             text = json.dumps(summary, indent=2) + "\n"
-            atomic_write(run.save_dir / "summary.json", lambda file: file.write(text.encode()))
+            atomic_write(
+                run.save_dir / "summary.json", lambda file: file.write(text.encode()), durable=False
+            )
         self.summary = summary
         if self._print_summary:
             self._print(summary)
