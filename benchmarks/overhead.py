@@ -18,6 +18,12 @@ Contenders run interleaved, one after the other in each repetition, in this proc
 * ``lightning-bare`` / ``lightning-defaults``: Lightning without progress bar, logger and
   checkpointing, and with its defaults (when the ``bench`` extra is installed).
 
+For each contender it prints the median time per step of the 3-epoch run, the overhead per step
+over the raw loop and the ratio to it, and splits that overhead in two: what each further step
+costs and what the 3-epoch run costs whatever its length (set-up, run files, threads, and the
+checkpoint and metrics written at each epoch's end), the latter measured by running every
+contender again, interleaved the same way, on one batch per epoch.
+
 Then micro-benchmarks: the cost of one hook call through hookline's dispatch with 0, 1 and 10
 implementations next to a direct pluggy call, the pluggy calls an empty hook costs in a run,
 ``import hookline`` (and ``import lightning``) in a fresh interpreter, and entry-point
@@ -158,33 +164,47 @@ def contenders() -> dict[str, Callable[[DataLoader[Any], int, Path], float]]:
     return found
 
 
-def overhead(samples: int, epochs: int, repeats: int) -> dict[str, dict[str, float]]:
-    """Median seconds per step of each contender, interleaved over ``repeats`` rounds."""
-    torch.set_num_threads(1)
-    data = make_data(samples)
-    steps = epochs * len(data)
+def interleaved(
+    data: DataLoader[Any], epochs: int, repeats: int
+) -> dict[str, list[tuple[float, float]]]:
+    """Each contender's seconds for ``epochs`` epochs of ``data``, paired with the raw loop's
+    seconds of the same round, over ``repeats`` rounds that rotate who goes first."""
     runs = contenders()
     times: dict[str, list[float]] = {name: [] for name in runs}
     with tempfile.TemporaryDirectory() as folder:
         raw(data, 1, Path(folder))  # warm-up: first-call costs in torch
         for round_index in range(repeats):
             names = list(runs)
-            shift = round_index % len(names)  # rotate who goes first
+            shift = round_index % len(names)
             for name in names[shift:] + names[:shift]:
-                times[name].append(runs[name](data, epochs, Path(folder) / name) / steps)
-    # The machine's speed drifts over minutes (a shared VM): the ratio is the median of each
-    # round's ratio to the raw loop of the same round, which cancels the drift.
-    baseline = statistics.median(times["raw"])
-    return {
-        name: {
-            "step_us": statistics.median(values) * 1e6,
-            "overhead_us": (statistics.median(values) - baseline) * 1e6,
-            "ratio": statistics.median(
-                value / raw for value, raw in zip(values, times["raw"], strict=True)
-            ),
+                times[name].append(runs[name](data, epochs, Path(folder) / name))
+    # The machine's speed drifts over minutes (a shared VM): every comparison with the raw loop
+    # is made within a round, then the median over rounds is taken, which cancels the drift.
+    return {name: list(zip(values, times["raw"], strict=True)) for name, values in times.items()}
+
+
+def overhead(samples: int, epochs: int, repeats: int) -> dict[str, dict[str, float]]:
+    """Per contender: the median seconds per step, the overhead per step over the raw loop and
+    the ratio to it; then the part of the overhead that a run costs whatever its length
+    (set-up, run files, threads, epoch ends), measured on one batch per epoch, and the rest,
+    which is what each step costs."""
+    torch.set_num_threads(1)
+    data = make_data(samples)
+    steps = epochs * len(data)
+    full = interleaved(data, epochs, repeats)
+    tiny = interleaved(make_data(BATCH), epochs, repeats)
+    results = {}
+    for name, pairs in full.items():
+        overhead_us = statistics.median(value - raw for value, raw in pairs) / steps * 1e6
+        per_run_ms = statistics.median(value - raw for value, raw in tiny[name]) * 1e3
+        results[name] = {
+            "step_us": statistics.median(value for value, _ in pairs) / steps * 1e6,
+            "overhead_us": overhead_us,
+            "ratio": statistics.median(value / raw for value, raw in pairs),
+            "per_run_ms": per_run_ms,
+            "per_step_us": overhead_us - per_run_ms * 1e3 / steps,
         }
-        for name, values in times.items()
-    }
+    return results
 
 
 # -- micro-benchmarks ---------------------------------------------------------------------------
@@ -303,14 +323,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)
     samples, repeats, calls, runs = (
-        (1024, 1, 2_000, 2) if args.quick else (16384, args.repeats or 9, 200_000, 7)
+        (1024, 1, 2_000, 2) if args.quick else (16384, args.repeats or 15, 200_000, 7)
     )
     print(f"torch {torch.__version__}, 1 thread; {samples} samples, batch {BATCH}, 3 epochs, "
           f"{repeats} interleaved rounds")
     steps = overhead(samples, 3, repeats)
-    print(f"\n{'contender':<20}{'us/step':>10}{'overhead us':>13}{'x raw':>8}")
+    print(f"\n{'contender':<20}{'us/step':>10}{'overhead us':>13}{'x raw':>8}"
+          f"{'= ms/run':>10}{'+ us/step':>11}")
     for name, row in steps.items():
-        print(f"{name:<20}{row['step_us']:>10.1f}{row['overhead_us']:>13.1f}{row['ratio']:>8.3f}")
+        print(f"{name:<20}{row['step_us']:>10.1f}{row['overhead_us']:>13.1f}{row['ratio']:>8.3f}"
+              f"{row['per_run_ms']:>10.2f}{row['per_step_us']:>11.1f}")
+    print("overhead = a cost per run whatever its length (set-up, files, threads, epoch ends;\n"
+          "measured on one batch per epoch) spread over the steps, + a cost per step")
     micro: dict[str, float] = dispatch_costs(calls)
     micro["pluggy calls for empty hooks in a run"] = empty_hook_pluggy_calls(samples)
     micro.update(import_times(runs))
