@@ -126,8 +126,8 @@ def test_atomic_write_leaves_the_previous_file_when_the_writer_dies(tmp_path):
 
 
 def test_only_checkpoints_are_flushed_to_disk_during_a_run(tmp_path, monkeypatch):
-    """Checkpoints survive a power loss (fsync of the file and its folder); the files rebuilt
-    from the run's records (args, metrics, summary) are replaced atomically without a flush."""
+    """Checkpoints survive a power loss (fsync of the file and its folder); the run's other
+    files (args, metrics, summary) are replaced atomically without a flush."""
     flushed: list[str] = []
     real_fsync = os.fsync
 

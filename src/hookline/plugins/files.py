@@ -16,8 +16,9 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], Any], *, durable: bool
     ``write`` receives a binary file in the same folder, which is then renamed over ``path``.
     The rename alone covers a crashed or killed process.  ``durable`` (for checkpoints) also
     fsyncs the file before the rename and the folder after it, so that the new file survives
-    a power loss or an OS crash too; that costs a disk flush or two per write, which files
-    rebuilt from the run's records (metrics, plots, summaries) do without.
+    a power loss or an OS crash too.  That costs two disk flushes per write; the run's other
+    files (metrics, plots, summaries) do without, since losing their latest records to a power
+    loss does not stop the run from resuming.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
