@@ -21,7 +21,9 @@ class TimeLimit(Callback):
     an optimizer-step boundary, so that the checkpoint written at the epoch's end resumes exactly.
     """
 
-    SETTINGS: ClassVar[Mapping[str, str]] = {"time_limit": "wall-clock budget in seconds (0: none)"}
+    SETTINGS: ClassVar[Mapping[str, str]] = {
+        "time_limit": "wall-clock budget in seconds from the start of fit (0: none)"
+    }
 
     def __init__(self, time_limit: float = 0.0) -> None:
         self.time_limit = time_limit
