@@ -165,11 +165,11 @@ def contenders() -> dict[str, Callable[[DataLoader[Any], int, Path], float]]:
 
 
 def interleaved(
-    data: DataLoader[Any], epochs: int, repeats: int
+    runs: dict[str, Callable[[DataLoader[Any], int, Path], float]],
+    data: DataLoader[Any], epochs: int, repeats: int,
 ) -> dict[str, list[tuple[float, float]]]:
     """Each contender's seconds for ``epochs`` epochs of ``data``, paired with the raw loop's
     seconds of the same round, over ``repeats`` rounds that rotate who goes first."""
-    runs = contenders()
     times: dict[str, list[float]] = {name: [] for name in runs}
     with tempfile.TemporaryDirectory() as folder:
         raw(data, 1, Path(folder))  # warm-up: first-call costs in torch
@@ -191,8 +191,9 @@ def overhead(samples: int, epochs: int, repeats: int) -> dict[str, dict[str, flo
     torch.set_num_threads(1)
     data = make_data(samples)
     steps = epochs * len(data)
-    full = interleaved(data, epochs, repeats)
-    tiny = interleaved(make_data(BATCH), epochs, repeats)
+    runs = contenders()
+    full = interleaved(runs, data, epochs, repeats)
+    tiny = interleaved(runs, make_data(BATCH), epochs, repeats)
     results = {}
     for name, pairs in full.items():
         overhead_us = statistics.median(value - raw for value, raw in pairs) / steps * 1e6

@@ -246,7 +246,6 @@ class TorchTask:
     def train_mode(self, enabled: bool) -> None:
         self.model.train(enabled)
 
-
     # -- batches -------------------------------------------------------------------------------
 
     @staticmethod
