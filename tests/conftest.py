@@ -1,23 +1,30 @@
-"""Shared fixtures: small regression data for the NumPy backend, and a clean plugin manager."""
+"""Shared fixtures: small regression data for the pure-Python toy task, and a clean manager."""
 
 from __future__ import annotations
 
-import numpy as np
+import random
+
 import pytest
 
 from hookline import PluginManager
-from hookline.backends.numpy import LinearRegressionTask, make_batches
+from hookline.testing import LinearRegressionTask, make_batches
 
-pytest_plugins = ["hookline.testing"]
+pytest_plugins = ["hookline.testing.fixtures"]
 
-TRUE_WEIGHT = np.array([1.0, -2.0, 0.5])
+TRUE_WEIGHT = [1.0, -2.0, 0.5]
 TRUE_BIAS = 0.3
 
 
+def regression_rows(rows: int, seed: int = 0) -> tuple[list[list[float]], list[float]]:
+    """``rows`` random inputs and their targets under :data:`TRUE_WEIGHT` and TRUE_BIAS."""
+    generator = random.Random(seed)
+    x = [[generator.gauss(0.0, 1.0) for _ in TRUE_WEIGHT] for _ in range(rows)]
+    y = [sum(v * w for v, w in zip(row, TRUE_WEIGHT, strict=True)) + TRUE_BIAS for row in x]
+    return x, y
+
+
 def regression_batches(rows: int, batch_size: int, seed: int = 0) -> list:
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(rows, len(TRUE_WEIGHT)))
-    return make_batches(x, x @ TRUE_WEIGHT + TRUE_BIAS, batch_size)
+    return make_batches(*regression_rows(rows, seed), batch_size)
 
 
 @pytest.fixture

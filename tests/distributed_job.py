@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from hookline import Callback, Model, Options, PluginManager
-from hookline.demo import DigitsRecipe
+from hookline.backends.torch.demo import DigitsRecipe
 
 
 class Record(Callback):

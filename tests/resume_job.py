@@ -65,7 +65,7 @@ def main() -> None:
     plugins = [
         ModelCheckpoint(save_every_n_steps=1, filename="step", resume=args.resume),
         EarlyStopping(patience=2, min_delta=0.01),
-        LRScheduler(lambda opt: torch.optim.lr_scheduler.StepLR(opt, 2, 0.5), warmup_steps=10),
+        LRScheduler(schedule="step", lr_step_size=2, lr_gamma=0.5, warmup_steps=10),
         Ballast(args.heavy_at_step),
     ]
     trainer = Trainer(task, plugins, manager=PluginManager())

@@ -11,9 +11,11 @@ torch = pytest.importorskip("torch")
 
 import hookline  # noqa: E402
 from hookline import Callback, Model, PluginManager  # noqa: E402
+from hookline.flags import FLAGS_PLUGIN  # noqa: E402
 from hookline.plugins import BUILTINS, DEFAULT_FLAGS  # noqa: E402
 
-ON_BY_DEFAULT = {flag for flag, on in DEFAULT_FLAGS.items() if on}
+# the built-ins on by default, and the plugin that declares the flags as settings
+ON_BY_DEFAULT = {flag for flag, on in DEFAULT_FLAGS.items() if on} | {FLAGS_PLUGIN}
 from tests.test_torch_backend import batches, blobs, make_task  # noqa: E402
 
 
@@ -92,13 +94,18 @@ def test_flags_turn_builtins_off_and_on(tmp_path, monkeypatch, capsys):
     }
 
 
-def test_engine_phases_accept_flags_too_and_stay_silent_without_them(tmp_path, monkeypatch):
+def test_the_bare_engine_knows_no_builtin_and_stays_silent(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    trainer = hookline.Trainer(make_task(), manager=PluginManager())
+    manager = PluginManager()
+    trainer = hookline.Trainer(make_task(), manager=manager)
     trainer.fit(batches(), epochs=1)
     assert list(tmp_path.iterdir()) == []
-    trainer.fit(batches(), epochs=1, save=True, checkpoint=True, save_dir="explicit")
-    assert (tmp_path / "explicit" / "weights" / "last.pt").is_file()
+    assert capsys.readouterr().out == ""
+    with pytest.raises(hookline.SettingsError, match="unknown setting 'verbose'"):
+        trainer.fit(batches(), epochs=1, verbose=True)
+    assert manager.list_plugins() == []  # nothing was registered behind the user's back
+    trainer.fit(batches(), epochs=1, save_dir="explicit")
+    assert not (tmp_path / "explicit").exists()  # the engine writes no file
 
 
 def test_a_misspelt_flag_names_the_right_one():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from pathlib import Path
@@ -11,12 +12,14 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import hookline  # noqa: E402
-from hookline import PluginManager, Trainer  # noqa: E402
-from hookline.plugins.checkpoint import CheckpointError, ModelCheckpoint, load_checkpoint  # noqa: E402
-from hookline.plugins.files import atomic_write  # noqa: E402
+from hookline import CheckpointError, PluginManager, Trainer  # noqa: E402
+from hookline.engine import checkpoint_file  # noqa: E402
+from hookline.plugins.checkpoint import ModelCheckpoint  # noqa: E402
 from hookline.plugins.nan_guard import NanGuard  # noqa: E402
+from hookline.plugins.support import atomic_write  # noqa: E402
 from tests.test_early_stopping import Script  # noqa: E402
 from tests.test_torch_backend import batches, make_task  # noqa: E402
+from tests.test_torch_backend import load_torch_checkpoint as load_checkpoint  # noqa: E402
 
 
 def train(tmp_path: Path, values: list[float], name: str = "val/loss", **options: object):
@@ -84,11 +87,12 @@ def test_on_model_save_fires_after_each_file_is_complete(tmp_path):
     saved = []
     trainer = Trainer(make_task(), [ModelCheckpoint()], manager=PluginManager())
     trainer.add_callback(
-        "on_model_save", lambda path: saved.append((path.name, load_checkpoint(path)["format"]))
+        "on_model_save",
+        lambda path: saved.append((path.name, load_checkpoint(path)["progress"]["epoch"])),
     )
     trainer.fit(batches(64, 16), batches(32, 16, seed=1), epochs=2, save_dir=tmp_path)
-    assert ("last.pt", "hookline-checkpoint") in saved
-    assert saved.count(("last.pt", "hookline-checkpoint")) == 2
+    assert [entry for entry in saved if entry[0] == "last.pt"] == [("last.pt", 1), ("last.pt", 2)]
+    assert checkpoint_file.read_header(tmp_path / "weights" / "last.pt")["format"] == "torch"
 
 
 def test_nan_loss_stops_the_run_and_keeps_the_last_finite_checkpoint(tmp_path):
@@ -161,24 +165,40 @@ class RunsCode:
 def test_a_checkpoint_that_would_run_code_is_refused_without_running_it(tmp_path):
     marker = tmp_path / "code-ran"
     path = tmp_path / "evil.pt"
-    torch.save({"task": {"model": RunsCode(marker)}, "progress": {}}, path)
+    payload = io.BytesIO()
+    torch.save({"task": {"model": RunsCode(marker)}, "progress": {}}, payload)
+    path.write_bytes(checkpoint_file.encode(payload.getvalue(), "torch", {}))
     with pytest.raises(CheckpointError, match=r"need arbitrary unpickling .*refused"):
         load_checkpoint(path)
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])
+DAMAGE = {
+    # (what is done to the file's bytes, the error that names it)
+    "truncate": (lambda data: data[: len(data) // 2], "is corrupt: its content does not match"),
+    "flip one bit": (
+        lambda data: data[:-100] + bytes([data[-100] ^ 0x10]) + data[-99:],
+        "is corrupt: its content does not match",
+    ),
+    "garbage": (lambda data: b"\x80\x04not torch", "is not a hookline checkpoint"),
+    "empty": (lambda data: b"", "is not a hookline checkpoint"),
+    "header cut": (lambda data: data[:40], "is truncated or corrupt: bad header"),
+    "payload not torch": (
+        lambda data: checkpoint_file.encode(b"\x80\x04not torch", "torch", {}),
+        "is truncated or corrupt",
+    ),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
 def test_corrupt_or_truncated_checkpoints_name_the_file(tmp_path, damage):
-    path = tmp_path / "last.pt"
     Trainer(make_task(), [ModelCheckpoint()], manager=PluginManager()).fit(
         batches(32, 16), epochs=1, save_dir=tmp_path
     )
     path = tmp_path / "weights" / "last.pt"
-    data = path.read_bytes()
-    path.write_bytes(
-        {"truncate": data[: len(data) // 2], "garbage": b"\x80\x04not torch", "empty": b""}[damage]
-    )
-    with pytest.raises(CheckpointError, match=f"checkpoint '{path}' is truncated or corrupt"):
+    change, message = DAMAGE[damage]
+    path.write_bytes(change(path.read_bytes()))
+    with pytest.raises(CheckpointError, match=f"'{path}' {message}"):
         load_checkpoint(path)
 
 
@@ -186,4 +206,13 @@ def test_a_plain_torch_file_is_not_a_hookline_checkpoint(tmp_path):
     path = tmp_path / "weights.pt"
     torch.save({"weight": torch.zeros(2)}, path)
     with pytest.raises(CheckpointError, match="is not a hookline checkpoint"):
+        load_checkpoint(path)
+
+
+def test_a_checkpoint_of_another_backend_is_refused_by_name(tmp_path):
+    from hookline.testing import LinearRegressionTask
+
+    path = tmp_path / "toy.pt"
+    path.write_bytes(checkpoint_file.encode(b"{}", LinearRegressionTask.checkpoint_format, {}))
+    with pytest.raises(CheckpointError, match="written by a json task; this is a torch task"):
         load_checkpoint(path)

@@ -15,10 +15,16 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from hookline import cli  # noqa: E402
-from hookline.demo import DigitsRecipe, load_arrays, split  # noqa: E402
+from hookline.backends.torch.demo import DigitsRecipe, load_arrays, split  # noqa: E402
+from hookline.cli.parser import build_parser  # noqa: E402
+from hookline.cli.reference import signature  # noqa: E402
+from hookline.cli.resolution import prepared_manager, resolve  # noqa: E402
+from hookline.cli.trace import trace_hooks  # noqa: E402
+from hookline.engine import checkpoint_file  # noqa: E402
+from hookline.flags import FLAGS_PLUGIN  # noqa: E402
 from hookline.plugins import DEFAULT_FLAGS  # noqa: E402
-from hookline.plugins.checkpoint import load_checkpoint  # noqa: E402
 from hookline.settings import Options  # noqa: E402
+from tests.test_torch_backend import load_torch_checkpoint as load_checkpoint  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -98,7 +104,7 @@ def test_export_artifacts_reproduce_the_trained_model(demo_run, format_name):
     artifact = weights / f"last{suffix}"
     assert f"exported {format_name} to runs/train/exp/weights/last{suffix}" in result.stdout
 
-    checkpoint = torch.load(weights / "last.pt", weights_only=True)
+    checkpoint = load_checkpoint(weights / "last.pt")
     settings = Options()
     DigitsRecipe().hookline_add_options(settings)
     model = DigitsRecipe().task_from_weights(settings.resolve({}), checkpoint["task"]).model.eval()
@@ -138,7 +144,7 @@ def test_trace_hooks_prints_each_call_with_its_plugins(demo_run):
         (["train", "--config", "missing.yaml"], "config file 'missing.yaml' does not exist"),
         (["val", "weights=missing.pt"], "checkpoint 'missing.pt' does not exist"),
         (["val"], "no weights given and none found under runs/train"),
-        (["export", "weights=bad.pt"], "checkpoint 'bad.pt' is truncated or corrupt"),
+        (["export", "weights=bad.pt"], "'bad.pt' is not a hookline checkpoint"),
         (["export", "weights=good.pt", "format=tflite"],
          "unknown export format 'tflite'; available: torchscript, pt2, onnx"),
         (["predict", "weights=good.pt", "source=absent.csv"],
@@ -154,7 +160,8 @@ def test_bad_input_gets_one_clear_line_and_exit_status_2(
     options = Options()
     recipe.hookline_add_options(options)
     task = recipe.task(options.resolve({}))
-    torch.save({"task": {"model": task.model.state_dict()}, "args": {}}, tmp_path / "good.pt")
+    payload = task.save_checkpoint({"task": {"model": task.model.state_dict()}})
+    (tmp_path / "good.pt").write_bytes(checkpoint_file.encode(payload, "torch", {}))
     assert cli.main([*words, "--no-plugins"]) == 2
     captured = capsys.readouterr()
     error_lines = captured.err.strip().splitlines()
@@ -180,7 +187,7 @@ def test_plugins_lists_builtins_as_json(capsys):
     assert by_name["checkpoint"]["source"] == "built-in"
     assert "on_fit_epoch_end" in by_name["checkpoint"]["hooks"]
     assert set(listing["flags"]) == set(DEFAULT_FLAGS)
-    assert set(by_name) == {flag for flag, on in DEFAULT_FLAGS.items() if on}
+    assert set(by_name) == {flag for flag, on in DEFAULT_FLAGS.items() if on} | {FLAGS_PLUGIN}
     assert {"csv", "jsonl", "progress", "resources", "summary"} <= set(by_name)
     assert not {"tensorboard", "mlflow", "wandb", "comet", "webhook"} & set(by_name)
 
@@ -191,7 +198,7 @@ def test_hooks_lists_every_hook_with_its_arguments(capsys):
     assert cli.main(["hooks"]) == 0
     text = capsys.readouterr().out
     for name in PluginManager().hook_names:
-        assert f"\n{cli.signature(name)}\n" in text
+        assert f"\n{signature(name)}\n" in text
     assert "on_train_batch_end(trainer, batch, batch_idx, loss)" in text
 
 
@@ -223,7 +230,7 @@ def test_trace_hooks_times_each_plugin_and_restores_them_when_done():
     manager.register(Fast())
     originals = [impl.function for impl in manager.hook.on_train_end.get_hookimpls()]
     out = io.StringIO()
-    stop = cli.trace_hooks(manager, out)
+    stop = trace_hooks(manager, out)
     manager.call("on_train_end", trainer=None)
     stop()
     manager.call("on_train_end", trainer=None)  # no longer traced
@@ -251,9 +258,9 @@ def test_settings_lists_what_each_command_accepts(capsys):
     assert "weights" in val
     assert "epochs" not in val
     # every listed setting, given its listed default, is accepted by the command
-    manager, _ = cli.prepared_manager(cli.build_parser().parse_args(["train", "--no-plugins"]))
+    manager, _ = prepared_manager(build_parser().parse_args(["train", "--no-plugins"]))
     given = {name: row["default"] for name, row in train.items() if row["default"] is not None}
-    settings, _ = cli.resolve(manager, "train", given)
+    settings, _ = resolve(manager, "train", given)
     assert settings["epochs"] == 20
     assert cli.main(["settings", "--no-plugins"]) == 0
     assert capsys.readouterr().out.splitlines()[0].startswith("epochs ")

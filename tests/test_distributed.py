@@ -15,9 +15,9 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from hookline import PluginManager, Validator  # noqa: E402
-from hookline.demo import DigitsRecipe  # noqa: E402
-from hookline.plugins.checkpoint import load_checkpoint  # noqa: E402
+from hookline.backends.torch.demo import DigitsRecipe  # noqa: E402
 from hookline.settings import Options  # noqa: E402
+from tests.test_torch_backend import load_torch_checkpoint as load_checkpoint  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

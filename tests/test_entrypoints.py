@@ -28,7 +28,7 @@ PROBE = textwrap.dedent(
     import dataclasses, json, sys, warnings
     import numpy as np
     import hookline
-    from hookline.backends.numpy import LinearRegressionTask, make_batches
+    from hookline.testing import LinearRegressionTask, make_batches
 
     options = json.loads(sys.argv[1])
     with warnings.catch_warnings(record=True) as caught:
@@ -149,7 +149,7 @@ def test_strict_mode_makes_the_broken_plugin_an_error(plugin_python):
         capture_output=True, text=True, check=False,
     )
     assert result.returncode != 0
-    assert "hookline.manager.PluginLoadError: plugin 'broken'" in result.stderr
+    assert "PluginLoadError: plugin 'broken'" in result.stderr
     assert "hookline-broken-plugin 0.2.0" in result.stderr
 
 

@@ -16,6 +16,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from hookline import Callback, PluginManager, Trainer, UserError  # noqa: E402
+from hookline.flags import apply_flags  # noqa: E402
 from tests.test_torch_backend import batches, make_task  # noqa: E402
 
 
@@ -36,7 +37,9 @@ class LogRecorder(Callback):
 
 def train(save_dir: Path, epochs: int = 3, **settings: object) -> LogRecorder:
     recorder = LogRecorder()
-    trainer = Trainer(make_task(), [recorder], manager=PluginManager())
+    manager = PluginManager()
+    apply_flags(manager, settings)  # the built-ins named by flags, as Model does
+    trainer = Trainer(make_task(), [recorder], manager=manager)
     trainer.fit(
         batches(256, 16), batches(64, 16, seed=1), epochs=epochs, save_dir=save_dir,
         log_every_n_steps=5, **settings,
@@ -107,8 +110,9 @@ def test_resuming_keeps_each_epoch_and_step_once(tmp_path):
 
 def test_without_a_run_directory_metric_files_write_nothing(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    Trainer(make_task(), manager=PluginManager()).fit(batches(64, 16), epochs=1, csv=True,
-                                                       jsonl=True)
+    manager = PluginManager()
+    apply_flags(manager, {"csv": True, "jsonl": True})
+    Trainer(make_task(), manager=manager).fit(batches(64, 16), epochs=1, csv=True, jsonl=True)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -270,7 +274,9 @@ def test_a_tracker_whose_package_is_missing_fails_before_training(tmp_path, monk
     monkeypatch.setattr(
         importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a)
     )
-    trainer = Trainer(make_task(), [LogRecorder()], manager=PluginManager())
+    manager = PluginManager()
+    apply_flags(manager, {"wandb": True})
+    trainer = Trainer(make_task(), [LogRecorder()], manager=manager)
     with pytest.raises(UserError, match=r"wandb=True needs the 'wandb' package: pip install "
                                         r"'hookline\[wandb\]'"):
         trainer.fit(batches(64, 16), epochs=1, save_dir=tmp_path, wandb=True)

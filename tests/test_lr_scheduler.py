@@ -1,6 +1,9 @@
-"""The LR scheduler plugin against torch's own schedulers stepped on their own."""
+"""The framework-free LR scheduler plugin against torch's own schedulers stepped on their own,
+and the same plugin driving a task without torch."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 
@@ -10,14 +13,23 @@ from torch.optim import lr_scheduler as schedulers  # noqa: E402
 
 from hookline import PluginManager, Trainer  # noqa: E402
 from hookline.plugins.lr_scheduler import LRScheduler  # noqa: E402
+from tests.conftest import regression_batches  # noqa: E402
 from tests.test_early_stopping import Script  # noqa: E402
 from tests.test_torch_backend import batches, make_task  # noqa: E402
 
 BASE_LR = 0.1  # make_task's SGD
 
 
-def lone_optimizer() -> torch.optim.Optimizer:
-    return torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=BASE_LR)
+def torch_rates(make_scheduler, steps: int, values: list[float] | None = None) -> list[float]:
+    """The rate before each of ``steps`` steps of a torch scheduler run alone."""
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=BASE_LR)
+    scheduler = make_scheduler(optimizer)
+    rates = []
+    for index in range(steps):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step(*([] if values is None else [values[index]]))
+    return rates
 
 
 def epoch_lrs(plugin: LRScheduler, epochs: int, *extra: object, **settings: object) -> list[float]:
@@ -29,63 +41,77 @@ def epoch_lrs(plugin: LRScheduler, epochs: int, *extra: object, **settings: obje
     return seen
 
 
-def test_epoch_scheduler_matches_torch_run_alone():
-    plugin = LRScheduler(lambda opt: schedulers.StepLR(opt, step_size=2, gamma=0.5))
-    optimizer = lone_optimizer()
-    alone = schedulers.StepLR(optimizer, step_size=2, gamma=0.5)
-    expected = []
-    for _ in range(6):
-        expected.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        alone.step()
-    assert epoch_lrs(plugin, 6) == pytest.approx(expected)
-    assert expected == pytest.approx([0.1, 0.1, 0.05, 0.05, 0.025, 0.025])
-
-
-def test_step_scheduler_matches_torch_run_alone():
+def step_lrs(plugin: LRScheduler, epochs: int, **settings: object) -> list[float]:
+    """The rate the optimizer holds before each optimizer step (4 steps per epoch)."""
     seen = []
-    plugin = LRScheduler(lambda opt: schedulers.CosineAnnealingLR(opt, T_max=8), interval="step")
     trainer = Trainer(make_task(), [plugin], manager=PluginManager())
-    trainer.add_callback("optimizer_step", lambda trainer: seen.append(
+    trainer.add_callback("on_before_optimizer_step", lambda trainer: seen.append(
         trainer.task.optimizer.param_groups[0]["lr"]))
-    trainer.fit(batches(64, 16), epochs=2)  # 4 steps per epoch
-    optimizer = lone_optimizer()
-    alone = schedulers.CosineAnnealingLR(optimizer, T_max=8)
-    expected = []
-    for _ in range(8):
-        expected.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        alone.step()
-    assert seen == pytest.approx(expected)
+    trainer.fit(batches(64, 16), epochs=epochs, **settings)
+    return seen
+
+
+@pytest.mark.parametrize(
+    ("settings", "make_scheduler"),
+    [
+        ({"schedule": "step", "lr_step_size": 2, "lr_gamma": 0.5},
+         lambda opt: schedulers.StepLR(opt, step_size=2, gamma=0.5)),
+        ({"schedule": "cosine"}, lambda opt: schedulers.CosineAnnealingLR(opt, T_max=6)),
+        ({"schedule": "linear"}, lambda opt: schedulers.LambdaLR(opt, lambda e: 1 - e / 6)),
+    ],
+    ids=["step", "cosine", "linear"],
+)
+def test_epoch_schedules_match_torch_run_alone(settings, make_scheduler):
+    assert epoch_lrs(LRScheduler(), 6, **settings) == pytest.approx(
+        torch_rates(make_scheduler, 6), rel=1e-12
+    )
+
+
+def test_a_per_step_cosine_spans_the_whole_run_like_torch():
+    plugin = LRScheduler(interval="step", schedule="cosine")
+    assert step_lrs(plugin, 2) == pytest.approx(  # 2 epochs of 4 steps
+        torch_rates(lambda opt: schedulers.CosineAnnealingLR(opt, T_max=8), 8), rel=1e-12
+    )
+
+
+def test_a_multiplier_function_drives_the_rate_like_lambda_lr():
+    def halve_every_third(t):
+        return 0.5 ** (t // 3)
+
+    assert epoch_lrs(LRScheduler(halve_every_third), 7) == pytest.approx(
+        torch_rates(lambda opt: schedulers.LambdaLR(opt, halve_every_third), 7), rel=1e-12
+    )
 
 
 def test_plateau_follows_the_monitored_metric_like_torch():
     losses = [1.0, 0.9, 0.9, 0.9, 0.9, 0.8, 0.8, 0.8]
     plugin = LRScheduler(schedule="plateau", lr_factor=0.5, lr_patience=1)
     lrs = epoch_lrs(plugin, len(losses), Script("val/loss", losses))
-    optimizer = lone_optimizer()
-    alone = schedulers.ReduceLROnPlateau(optimizer, mode="min", factor=0.5, patience=1)
-    expected = []
-    for loss in losses:
-        expected.append(optimizer.param_groups[0]["lr"])
-        alone.step(loss)
+    expected = torch_rates(
+        lambda opt: schedulers.ReduceLROnPlateau(opt, mode="min", factor=0.5, patience=1),
+        len(losses), losses,
+    )
     assert lrs == pytest.approx(expected)
     # by hand: no improvement at epochs 2 and 3 -> halve after 3; again after 6 and 7
     assert expected == pytest.approx([0.1, 0.1, 0.1, 0.1, 0.05, 0.05, 0.05, 0.05])
 
 
+def test_plateau_on_an_accuracy_waits_for_it_to_rise_like_torch_max_mode():
+    accuracies = [0.5, 0.6, 0.6, 0.6, 0.7, 0.7, 0.7]
+    plugin = LRScheduler(schedule="plateau", lr_factor=0.5, lr_patience=1, monitor="val/acc")
+    lrs = epoch_lrs(plugin, len(accuracies), Script("val/acc", accuracies))
+    assert lrs == pytest.approx(torch_rates(
+        lambda opt: schedulers.ReduceLROnPlateau(opt, mode="max", factor=0.5, patience=1),
+        len(accuracies), accuracies,
+    ))
+
+
 def test_linear_warmup_then_the_scheduler_takes_over():
-    seen = []
-    plugin = LRScheduler(
-        lambda opt: schedulers.StepLR(opt, step_size=1, gamma=0.5), warmup_steps=4,
-        warmup_start_factor=0.2,
-    )
-    trainer = Trainer(make_task(), [plugin], manager=PluginManager())
-    trainer.add_callback("optimizer_step", lambda trainer: seen.append(
-        round(trainer.task.optimizer.param_groups[0]["lr"], 10)))
-    trainer.fit(batches(64, 16), epochs=3)
+    plugin = LRScheduler(warmup_steps=4, warmup_start_factor=0.2)
+    seen = [round(rate, 10) for rate in step_lrs(plugin, 3, schedule="step", lr_step_size=1,
+                                                   lr_gamma=0.5)]
     # steps 1-4 warm up from 0.02 by 0.02; epoch 1 runs at the full 0.1 (the warm-up ended
-    # inside epoch 0, so StepLR did not step there); epoch 2 at 0.05
+    # inside epoch 0, so the schedule did not step there); epoch 2 at 0.05
     assert seen == [0.02, 0.04, 0.06, 0.08, 0.1, 0.1, 0.1, 0.1, 0.05, 0.05, 0.05, 0.05]
 
 
@@ -100,3 +126,11 @@ def test_an_unknown_schedule_is_refused():
 
     with pytest.raises(SettingsError, match="schedule must be one of none, step"):
         epoch_lrs(LRScheduler(), 1, schedule="cosin")
+
+
+def test_the_same_plugin_schedules_a_task_without_torch(task, manager):
+    seen = []
+    trainer = Trainer(task, [LRScheduler()], manager=manager)
+    trainer.add_callback("on_train_epoch_start", lambda trainer: seen.append(trainer.task.lr))
+    trainer.fit(regression_batches(8, 4), epochs=4, schedule="cosine")
+    assert seen == pytest.approx([0.1 * (1 + math.cos(math.pi * e / 4)) / 2 for e in range(4)])

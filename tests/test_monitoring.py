@@ -14,6 +14,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from hookline import Callback, PluginManager, Trainer  # noqa: E402
+from hookline.flags import apply_flags  # noqa: E402
 from hookline.plugins.plots import ResultsPlot, panels  # noqa: E402
 from hookline.plugins.progress import ProgressBar  # noqa: E402
 from hookline.plugins.resources import ResourceMonitor  # noqa: E402
@@ -28,7 +29,9 @@ class Terminal(io.StringIO):
 
 
 def fit(plugins, epochs=2, data=None, **settings):
-    trainer = Trainer(make_task(), plugins, manager=PluginManager())
+    manager = PluginManager()
+    apply_flags(manager, settings)  # the built-ins named by flags, as Model does
+    trainer = Trainer(make_task(), plugins, manager=manager)
     trainer.fit(data or batches(256, 16), batches(64, 16, seed=1), epochs=epochs,
                 log_every_n_steps=4, **settings)
     return trainer
@@ -286,12 +289,17 @@ def test_tensors_reach_the_host_only_at_log_intervals(tmp_path, monkeypatch):
         if importlib_available(module)
     }
     monkeypatch.setenv("WANDB_SILENT", "true")
-    trainer = Trainer(make_task(), [position], manager=PluginManager())
+    flags = dict(
+        csv=True, jsonl=True, progress=True, plots=True, resources=True, summary=True,
+        checkpoint=True, early_stopping=True, lr_scheduler=True, nan_guard=True, timer=True,
+        verbose=True, **trackers,
+    )
+    manager = PluginManager()
+    apply_flags(manager, flags)
+    trainer = Trainer(make_task(), [position], manager=manager)
     trainer.fit(
         batches(512, 16), batches(64, 16, seed=1), epochs=2, save_dir=tmp_path,
-        log_every_n_steps=10, csv=True, jsonl=True, progress=True, plots=True,
-        resources=True, summary=True, checkpoint=True, early_stopping=True,
-        lr_scheduler=True, nan_guard=True, timer=True, verbose=True, **trackers,
+        log_every_n_steps=10, **flags,
     )
     per_batch = [where for where in reads if where[0] == "batch"]
     assert per_batch, "the log intervals read the running loss"

@@ -11,7 +11,7 @@ from tests.conftest import regression_batches
 SETTINGS = ["hookline_add_options", "hookline_configure"]
 TRAIN_START = ["on_pretrain_routine_start", "on_pretrain_routine_end", "on_train_start"]
 BATCH_HEAD = ["on_train_batch_start", "on_before_backward", "on_after_backward"]
-STEP = ["optimizer_step", "on_params_update", "on_before_zero_grad"]
+STEP = ["on_before_optimizer_step", "on_params_update", "on_before_zero_grad"]
 BATCH = [*BATCH_HEAD, *STEP, "on_train_batch_end"]
 VALIDATION = ["on_val_start", "on_val_batch_start", "on_val_batch_end", "on_val_end"]
 EPOCH_END = ["on_train_epoch_end", *VALIDATION, "on_fit_epoch_end", "on_log"]
@@ -50,7 +50,7 @@ def test_validation_runs_only_on_due_epochs(task, manager):
 
 
 def test_gradient_accumulation_steps_every_k_batches_and_flushes_the_rest(hook_recorder):
-    from hookline.backends.numpy import LinearRegressionTask
+    from hookline.testing import LinearRegressionTask
 
     task = LinearRegressionTask(3, accumulate_grad_batches=2)
     trainer = Trainer(task, manager=hook_recorder.manager)
@@ -156,15 +156,15 @@ def test_predictor_collects_every_batch(task, hook_recorder):
 
 
 def test_exporter_writes_through_the_task(task, hook_recorder, tmp_path):
-    artifact = Exporter(task, manager=hook_recorder.manager).export("npz", tmp_path / "model")
+    artifact = Exporter(task, manager=hook_recorder.manager).export("json", tmp_path / "model")
     assert hook_recorder.names == [*SETTINGS, "on_export_start", "on_export_end", "teardown"]
-    assert hook_recorder.of("on_export_start")[0].kwargs["format"] == "npz"
+    assert hook_recorder.of("on_export_start")[0].kwargs["format"] == "json"
     assert hook_recorder.of("on_export_end")[0].kwargs["artifact"] == artifact
     assert artifact.is_file()
 
 
 def test_exporter_refuses_an_unknown_format_before_any_hook(task, hook_recorder, tmp_path):
-    with pytest.raises(ValueError, match="unknown export format 'onnx'; available: npz"):
+    with pytest.raises(ValueError, match="unknown export format 'onnx'; available: json"):
         Exporter(task, manager=hook_recorder.manager).export("onnx", tmp_path / "model")
     assert hook_recorder.names == []
 
@@ -185,7 +185,7 @@ def test_exporter_refuses_an_unknown_format_before_any_hook(task, hook_recorder,
              "on_predict_postprocess_end", "on_exception", "teardown"],
         ),
         (
-            lambda task, m: lambda: Exporter(task, manager=m).export("npz", "/nonexistent/x"),
+            lambda task, m: lambda: Exporter(task, manager=m).export("json", "/nonexistent/x"),
             None,
             [*SETTINGS, "on_export_start", "on_exception", "teardown"],
         ),

@@ -38,8 +38,8 @@ def test_callback_subclass_methods_and_aliases_fire_without_decorators(task, man
     ]
     assert recorder.events == one_epoch(0) + one_epoch(1)
     (info,) = manager.list_plugins()
-    assert info.hooks == (
-        "on_train_batch_end", "on_train_batch_start", "on_train_epoch_end", "on_train_epoch_start"
+    assert info.hooks == (  # on_epoch_end is the whole epoch's end, validation included
+        "on_fit_epoch_end", "on_train_batch_end", "on_train_batch_start", "on_train_epoch_start"
     )
 
 
@@ -63,7 +63,7 @@ def test_add_callback_functions_fire_and_remove_callback_stops_them(task, manage
     trainer.add_callback("on_train_epoch_end", on_end)
     trainer.add_callback("on_epoch_end", lambda trainer: epochs.append("alias"))
     trainer.fit(regression_batches(4, 4), epochs=2)
-    assert epochs == ["alias", 0, "alias", 1]
+    assert epochs == [0, "alias", 1, "alias"]  # the alias fires after the epoch's validation
     trainer.remove_callback("on_train_epoch_end", on_end)
     with pytest.raises(ValueError, match="is not a callback"):
         trainer.remove_callback("on_train_epoch_end", on_end)

@@ -15,8 +15,9 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from hookline import PluginManager, Trainer  # noqa: E402
-from hookline.plugins.checkpoint import ModelCheckpoint, load_checkpoint  # noqa: E402
+from hookline.plugins.checkpoint import ModelCheckpoint  # noqa: E402
 from hookline.plugins.time_limit import TimeLimit  # noqa: E402
+from tests.test_torch_backend import load_torch_checkpoint as load_checkpoint  # noqa: E402
 from tests.test_torch_backend import make_task  # noqa: E402
 
 JOB = Path(__file__).with_name("resume_job.py")

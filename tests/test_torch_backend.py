@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 
@@ -10,6 +11,7 @@ torch = pytest.importorskip("torch")
 
 from torch import nn  # noqa: E402
 
+import hookline  # noqa: E402
 from hookline import Exporter, PluginManager, Trainer, Validator  # noqa: E402
 from hookline.backends.torch import ExportError, TorchTask, accuracy, select_device  # noqa: E402
 
@@ -34,6 +36,11 @@ def make_task(**options: object) -> TorchTask:
     return TorchTask(
         model, nn.functional.cross_entropy, optimizer, metrics={"accuracy": accuracy}, **options
     )
+
+
+def load_torch_checkpoint(path: Path) -> dict:
+    """The checkpoint at ``path``, its payload read by a torch task."""
+    return hookline.load_checkpoint(path, make_task())
 
 
 class ShapeShiftingLoss:

@@ -1,26 +1,47 @@
-"""hookline: framework-agnostic lifecycle hooks for machine-learning work, on pluggy."""
+"""hookline: framework-agnostic lifecycle hooks for machine-learning work, on pluggy.
 
-from hookline.api import Model
-from hookline.engine import Exporter, Phase, Predictor, Trainer, Validator
-from hookline.errors import UserError
-from hookline.manager import (
-    ALIASES,
-    Callback,
-    PluginInfo,
-    PluginLoadError,
-    PluginLoadWarning,
-    PluginManager,
-    PluginValidationError,
-    default_manager,
-    hookimpl,
-)
-from hookline.settings import Options, Settings, SettingsError
+The public API.  Each name is imported when it is first used, so that ``import hookline``
+stays light and importing one layer (``hookline.engine``) loads nothing above it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+#: Public name -> the module that defines it.
+_EXPORTS = {
+    "ALIASES": "hookline.hookspecs",
+    "Callback": "hookline.manager",
+    "CheckpointError": "hookline.errors",
+    "Exporter": "hookline.engine",
+    "Model": "hookline.api",
+    "Options": "hookline.settings",
+    "Phase": "hookline.engine",
+    "PluginInfo": "hookline.manager",
+    "PluginLoadError": "hookline.manager",
+    "PluginLoadWarning": "hookline.manager",
+    "PluginManager": "hookline.manager",
+    "PluginValidationError": "hookline.manager",
+    "Predictor": "hookline.engine",
+    "Settings": "hookline.settings",
+    "SettingsError": "hookline.settings",
+    "Task": "hookline.engine",
+    "Trainer": "hookline.engine",
+    "UnknownHookError": "hookline.manager",
+    "UserError": "hookline.errors",
+    "Validator": "hookline.engine",
+    "default_manager": "hookline.manager",
+    "hookimpl": "hookline.manager",
+    "load_checkpoint": "hookline.engine",
+}
 
 __all__ = [
     "ALIASES",
     "Callback",
+    "CheckpointError",
     "Exporter",
     "Model",
     "Options",
@@ -33,10 +54,53 @@ __all__ = [
     "Predictor",
     "Settings",
     "SettingsError",
+    "Task",
     "Trainer",
+    "UnknownHookError",
     "UserError",
     "Validator",
     "__version__",
     "default_manager",
     "hookimpl",
+    "load_checkpoint",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'hookline' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups are plain attribute reads
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
+
+
+if TYPE_CHECKING:
+    from hookline.api import Model
+    from hookline.engine import (
+        Exporter,
+        Phase,
+        Predictor,
+        Task,
+        Trainer,
+        Validator,
+        load_checkpoint,
+    )
+    from hookline.errors import CheckpointError, UserError
+    from hookline.hookspecs import ALIASES
+    from hookline.manager import (
+        Callback,
+        PluginInfo,
+        PluginLoadError,
+        PluginLoadWarning,
+        PluginManager,
+        PluginValidationError,
+        UnknownHookError,
+        default_manager,
+        hookimpl,
+    )
+    from hookline.settings import Options, Settings, SettingsError

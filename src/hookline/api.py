@@ -10,7 +10,8 @@
 Data, formats and paths are positional, so that every keyword is free for settings (a
 plugin may declare a setting named ``data``).  The four phases share one plugin manager, so
 plugins and callbacks added once see every phase.  Unlike the bare engine, ``Model`` turns on
-the built-ins a person expects (:data:`hookline.plugins.DEFAULT_FLAGS`): console output, the
+the built-ins a person expects (:data:`hookline.plugins.DEFAULT_FLAGS`, applied by
+:mod:`hookline.flags`): console output, the
 run directory, checkpoints (last and best), early stopping, learning-rate reporting, the NaN
 guard and the time limit; pass ``early_stopping=False`` (and so on) to turn one off.
 """
@@ -21,10 +22,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from hookline.backends.base import Task
-from hookline.engine import Exporter, Predictor, Trainer, Validator
+from hookline.engine import Exporter, Predictor, Task, Trainer, Validator
+from hookline.flags import apply_flags, with_defaults
 from hookline.manager import PluginManager, default_manager
-from hookline.plugins import DEFAULT_FLAGS
 
 
 class Model:
@@ -53,9 +53,11 @@ class Model:
         """Remove a function added with :meth:`add_callback`."""
         self.manager.remove_callback(event, function)
 
-    @staticmethod
-    def _with_defaults(settings: dict[str, Any]) -> dict[str, Any]:
-        return {**DEFAULT_FLAGS, **settings}
+    def _with_defaults(self, settings: dict[str, Any]) -> dict[str, Any]:
+        """The settings with the default flags, whose built-ins are then turned on or off."""
+        values = with_defaults(settings)
+        apply_flags(self.manager, values)
+        return values
 
     def train(
         self,

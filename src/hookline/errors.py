@@ -6,3 +6,7 @@ The command line reports these as one line and exits with status 2, without a tr
 
 class UserError(Exception):
     """A problem with what the user asked for, with a message that says what to change."""
+
+
+class CheckpointError(UserError):
+    """A checkpoint file cannot be used; the message names the file and why."""

@@ -8,12 +8,16 @@ belongs to every phase) and the event's own data.
 An implementation takes any subset of a hook's arguments, by name, and none of them may have a
 default value (pluggy never fills such an argument; hookline refuses it at registration).
 Return values are ignored unless a hook says otherwise.
+
+:data:`SECTIONS` orders the hooks by phase for ``hookline hooks`` and docs/hooks.md, and
+:data:`ALIASES` maps the other names a hook answers to (resolved once, at registration).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -55,8 +59,9 @@ def hookline_add_options(options: Options) -> None:
     :func:`hookline_configure`.
 
     :param options: the :class:`~hookline.settings.Options` registry; call
-        ``options.add(name, default, help=...)`` for each setting.  Two plugins may not declare
-        the same name.
+        ``options.add(name, default, help=...)`` for each setting.  Several plugins may
+        declare the same name with the same type (``monitor`` is read by checkpointing and
+        early stopping alike); the first declaration's default and help are kept.
 
     May change: only ``options``, by adding to it.
     """
@@ -134,7 +139,10 @@ def on_train_epoch_start(trainer: Trainer) -> None:
 
 @hookspec
 def on_train_epoch_end(trainer: Trainer) -> None:
-    """The training batches of an epoch are done, before validation.  Alias: ``on_epoch_end``.
+    """The training batches of an epoch are done, before validation.
+
+    For the end of the whole epoch with its validation metrics, use :func:`on_fit_epoch_end`
+    (alias ``on_epoch_end``, the Keras meaning).
 
     :param trainer: the trainer; ``metrics`` holds this epoch's training metrics as floats
         (``train/loss`` is the mean loss over the epoch's samples).
@@ -146,6 +154,7 @@ def on_train_epoch_end(trainer: Trainer) -> None:
 @hookspec
 def on_fit_epoch_end(trainer: Trainer, metrics: dict[str, float]) -> None:
     """An epoch is complete, validation included: the place to decide on checkpoints and stops.
+    Alias: ``on_epoch_end`` (as in Keras: the epoch's validation metrics are available).
 
     Fires after :func:`on_train_epoch_end` and after validation (when validation ran this
     epoch), before the epoch's :func:`on_log`.
@@ -199,15 +208,19 @@ def on_after_backward(trainer: Trainer) -> None:
 
 
 @hookspec
-def optimizer_step(trainer: Trainer) -> None:
-    """The optimizer is about to update the parameters.
+def on_before_optimizer_step(trainer: Trainer) -> None:
+    """The optimizer is about to update the parameters.  Alias: ``optimizer_step`` (the
+    Ultralytics name).
 
     Fires once per optimizer step: with gradient accumulation over ``k`` batches, once every
-    ``k`` batches (and after the last batch of the epoch).
+    ``k`` batches (and after the last batch of the epoch).  The gradients are final here: all
+    accumulated, and unscaled when mixed precision scales the loss (the task's
+    ``unscale_gradients`` ran first), so a gradient norm read here is the true one.
 
     :param trainer: the trainer; ``global_step`` counts the steps taken before this one.
 
-    May change: gradients and optimizer settings (for example the learning rate).
+    May change: gradients (for example to clip them) and the learning rates
+    (``trainer.task.set_learning_rates``).
     """
 
 
@@ -503,3 +516,54 @@ def on_export_end(exporter: Exporter, artifact: Path) -> None:
 
     May change: nothing in the artifact; an implementation may check, copy or upload it.
     """
+
+
+# ---------------------------------------------------------------------------------------------
+# The catalog's order and the other names hooks answer to
+# ---------------------------------------------------------------------------------------------
+
+SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Plugin system", ("on_plugin_registered", "hookline_add_options", "hookline_configure")),
+    (
+        "Training: set-up",
+        ("on_pretrain_routine_start", "on_pretrain_routine_end", "on_train_start"),
+    ),
+    ("Training: the epoch", ("on_train_epoch_start", "on_train_epoch_end", "on_fit_epoch_end")),
+    (
+        "Training: the batch",
+        (
+            "on_train_batch_start", "on_before_backward", "on_after_backward",
+            "on_before_optimizer_step", "on_params_update", "on_before_zero_grad",
+            "on_train_batch_end",
+        ),
+    ),
+    (
+        "State: checkpoints and saved models",
+        ("on_save_checkpoint", "on_load_checkpoint", "on_model_save"),
+    ),
+    ("Metrics: the one stream that loggers consume", ("on_log",)),
+    ("The end of a run", ("on_train_end", "on_exception", "teardown")),
+    ("Validation", ("on_val_start", "on_val_batch_start", "on_val_batch_end", "on_val_end")),
+    (
+        "Prediction",
+        (
+            "on_predict_start", "on_predict_batch_start", "on_predict_postprocess_end",
+            "on_predict_batch_end", "on_predict_end",
+        ),
+    ),
+    ("Export", ("on_export_start", "on_export_end")),
+)
+"""Every hook, grouped by phase in lifecycle order (a test checks that none is missing)."""
+
+ALIASES: Mapping[str, str] = MappingProxyType(
+    {
+        "on_epoch_start": "on_train_epoch_start",
+        "on_epoch_end": "on_fit_epoch_end",
+        "on_batch_start": "on_train_batch_start",
+        "on_batch_end": "on_train_batch_end",
+        "optimizer_step": "on_before_optimizer_step",
+    }
+)
+"""Other names a hook answers to, mapped to the catalog's name.  ``on_epoch_end`` is the end of
+the whole epoch with validation metrics (Keras' meaning); ``optimizer_step`` is the Ultralytics
+name of the hook before the step.  An implementation or callback may use either name."""

@@ -3,9 +3,9 @@
 A recipe is a plugin (its settings are declared through ``hookline_add_options``, so they are
 checked, listed by ``hookline settings`` and recorded in checkpoints) that builds the task and
 the data from the resolved settings.  ``recipe=package.module:Class`` picks one on the command
-line; the default is the digits demo, :class:`hookline.demo.DigitsRecipe`.  The recipe a run
-was trained with is recorded in its checkpoints, so ``val``, ``predict`` and ``export`` rebuild
-the same model.
+line; the default is the digits demo, :class:`hookline.backends.torch.demo.DigitsRecipe`.
+The recipe a run was trained with is recorded in its checkpoints, so ``val``, ``predict`` and
+``export`` rebuild the same model.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ import importlib
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
-from hookline.backends.base import Task
+from hookline.engine import Task
 from hookline.errors import UserError
 from hookline.manager import Callback
 from hookline.settings import Options, Settings
 
-DEFAULT_RECIPE = "hookline.demo:DigitsRecipe"
+DEFAULT_RECIPE = "hookline.backends.torch.demo:DigitsRecipe"
 
 
 @runtime_checkable

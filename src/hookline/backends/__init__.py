@@ -1,5 +1,8 @@
-"""Framework adapters.
+"""Framework adapters: the only place hookline imports an ML framework.
 
-The engine talks to a task only through :class:`hookline.backends.base.Task`; each backend
-module (``numpy``, ``torch``) imports its framework, and nothing imports a backend eagerly.
+Each backend package (``torch``) implements the Task protocol
+(:class:`hookline.engine.task.Task`) for its framework; the engine and the built-in plugins
+reach a framework through that protocol alone.  Modules directly in this package
+(``host_random``) are shared by the backends; one backend never imports another, and nothing
+imports a backend eagerly.
 """

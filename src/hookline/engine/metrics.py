@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from hookline.backends.base import Task
+    from hookline.engine.task import Task
 
 
 class Mean:

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-from hookline.backends.base import Task
+from hookline.engine.task import Task
 from hookline.manager import PluginManager, default_manager
 from hookline.settings import Settings
 
@@ -23,7 +23,7 @@ def _add_note(error: BaseException, note: str) -> None:
 class Phase:
     """Base of :class:`Trainer`, :class:`Validator`, :class:`Predictor` and :class:`Exporter`.
 
-    :param task: the framework task (see :class:`hookline.backends.base.Task`).
+    :param task: the framework task (see :class:`hookline.engine.task.Task`).
     :param plugins: plugins to register: modules, objects with ``@hookimpl`` methods or
         :class:`~hookline.Callback` instances.
     :param manager: the plugin manager to use; by default a new one with the installed
@@ -84,6 +84,8 @@ class Phase:
         """Fire a hook through the manager's dispatch table (no pluggy call if nobody listens).
 
         Plugins use it to fire the events they own, e.g. ``on_model_save`` after writing a file.
+
+        :raises hookline.manager.UnknownHookError: when ``hook_name`` is no hook or alias.
         """
         return self.manager.call(hook_name, **kwargs)
 

@@ -13,14 +13,15 @@ Hook order of :meth:`Trainer.fit`::
             on_before_backward           (task.backward follows)
             on_after_backward
             every accumulate_grad_batches batches, and after the epoch's last batch:
-                optimizer_step           (task.optimizer_step follows)
+                on_before_optimizer_step (gradients final and unscaled; task.optimizer_step
+                                          follows)
                 on_params_update
                 on_before_zero_grad      (task.zero_grad follows)
             on_train_batch_end
             on_log(phase="train")        every log_every_n_steps optimizer steps
         on_train_epoch_end
         on_val_start ... on_val_end      when validation data is given and the epoch is due
-        on_fit_epoch_end
+        on_fit_epoch_end                 (alias on_epoch_end: validation metrics are in)
         on_log(phase="epoch")
     on_train_end                     (not when a hook or the task raised)
     teardown                         (always; on_exception first when something raised)
@@ -38,9 +39,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from hookline.backends.base import Task
 from hookline.engine.metrics import Mean
 from hookline.engine.phase import Phase
+from hookline.engine.task import Task
 from hookline.engine.validator import Validator
 from hookline.manager import PluginManager
 
@@ -238,8 +239,9 @@ class Trainer(Phase):
             self.request_stop("a stop was requested on another process")
 
     def _optimizer_step(self, hooks: Mapping[str, Any]) -> None:
-        if "optimizer_step" in hooks:
-            self.call("optimizer_step", trainer=self)
+        if "on_before_optimizer_step" in hooks:
+            self.task.unscale_gradients()
+            self.call("on_before_optimizer_step", trainer=self)
         self.task.optimizer_step()
         self.global_step += 1
         if "on_params_update" in hooks:

@@ -1,8 +1,12 @@
-"""Built-in plugins, each an ordinary plugin that uses only hookline's public API.
+"""Built-in plugins, each an ordinary plugin that uses only hookline's public API and reaches
+the framework only through the Task protocol, so that every one runs on every backend.
 
 A built-in is turned on or off by a setting named after its flag (``verbose=True``,
-``save=False``, ...) given to any phase or on the command line; :data:`BUILTINS` is the table.
-Turning one on registers it under its flag's name; turning it off unregisters it.
+``save=False``, ...) given to :class:`hookline.Model` or on the command line
+(:mod:`hookline.flags` applies them); :data:`BUILTINS` is the table.  Turning one on registers
+it under its flag's name; turning it off unregisters it.  This module holds only the table: a
+plugin's module is imported when its flag turns it on.  No plugin module imports another;
+what they share is in :mod:`hookline.plugins.support`.
 """
 
 from __future__ import annotations

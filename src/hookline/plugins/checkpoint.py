@@ -1,6 +1,10 @@
 """Checkpointing: the last state, the best by a monitored metric, the top k, and periodic
-files; every write atomic; loading refuses anything that needs arbitrary unpickling; and
-``resume=PATH`` restores a run exactly where its checkpoint was taken.
+files; every write atomic; loading refuses a damaged file or anything that needs arbitrary
+unpickling; and ``resume=PATH`` restores a run exactly where its checkpoint was taken.
+
+Every file is a :mod:`hookline.engine.checkpoint_file`: the run's settings and a digest in a
+plain header, then the task's payload (``Task.save_checkpoint``), so that this plugin works
+with every backend and never runs code from a file it loads.
 
 Files, under the run's ``weights/`` folder::
 
@@ -12,62 +16,19 @@ Files, under the run's ``weights/`` folder::
 
 from __future__ import annotations
 
-import io
 import math
-import pickle
 import warnings
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from hookline.engine import Trainer
-from hookline.errors import UserError
+from hookline.engine import Trainer, checkpoint_file
+from hookline.errors import CheckpointError, UserError
 from hookline.manager import Callback, hookimpl
-from hookline.plugins.files import atomic_write
-from hookline.plugins.monitor import improves, resolve_mode
-from hookline.plugins.run_files import plain
+from hookline.plugins.support import atomic_write, improves, plain, resolve_mode
 from hookline.settings import Options, Settings
 
-CHECKPOINT_FORMAT = "hookline-checkpoint"
-
-
-class CheckpointError(UserError):
-    """A checkpoint file cannot be used; the message names the file and why."""
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint with ``torch.load(weights_only=True)``.
-
-    :raises CheckpointError: when the file is missing, truncated or corrupt, is not a hookline
-        checkpoint, or holds objects whose unpickling could run code (refused, never run).
-    """
-    import torch
-
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        # weights_only refuses a class or function to import as an "unsupported GLOBAL"
-        unsafe = [line.strip() for line in str(error).splitlines() if "global" in line.lower()]
-        if unsafe:
-            raise CheckpointError(
-                f"checkpoint {str(path)!r} holds objects that need arbitrary unpickling "
-                f"({unsafe[0]}); refused: hookline never runs code from a checkpoint"
-            ) from None
-        raise CheckpointError(
-            f"checkpoint {str(path)!r} is truncated or corrupt: not a torch checkpoint file"
-        ) from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(
-            f"checkpoint {str(path)!r} is truncated or corrupt: {first}"
-        ) from None
-    if not isinstance(checkpoint, dict) or "task" not in checkpoint:
-        raise CheckpointError(f"{str(path)!r} is not a hookline checkpoint")
-    return checkpoint
+__all__ = ["CheckpointError", "ModelCheckpoint"]
 
 
 class ModelCheckpoint(Callback):
@@ -139,7 +100,9 @@ class ModelCheckpoint(Callback):
             for stale in (trainer.save_dir / "weights").glob(".*.tmp"):
                 stale.unlink()  # a write interrupted by a crash; the target file is intact
         if self.resume:
-            trainer.load_checkpoint_state(load_checkpoint(self.resume))
+            trainer.load_checkpoint_state(
+                checkpoint_file.load_checkpoint(self.resume, trainer.task)
+            )
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -237,18 +200,14 @@ class ModelCheckpoint(Callback):
 
     def _write(self, trainer: Trainer, targets: list[Path]) -> None:
         """Write on rank zero; the other ranks made the same decisions and write nothing."""
-        import torch
-
         if not trainer.is_main:
             return
         if trainer.save_dir is None:
             self._warn_once("checkpoint: no run directory (save=False, no save_dir): not saving")
             return
-        checkpoint = trainer.checkpoint_state()
-        checkpoint.update(format=CHECKPOINT_FORMAT, args=plain(trainer.args))
-        buffer = io.BytesIO()
-        torch.save(checkpoint, buffer)
-        data = buffer.getvalue()
+        task = trainer.task
+        payload = task.save_checkpoint(trainer.checkpoint_state())
+        data = checkpoint_file.encode(payload, task.checkpoint_format, plain(trainer.args))
         for path in dict.fromkeys(targets):
             atomic_write(path, lambda file: file.write(data))
             trainer.call("on_model_save", trainer=trainer, path=path)

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from hookline.engine import Phase
-from hookline.plugins.loggers import Scalar, TrackerLogger
+from hookline.plugins.support import Scalar, TrackerLogger
 
 QUIET: dict[str, Any] = {
     "auto_output_logging": False, "auto_metric_logging": False, "auto_param_logging": False,

@@ -8,18 +8,7 @@ from typing import TextIO
 
 from hookline.engine import Phase, Predictor, Trainer
 from hookline.manager import Callback
-
-#: Metric families left out of the console's epoch line (they are in the metric files).
-QUIET_PREFIXES = ("resources/",)
-
-
-def format_metrics(metrics: Mapping[str, float]) -> str:
-    """``name value`` pairs, four significant digits, in the metrics' order, leaving out
-    the families in :data:`QUIET_PREFIXES`."""
-    return "  ".join(
-        f"{name} {value:.4g}" for name, value in metrics.items()
-        if not name.startswith(QUIET_PREFIXES)
-    )
+from hookline.plugins.support import format_metrics
 
 
 class ConsoleLogger(Callback):

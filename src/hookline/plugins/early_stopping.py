@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 from hookline.engine import Trainer
 from hookline.manager import Callback
-from hookline.plugins.monitor import improves, resolve_mode
+from hookline.plugins.support import improves, resolve_mode
 from hookline.settings import Options, Settings, SettingsError
 
 

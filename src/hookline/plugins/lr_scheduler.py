@@ -1,5 +1,12 @@
-"""Learning-rate scheduling: any torch scheduler per step or per epoch, ReduceLROnPlateau on
-a monitored metric, and linear warm-up in front of either; the rate is reported as ``lr``."""
+"""Learning-rate scheduling through the Task protocol, so that it works on every backend: step
+decay, cosine and linear annealing, reduce-on-plateau, any multiplier function, and linear
+warm-up in front of any of them; the rate is reported as ``lr``.
+
+The schedules follow PyTorch's schedulers of the same names (``StepLR``,
+``CosineAnnealingLR``, ``LambdaLR`` falling linearly, ``ReduceLROnPlateau`` with its default
+relative threshold), and the tests check them against those schedulers step for step; no
+framework is imported here.
+"""
 
 from __future__ import annotations
 
@@ -9,26 +16,38 @@ from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from hookline.engine import Trainer
+from hookline.engine.task import Task
+from hookline.errors import UserError
 from hookline.manager import Callback
+from hookline.plugins.support import resolve_mode
 from hookline.settings import Options, Settings, SettingsError
 
 SCHEDULES = ("none", "step", "cosine", "linear", "plateau")
+#: ReduceLROnPlateau's defaults: a relative improvement must exceed this to count ...
+PLATEAU_THRESHOLD = 1e-4
+#: ... and a reduction smaller than this is not made.
+PLATEAU_EPS = 1e-8
 
 
 class LRScheduler(Callback):
-    """Drives a learning-rate scheduler from the training loop.
+    """Sets each parameter group's learning rate to its base rate times a schedule's factor.
 
-    :param scheduler: ``f(optimizer) -> scheduler`` (any ``torch.optim.lr_scheduler``), used
-        instead of the ``schedule`` setting.
+    :param lr_lambda: ``f(t) -> factor``, used instead of ``schedule``: ``t`` counts the
+        scheduler's steps (epochs, or optimizer steps with ``interval="step"``).
     :param interval: ``"epoch"`` (step after each epoch) or ``"step"`` (after each optimizer
-        step).  ``ReduceLROnPlateau`` always steps per epoch, on ``monitor``.
+        step).  The plateau schedule always steps per epoch, on ``monitor``.
+    :param schedule: ``none``, ``step`` (times ``lr_gamma`` every ``lr_step_size`` steps),
+        ``cosine`` and ``linear`` (annealing to 0 over ``lr_horizon`` steps), ``plateau``
+        (times ``lr_factor`` after ``lr_patience`` epochs without improvement of ``monitor``).
+    :param lr_horizon: the length of the cosine and linear schedules, in scheduler steps;
+        0 means the whole run (its epochs, or its optimizer steps when the training data has a
+        length).
     :param warmup_steps: raise the rate linearly over this many optimizer steps, from
-        ``warmup_start_factor`` times each group's rate, before the scheduler takes over.
+        ``warmup_start_factor`` times each group's rate, before the schedule takes over.
 
-    Settings (command line): ``schedule`` (none, step, cosine, linear, plateau),
-    ``lr_step_size`` and ``lr_gamma`` (step), ``lr_factor`` and ``lr_patience`` (plateau, on
-    ``monitor``), ``warmup_steps``.  ``lr`` (and ``lr/pg<i>`` for further parameter groups) is
-    added to each epoch's metrics.  The scheduler's state travels in checkpoints.
+    Each but ``lr_lambda`` and ``interval`` is also a setting.  ``lr`` (and ``lr/pg<i>`` for
+    further parameter groups) is added to each epoch's metrics.  The schedule's state travels
+    in checkpoints.
     """
 
     #: Settings (the constructor's arguments), with their help text.
@@ -36,37 +55,49 @@ class LRScheduler(Callback):
         "schedule": "none, step, cosine, linear, plateau",
         "lr_step_size": "step: epochs per decay",
         "lr_gamma": "step: decay factor",
+        "lr_horizon": "cosine/linear: length in steps (0: the run)",
         "lr_factor": "plateau: decay factor",
         "lr_patience": "plateau: epochs to wait",
         "monitor": "metric that decides 'best'",
+        "mode": "min, max or auto for the monitor",
         "warmup_steps": "linear warm-up steps",
         "warmup_start_factor": "warm-up starting fraction",
     }
 
     def __init__(
         self,
-        scheduler: Callable[[Any], Any] | None = None,
+        lr_lambda: Callable[[int], float] | None = None,
         *,
         interval: str = "epoch",
         schedule: str = "none",
         lr_step_size: int = 10,
         lr_gamma: float = 0.1,
+        lr_horizon: int = 0,
         lr_factor: float = 0.1,
         lr_patience: int = 5,
         monitor: str = "val/loss",
+        mode: str = "auto",
         warmup_steps: int = 0,
         warmup_start_factor: float = 0.1,
     ) -> None:
         if interval not in ("epoch", "step"):
             raise ValueError(f"interval must be 'epoch' or 'step', got {interval!r}")
-        self.factory, self.interval = scheduler, interval
+        self.lr_lambda, self.interval = lr_lambda, interval
         self.schedule, self.lr_step_size, self.lr_gamma = schedule, lr_step_size, lr_gamma
-        self.lr_factor, self.lr_patience, self.monitor = lr_factor, lr_patience, monitor
+        self.lr_horizon = lr_horizon
+        self.lr_factor, self.lr_patience = lr_factor, lr_patience
+        self.monitor, self.mode = monitor, mode
         self.warmup_steps, self.warmup_start_factor = warmup_steps, warmup_start_factor
-        self.scheduler: Any = None
-        self.optimizer: Any = None
+        self.task: Task | None = None
         self.base_lrs: list[float] = []
+        #: optimizer steps taken, and the schedule's own steps (after the warm-up)
         self.steps = 0
+        self.t = 0
+        self.horizon = 1
+        #: reduce-on-plateau: the rates' current scale, the best value, epochs without gain
+        self.scale = 1.0
+        self.best: float | None = None
+        self.bad_epochs = 0
         self._pending: dict[str, Any] | None = None
 
     def hookline_add_options(self, options: Options) -> None:
@@ -77,104 +108,127 @@ class LRScheduler(Callback):
         if self.schedule not in SCHEDULES:
             choices = ", ".join(SCHEDULES)
             raise SettingsError(f"schedule must be one of {choices}, got {self.schedule!r}")
+        resolve_mode(self.monitor, self.mode)
 
     def idle_hooks(self) -> tuple[str, ...]:
         """Without warm-up or a per-step schedule, nothing happens after an optimizer step."""
-        return () if self.warmup_steps or self.interval == "step" else ("on_params_update",)
+        return () if self.warmup_steps or self._per_step() else ("on_params_update",)
+
+    def _per_step(self) -> bool:
+        return self.interval == "step" and self.schedule != "plateau"
 
     # -- set-up --------------------------------------------------------------------------------
 
     def on_train_start(self, trainer: Trainer) -> None:
-        optimizer = getattr(trainer.task, "optimizer", None)
-        if optimizer is None or not hasattr(optimizer, "param_groups"):
-            warnings.warn("lr_scheduler: the task has no torch optimizer; nothing to schedule",
-                          stacklevel=2)
+        rates = trainer.task.learning_rates()
+        if not rates:
+            warnings.warn("lr_scheduler: the task has no learning rate to schedule", stacklevel=2)
+            self.task = None
             return
-        self.optimizer = optimizer
-        if self._pending is None:
-            self.base_lrs = [group["lr"] for group in optimizer.param_groups]
-            self.steps = 0
-        self.scheduler = self._create(trainer, optimizer)
+        self.task = trainer.task
+        self.horizon = self._horizon(trainer)
         if self._pending is not None:
-            self.base_lrs, self.steps = self._pending["base_lrs"], self._pending["steps"]
-            if self.scheduler is not None and self._pending["scheduler"] is not None:
-                self.scheduler.load_state_dict(self._pending["scheduler"])
+            for key, value in self._pending.items():
+                setattr(self, key, value)
             self._pending = None
-        elif self.warmup_steps:
-            self._set_lrs(self.warmup_start_factor)
+        else:
+            self.base_lrs, self.steps, self.t = list(rates), 0, 0
+            self.scale, self.best, self.bad_epochs = 1.0, None, 0
+        self._apply()
 
-    def _create(self, trainer: Trainer, optimizer: Any) -> Any:
-        from torch.optim import lr_scheduler as schedulers
+    def _horizon(self, trainer: Trainer) -> int:
+        if self.lr_horizon:
+            return self.lr_horizon
+        if not self._per_step():
+            return max(1, trainer.epochs)
+        try:
+            batches = len(trainer.train_data)  # type: ignore[arg-type]
+        except TypeError:
+            if self.schedule in ("cosine", "linear"):
+                raise UserError(
+                    f"lr_scheduler: a per-step {self.schedule} schedule needs lr_horizon= "
+                    "(its length in optimizer steps): the training data has no length"
+                ) from None
+            return 1
+        accumulate = max(1, int(getattr(trainer.task, "accumulate_grad_batches", 1)))
+        return max(1, trainer.epochs * math.ceil(batches / accumulate))
 
-        if self.factory is not None:
-            return self.factory(optimizer)
+    # -- the rate ------------------------------------------------------------------------------
+
+    def factor(self) -> float:
+        """The multiplier of the base rates now: the warm-up's, then the schedule's."""
+        if self.steps < self.warmup_steps:
+            start = self.warmup_start_factor
+            return start + (1.0 - start) * self.steps / self.warmup_steps
+        if self.lr_lambda is not None:
+            return float(self.lr_lambda(self.t))
         if self.schedule == "step":
-            return schedulers.StepLR(optimizer, self.lr_step_size, self.lr_gamma)
+            return float(self.lr_gamma ** (self.t // self.lr_step_size))
         if self.schedule == "cosine":
-            return schedulers.CosineAnnealingLR(optimizer, max(1, trainer.epochs))
+            return (1.0 + math.cos(math.pi * self.t / self.horizon)) / 2.0
         if self.schedule == "linear":
-            total = max(1, trainer.epochs)
-            return schedulers.LambdaLR(optimizer, _LinearDecay(total))
-        if self.schedule == "plateau":
-            return schedulers.ReduceLROnPlateau(
-                optimizer, mode="min", factor=self.lr_factor, patience=self.lr_patience
-            )
-        return None
+            return max(0.0, 1.0 - self.t / self.horizon)
+        return self.scale  # plateau (1.0 for none)
 
-    def _plateau(self) -> bool:
-        return type(self.scheduler).__name__ == "ReduceLROnPlateau"
-
-    def _set_lrs(self, factor: float) -> None:
-        for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
-            group["lr"] = base * factor
+    def _apply(self) -> None:
+        assert self.task is not None
+        factor = self.factor()
+        self.task.set_learning_rates([base * factor for base in self.base_lrs])
 
     # -- stepping ------------------------------------------------------------------------------
 
     def on_params_update(self) -> None:
-        if self.optimizer is None:
+        if self.task is None:
             return
         self.steps += 1
         if self.steps <= self.warmup_steps:
-            start = self.warmup_start_factor
-            self._set_lrs(start + (1.0 - start) * self.steps / self.warmup_steps)
-        elif self.interval == "step" and self.scheduler is not None and not self._plateau():
-            self.scheduler.step()
+            self._apply()
+        elif self._per_step():
+            self.t += 1
+            self._apply()
 
     def on_train_epoch_end(self, trainer: Trainer) -> None:
-        if self.optimizer is None:
+        if self.task is None:
             return
-        for index, group in enumerate(self.optimizer.param_groups):
-            trainer.metrics["lr" if index == 0 else f"lr/pg{index}"] = float(group["lr"])
+        for index, rate in enumerate(self.task.learning_rates()):
+            trainer.metrics["lr" if index == 0 else f"lr/pg{index}"] = float(rate)
 
     def on_fit_epoch_end(self, metrics: dict[str, float]) -> None:
-        # per epoch, the scheduler counts from the first epoch end after the warm-up ended
-        if self.scheduler is None or (self.warmup_steps and self.steps <= self.warmup_steps):
+        # per epoch, the schedule counts from the first epoch end after the warm-up ended
+        if self.task is None or (self.warmup_steps and self.steps <= self.warmup_steps):
             return
-        if self._plateau():
+        if self.schedule == "plateau" and self.lr_lambda is None:
             value = metrics.get(self.monitor)
             if value is not None and math.isfinite(value):
-                self.scheduler.step(value)
+                self._plateau_step(value, resolve_mode(self.monitor, self.mode))
         elif self.interval == "epoch":
-            self.scheduler.step()
+            self.t += 1
+            self._apply()
+
+    def _plateau_step(self, value: float, mode: str) -> None:
+        best = self.best
+        if mode == "min":
+            better = best is None or value < best * (1.0 - PLATEAU_THRESHOLD)
+        else:
+            better = best is None or value > best * (1.0 + PLATEAU_THRESHOLD)
+        if better:
+            self.best, self.bad_epochs = value, 0
+            return
+        self.bad_epochs += 1
+        if self.bad_epochs > self.lr_patience:
+            reduction = max(self.base_lrs) * self.scale * (1.0 - self.lr_factor)
+            if reduction > PLATEAU_EPS:
+                self.scale *= self.lr_factor
+                self._apply()
+            self.bad_epochs = 0
 
     # -- state ---------------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        scheduler = self.scheduler.state_dict() if self.scheduler is not None else None
-        if scheduler is not None:
-            scheduler = {k: v for k, v in scheduler.items() if not callable(v)}
-            scheduler.pop("lr_lambdas", None)
-        return {"base_lrs": list(self.base_lrs), "steps": self.steps, "scheduler": scheduler}
+        return {
+            "base_lrs": list(self.base_lrs), "steps": self.steps, "t": self.t,
+            "scale": self.scale, "best": self.best, "bad_epochs": self.bad_epochs,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._pending = dict(state)
-
-
-class _LinearDecay:
-    """Multiplier falling linearly from 1 to 0 over ``total`` epochs."""
-
-    def __init__(self, total: int) -> None:
-        self.total = total
-
-    def __call__(self, epoch: int) -> float:
-        return max(0.0, 1.0 - epoch / self.total)

@@ -29,7 +29,7 @@ from typing import IO, Any
 
 from hookline.engine import Phase, Trainer
 from hookline.manager import Callback
-from hookline.plugins.files import atomic_write
+from hookline.plugins.support import atomic_write
 
 
 class _MetricFile(Callback):

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from hookline.engine import Phase
-from hookline.plugins.loggers import Scalar, TrackerLogger
+from hookline.plugins.support import Scalar, TrackerLogger
 
 #: MLflow refuses longer parameter values.
 MAX_PARAM_LENGTH = 6000

@@ -18,7 +18,7 @@ from typing import Any, TextIO
 
 from hookline.engine import Phase, Trainer
 from hookline.manager import Callback
-from hookline.plugins.files import atomic_write
+from hookline.plugins.support import atomic_write
 
 SUFFIXES = ("_mean", "_max")
 

@@ -19,22 +19,11 @@ import yaml
 
 from hookline.engine import Phase, Predictor, Trainer
 from hookline.manager import Callback, hookimpl
-from hookline.plugins.files import atomic_write, next_run_dir
+from hookline.plugins.support import atomic_write, next_run_dir, plain
 from hookline.settings import Options, Settings
 
 #: libyaml's safe dumper when PyYAML was built with it (about 4x faster), else the pure one
 _SAFE_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-
-
-def plain(value: Any) -> Any:
-    """``value`` made of str, int, float, bool, None, lists and dicts (paths become strings)."""
-    if isinstance(value, Mapping):
-        return {str(key): plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(item) for item in value]
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    return str(value)
 
 
 def _rows(outputs: Any) -> list[dict[str, Any]]:

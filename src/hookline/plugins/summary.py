@@ -18,9 +18,7 @@ from typing import Any, ClassVar, TextIO
 
 from hookline.engine import Phase, Trainer
 from hookline.manager import Callback
-from hookline.plugins.console import format_metrics
-from hookline.plugins.files import atomic_write
-from hookline.plugins.monitor import BestTracker, resolve_mode
+from hookline.plugins.support import BestTracker, atomic_write, format_metrics, resolve_mode
 from hookline.settings import Options, Settings
 
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from hookline.engine import Phase
-from hookline.plugins.loggers import Scalar, TrackerLogger
+from hookline.plugins.support import Scalar, TrackerLogger
 
 
 class WandbLogger(TrackerLogger):

@@ -36,8 +36,7 @@ from typing import Any, ClassVar, TextIO
 
 from hookline.engine import Phase, Trainer
 from hookline.manager import Callback
-from hookline.plugins.console import format_metrics
-from hookline.plugins.monitor import BestTracker, resolve_mode
+from hookline.plugins.support import BestTracker, format_metrics, resolve_mode
 from hookline.settings import Options, Settings, SettingsError, closest
 
 EVENTS = ("train_start", "best", "early_stop", "train_end", "exception")

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 from hookline.engine import Phase, Trainer
 from hookline.errors import UserError
 from hookline.manager import Callback
-from hookline.plugins.run_files import plain
+from hookline.plugins.support.formatting import plain
 from hookline.settings import Options, Settings, SettingsError
 
 Scalar = int | float | str | bool

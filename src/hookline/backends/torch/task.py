@@ -1,47 +1,43 @@
-"""The PyTorch backend: :class:`TorchTask` (torch is imported here and nowhere else in hookline).
-
-Under ``torchrun`` (``WORLD_SIZE`` > 1 in the environment) a task joins the process group
-(gloo on CPU, nccl on CUDA, one GPU per local rank), trains through DistributedDataParallel,
-shards training data with a DistributedSampler whose epoch is set every epoch, splits
-evaluation data without repeating samples, and leaves the group in ``teardown``.  A single
-process is untouched.
+""":class:`TorchTask`: a PyTorch model, its loss and optimizer behind the Task protocol.
 
 A task holds a model, a loss (any callable ``loss(outputs, targets)``), an optimizer (an
 instance, or a factory called with the model's parameters), optional metric functions
 ``metric(outputs, targets) -> tensor`` computed on the device, the device, gradient accumulation,
 gradient-norm clipping and autocast mixed precision.  Data is any iterable of batches: a
 ``DataLoader``, ``(inputs, targets)`` tuples, ``{"inputs": ..., "targets": ...}`` dicts, or
-bare input tensors for prediction.
+bare input tensors for prediction.  Under torchrun it trains distributed (see
+:mod:`hookline.backends.torch.distributed`); a single process is untouched.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
-import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Sampler
+from torch.utils.data import DataLoader
 
-from hookline.backends.base import Stage
-from hookline.backends.numpy import python_numpy_random_state, set_python_numpy_random_state
-from hookline.distributed import env_local_rank, env_world_size
-from hookline.errors import UserError
+from hookline.backends.torch import state as torch_state
+from hookline.backends.torch.distributed import (
+    any_over_ranks,
+    join_group,
+    leave_group,
+    rank_and_size,
+    shard_loader,
+    sum_over_ranks,
+)
+from hookline.backends.torch.export import EXPORT_SUFFIXES, ExportError, export_model
+from hookline.distributed import env_world_size
+from hookline.engine.task import Stage
 
 LossFn = Callable[[Any, Any], torch.Tensor]
 MetricFn = Callable[[Any, Any], torch.Tensor]
 OptimizerFactory = Callable[[Iterator[nn.Parameter]], torch.optim.Optimizer]
 
 PRECISIONS = ("32", "16-mixed", "bf16-mixed")
-EXPORT_SUFFIXES = {"torchscript": ".torchscript", "pt2": ".pt2", "onnx": ".onnx"}
-
-
-class ExportError(UserError, RuntimeError):
-    """An export could not be written, or its outputs differ from the model's."""
 
 
 def select_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -78,9 +74,16 @@ class TorchTask:
         task sees.
     :param distributed: ``"auto"`` joins a distributed run when launched by torchrun (or
         another launcher that sets ``WORLD_SIZE``); ``False`` never does.
+    :param grad_scaler: a ``torch.amp.GradScaler`` to scale the loss with, instead of the one
+        ``16-mixed`` creates (for example with another ``init_scale``); it may be used with
+        any precision.
+
+    Plugins see final, unscaled gradients in ``on_before_optimizer_step``: the engine calls
+    :meth:`unscale_gradients` first, and :meth:`optimizer_step` does not unscale twice.
     """
 
     export_formats = tuple(EXPORT_SUFFIXES)
+    checkpoint_format = "torch"
 
     def __init__(
         self,
@@ -96,6 +99,7 @@ class TorchTask:
         postprocess: Callable[[torch.Tensor], Any] | None = None,
         example_input: torch.Tensor | None = None,
         distributed: bool | str = "auto",
+        grad_scaler: torch.amp.GradScaler | None = None,
     ) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -123,9 +127,10 @@ class TorchTask:
                 dtype=torch.bfloat16 if precision == "bf16-mixed" else torch.float16,
             )
         )
-        self.scaler = torch.amp.GradScaler(
+        self.scaler = grad_scaler if grad_scaler is not None else torch.amp.GradScaler(
             self.device.type, enabled=precision == "16-mixed"
         )
+        self._unscaled = False  # the gradients of the coming step were unscaled already
         self._placed = False
         self.distributed = (distributed == "auto" and env_world_size() > 1) or distributed is True
         self.rank, self.world_size = 0, 1
@@ -150,55 +155,32 @@ class TorchTask:
                 self._ddp = DistributedDataParallel(self.model, device_ids=ids)
 
     def _join_group(self) -> None:
-        import torch.distributed as dist
-
-        if not dist.is_initialized():
-            if self.device.type == "cuda":
-                self.device = torch.device("cuda", env_local_rank())
-                torch.cuda.set_device(self.device)
-                self._placed = False
-            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
-            self._owns_group = True
-        self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
+        device, self._owns_group = join_group(self.device)
+        if device != self.device:
+            self.device, self._placed = device, False
+        self.rank, self.world_size = rank_and_size()
 
     def teardown(self) -> None:
         """Leave the process group if this task created it (a later phase joins again)."""
         if self._owns_group:
-            import torch.distributed as dist
-
             self._ddp = None  # release DDP's reducer before its process group
             self._shards.clear()
-            dist.barrier()  # no rank leaves while another still finishes a collective
-            dist.destroy_process_group()
+            leave_group()  # no rank leaves while another still finishes a collective
             self._owns_group = False
             self.rank, self.world_size = 0, 1
 
     # -- distributed ---------------------------------------------------------------------------
 
     def shard(self, data: Iterable[Any], epoch: int | None) -> Iterable[Any]:
-        """Outside distributed runs, ``data`` itself.  Otherwise a DataLoader over the same
-        dataset: training (``epoch`` given) through a DistributedSampler whose epoch is set
-        here, evaluation through every ``world_size``-th sample, without padding."""
+        """Outside distributed runs, ``data`` itself; otherwise this rank's part of a
+        DataLoader (see :func:`~hookline.backends.torch.distributed.shard_loader`)."""
         if self.world_size == 1 or not isinstance(data, DataLoader):
             return data
-        training = epoch is not None
-        key = (id(data), training)
+        key = (id(data), epoch is not None)
         if key not in self._shards:
-            dataset = data.dataset
-            sampler: Sampler[int]
-            if training:
-                seed = data.generator.initial_seed() if data.generator is not None else 0
-                shuffle = isinstance(data.sampler, RandomSampler)
-                sampler = DistributedSampler(dataset, shuffle=shuffle, seed=seed)
-            else:
-                sampler = _EveryNth(len(dataset), self.rank, self.world_size)  # type: ignore[arg-type]
-            self._shards[key] = DataLoader(
-                dataset, batch_size=data.batch_size, sampler=sampler,
-                num_workers=data.num_workers, collate_fn=data.collate_fn,
-                pin_memory=data.pin_memory, drop_last=data.drop_last,
-            )
+            self._shards[key] = shard_loader(data, epoch, self.rank, self.world_size)
         loader: DataLoader[Any] = self._shards[key]
-        if training:
+        if epoch is not None:
             loader.sampler.set_epoch(epoch)  # type: ignore[attr-defined]
         return loader
 
@@ -214,26 +196,10 @@ class TorchTask:
         )
 
     def reduce_sum(self, value: Any) -> Any:
-        if self.world_size == 1:
-            return value
-        import torch.distributed as dist
-
-        if isinstance(value, torch.Tensor):
-            summed = value.detach().clone()
-            dist.all_reduce(summed)
-            return summed
-        number = torch.tensor(float(value), dtype=torch.float64, device=self.device)
-        dist.all_reduce(number)
-        return type(value)(number.item())
+        return value if self.world_size == 1 else sum_over_ranks(value, self.device)
 
     def any_rank(self, flag: bool) -> bool:
-        if self.world_size == 1:
-            return flag
-        import torch.distributed as dist
-
-        vote = torch.tensor([1 if flag else 0], device=self.device)
-        dist.all_reduce(vote, op=dist.ReduceOp.MAX)
-        return bool(vote.item())
+        return flag if self.world_size == 1 else any_over_ranks(flag, self.device)
 
     def _ensure_optimizer(self) -> torch.optim.Optimizer:
         if self.optimizer is None:
@@ -293,18 +259,34 @@ class TorchTask:
             scaled = self.scaler.scale(scaled)
         scaled.backward()
 
+    def unscale_gradients(self) -> None:
+        """Divide the gradients by the loss scale (when a gradient scaler is in use), once per
+        step."""
+        if self.scaler.is_enabled() and not self._unscaled:
+            self.scaler.unscale_(self._ensure_optimizer())
+            self._unscaled = True
+
     def optimizer_step(self) -> None:
         optimizer = self._ensure_optimizer()
-        scaling = self.scaler.is_enabled()
         if self.grad_clip_norm is not None:
-            if scaling:
-                self.scaler.unscale_(optimizer)
+            self.unscale_gradients()
             nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip_norm)
-        if scaling:
-            self.scaler.step(optimizer)
+        if self.scaler.is_enabled():
+            self.scaler.step(optimizer)  # skips the step when a gradient is not finite
             self.scaler.update()
         else:
             optimizer.step()
+        self._unscaled = False
+
+    def learning_rates(self) -> list[float]:
+        return [float(group["lr"]) for group in self._ensure_optimizer().param_groups]
+
+    def set_learning_rates(self, rates: Sequence[float]) -> None:
+        groups = self._ensure_optimizer().param_groups
+        if len(rates) != len(groups):
+            raise ValueError(f"{len(rates)} learning rates for {len(groups)} parameter groups")
+        for group, rate in zip(groups, rates, strict=True):
+            group["lr"] = rate
 
     def zero_grad(self) -> None:
         self._ensure_optimizer().zero_grad(set_to_none=True)
@@ -335,30 +317,18 @@ class TorchTask:
     # -- state ---------------------------------------------------------------------------------
 
     def random_state(self, data: Iterable[Any]) -> dict[str, Any]:
-        """Python's, NumPy's and torch's generators (CUDA's too, once CUDA is in use), and
-        the generators that ``data`` (a DataLoader) shuffles and seeds its workers with."""
-        state = python_numpy_random_state()
-        state["torch"] = torch.get_rng_state()
-        if torch.cuda.is_available() and torch.cuda.is_initialized():
-            state["cuda"] = torch.cuda.get_rng_state_all()
-        state["data"] = [generator.get_state() for generator in _data_generators(data)]
-        return state
+        """See :func:`hookline.backends.torch.state.random_state`."""
+        return torch_state.random_state(data)
 
     def set_random_state(self, state: Mapping[str, Any], data: Iterable[Any] | None) -> None:
-        set_python_numpy_random_state(state)
-        torch.set_rng_state(state["torch"])
-        if "cuda" in state and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda"])
-        if data is None:
-            return
-        generators = _data_generators(data)
-        if len(generators) != len(state["data"]):
-            raise ValueError(
-                f"the checkpoint's data had {len(state['data'])} random generators, this data "
-                f"has {len(generators)}: resume with the same kind of data loader"
-            )
-        for generator, generator_state in zip(generators, state["data"], strict=True):
-            generator.set_state(generator_state)
+        torch_state.set_random_state(state, data)
+
+    def save_checkpoint(self, checkpoint: Mapping[str, Any]) -> bytes:
+        return torch_state.save_payload(checkpoint)
+
+    def load_checkpoint(self, data: bytes, source: str) -> dict[str, Any]:
+        """Loads with ``torch.load(weights_only=True)``: nothing in the file is run."""
+        return torch_state.load_payload(data, source)
 
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {"model": self.model.state_dict()}
@@ -378,130 +348,15 @@ class TorchTask:
     # -- export --------------------------------------------------------------------------------
 
     def export(self, format: str, path: Path) -> Path:
-        """Write the model as ``format`` and check the artifact: it is loaded back and its
-        outputs on the example input must match the model's (else :class:`ExportError`)."""
-        if format not in EXPORT_SUFFIXES:
-            raise ValueError(
-                f"unknown export format {format!r}; available: {', '.join(EXPORT_SUFFIXES)}"
-            )
+        """Write the model as ``format`` and check the artifact (see
+        :func:`~hookline.backends.torch.export.export_model`)."""
         if self.example_input is None:
             raise ExportError("export needs an example input: pass example_input= to TorchTask")
-        target = path if path.suffix == EXPORT_SUFFIXES[format] else path.with_suffix(
-            EXPORT_SUFFIXES[format]
-        )
         model = self.model.to("cpu").eval()
-        example = self.example_input.to("cpu")
-        with torch.no_grad():
-            expected = model(example)
-            writer, reader = _EXPORTERS[format]
-            try:
-                with warnings.catch_warnings():
-                    # torch's exporters warn about their own internals; nothing a user can act on
-                    warnings.simplefilter("ignore", FutureWarning)
-                    writer(model, example, target)
-            except Exception as error:
-                raise ExportError(
-                    f"{format} export failed: {type(error).__name__}: {error}"
-                ) from error
-            actual = reader(target, example)
-        self.model.to(self.device)
-        self._placed = True
-        if not torch.allclose(actual, expected, rtol=1e-4, atol=1e-5):
-            difference = float((actual - expected).abs().max())
-            raise ExportError(
-                f"{format} export at {target} does not reproduce the model: "
-                f"largest difference {difference:.3g}"
-            )
-        return target
+        try:
+            return export_model(model, self.example_input.to("cpu"), format, path)
+        finally:
+            self.model.to(self.device)
+            self._placed = True
 
 
-class _EveryNth(Sampler[int]):
-    """Indices ``rank, rank + n, rank + 2n, ...``: an evaluation shard, no sample repeated."""
-
-    def __init__(self, length: int, rank: int, world_size: int) -> None:
-        self.indices = range(rank, length, world_size)
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.indices)
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-
-def _data_generators(data: Any) -> list[torch.Generator]:
-    """The distinct torch generators a DataLoader draws from (its own and its sampler's)."""
-    found: list[torch.Generator] = []
-    holders = [data, getattr(data, "sampler", None), getattr(data, "batch_sampler", None)]
-    holders.append(getattr(holders[-1], "sampler", None))
-    for holder in holders:
-        generator = getattr(holder, "generator", None)
-        if isinstance(generator, torch.Generator) and all(generator is not g for g in found):
-            found.append(generator)
-    return found
-
-
-def _batch_dimension() -> dict[int, Any]:
-    return {0: torch.export.Dim.DYNAMIC}
-
-
-def _write_torchscript(model: nn.Module, example: torch.Tensor, path: Path) -> None:
-    torch.jit.trace(model, example).save(str(path))
-
-
-def _read_torchscript(path: Path, example: torch.Tensor) -> torch.Tensor:
-    result: torch.Tensor = torch.jit.load(str(path), map_location="cpu")(example)
-    return result
-
-
-def _write_pt2(model: nn.Module, example: torch.Tensor, path: Path) -> None:
-    program = torch.export.export(model, (example,), dynamic_shapes=(_batch_dimension(),))
-    torch.export.save(program, str(path))
-
-
-def _read_pt2(path: Path, example: torch.Tensor) -> torch.Tensor:
-    result: torch.Tensor = torch.export.load(str(path)).module()(example)
-    return result
-
-
-def _write_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> None:
-    try:
-        import onnx  # noqa: F401
-        import onnxscript  # noqa: F401
-    except ImportError as error:
-        raise ExportError(
-            "ONNX export needs the onnx extra: pip install 'hookline[onnx]'"
-        ) from error
-    quiet = logging.getLogger("torch.onnx")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)
-    try:
-        torch.onnx.export(
-            model, (example,), str(path), dynamo=True, verbose=False,
-            input_names=["input"], output_names=["output"],
-            dynamic_shapes=(_batch_dimension(),),
-        )
-    finally:
-        quiet.setLevel(level)
-
-
-def _read_onnx(path: Path, example: torch.Tensor) -> torch.Tensor:
-    try:
-        import onnxruntime
-    except ImportError as error:
-        raise ExportError("checking an ONNX export needs onnxruntime (the onnx extra)") from error
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    (output,) = session.run(None, {"input": example.numpy()})
-    return torch.from_numpy(output)
-
-
-_EXPORTERS: dict[
-    str,
-    tuple[
-        Callable[[nn.Module, torch.Tensor, Path], None],
-        Callable[[Path, torch.Tensor], torch.Tensor],
-    ],
-] = {
-    "torchscript": (_write_torchscript, _read_torchscript),
-    "pt2": (_write_pt2, _read_pt2),
-    "onnx": (_write_onnx, _read_onnx),
-}

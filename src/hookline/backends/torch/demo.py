@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from hookline.backends.torch import TorchTask, accuracy
+from hookline.backends.torch.task import TorchTask, accuracy
 from hookline.errors import UserError
 from hookline.manager import Callback
 from hookline.settings import Options, Settings

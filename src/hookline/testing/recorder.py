@@ -8,19 +8,17 @@
 
 The recorder uses pluggy's hook-call monitoring, so it sees the calls that reach pluggy.  The
 engine skips hooks that have no implementation; ``listen_all=True`` registers a listener that
-implements every hook, so that the whole sequence fired by the engine is recorded.  Also usable
-as a pytest plugin (``pytest_plugins = ["hookline.testing"]``) for the ``hook_recorder`` fixture.
+implements every hook, so that the whole sequence fired by the engine is recorded.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
 import pluggy
-import pytest
 
 from hookline.manager import Callback, PluginManager
 
@@ -106,12 +104,3 @@ class HookRecorder:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
-
-
-@pytest.fixture
-def hook_recorder() -> Iterator[HookRecorder]:
-    """A :class:`HookRecorder` listening to every hook of a fresh :class:`PluginManager`
-    (``hook_recorder.manager``); pass that manager to the phase under test."""
-    recorder = HookRecorder(PluginManager(), listen_all=True)
-    yield recorder
-    recorder.close()

@@ -1,0 +1,171 @@
+"""The subcommands of ``hookline`` and :func:`main`, which reports user errors as one line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from hookline.api import Model
+from hookline.cli.parser import PHASES, CommandError, build_parser, parse_settings
+from hookline.cli.reference import hooks_markdown, hooks_text
+from hookline.cli.resolution import (
+    COMMAND_OPTIONS,
+    command_options,
+    make_manager,
+    prepared_manager,
+    resolve,
+)
+from hookline.cli.trace import trace_hooks
+from hookline.cli.weights import latest_weights
+from hookline.engine import load_checkpoint, read_header
+from hookline.errors import UserError
+from hookline.flags import DEFAULT_FLAGS, apply_flags
+from hookline.manager import PluginLoadError, PluginValidationError
+from hookline.plugins import BUILTINS
+from hookline.recipe import DEFAULT_RECIPE
+
+
+def run_phase(command: str, args: argparse.Namespace) -> int:
+    """``hookline train|val|predict|export``: the recipe's task and data through a phase.
+
+    A checkpoint's settings (its header) are read before anything is built: ``val``,
+    ``predict`` and ``export`` rebuild the recipe it was trained with, and ``resume=`` carries
+    on with the run's settings.  Its payload is then read by the recipe's task.
+    """
+    given = parse_settings(args.settings, args.config)
+    path: Path | None = None
+    if command == "train":
+        if given.get("resume"):
+            path = Path(str(given["resume"]))
+    else:
+        weights = given.get("weights")
+        project = Path(str(given.get("project", "runs")))
+        path = Path(str(weights)) if weights not in (None, "") else latest_weights(project)
+        given["weights"] = str(path)
+    recorded: dict[str, Any] = read_header(path)["args"] if path is not None else {}
+    spec = str(given.get("recipe") or recorded.get("recipe") or DEFAULT_RECIPE)
+    manager, recipe = prepared_manager(args, spec)
+    settings, plugin_values = resolve(manager, command, given, recorded)
+    undo = trace_hooks(manager) if args.trace_hooks else None
+    try:
+        if command == "train":
+            train, val = recipe.data(settings)
+            model = Model(recipe.task(settings), manager=manager)
+            own = {name: settings[name] for name, *_ in COMMAND_OPTIONS["train"]}
+            model.train(train, val, **own, **plugin_values)
+            return 0
+        assert path is not None
+        checkpoint = load_checkpoint(path, recipe.task(settings))
+        model = Model(recipe.task_from_weights(settings, checkpoint["task"]), manager=manager)
+        if command == "val":
+            _, val = recipe.data(settings)
+            if val is None:
+                raise CommandError(f"recipe {spec!r} has no validation data")
+            model.validate(val, **plugin_values)
+        elif command == "predict":
+            model.predict(recipe.predict_inputs(settings, settings["source"]), **plugin_values)
+        else:
+            artifact = model.export(settings["format"], path.with_suffix(""), **plugin_values)
+            print(f"exported {settings['format']} to {artifact}")
+    finally:
+        if undo is not None:
+            undo()
+    return 0
+
+
+def list_settings(args: argparse.Namespace) -> int:
+    manager, _ = prepared_manager(args, args.recipe)
+    declared = command_options(manager, args.for_command, DEFAULT_FLAGS)
+    # the command's own first, then the recipe's and the plugins'
+    options = sorted(declared, key=lambda option: not option.owner.startswith("hookline "))
+    if args.json:
+        rows = [
+            {"name": o.name, "default": o.default, "type": o.type.__name__, "owner": o.owner,
+             "help": o.help}
+            for o in options
+        ]
+        print(json.dumps(rows, indent=2))
+        return 0
+    defaults = ["-" if option.default is None else repr(option.default) for option in options]
+    name_width = max(len(option.name) for option in options)
+    default_width = max(len(default) for default in defaults)
+    owner_width = max(len(option.owner) for option in options)
+    for option, default in zip(options, defaults, strict=True):
+        print(f"{option.name:<{name_width}}  {default:<{default_width}}  "
+              f"{option.type.__name__:<5}  {option.owner:<{owner_width}}  {option.help}")
+    return 0
+
+
+def list_plugins(args: argparse.Namespace) -> int:
+    manager = make_manager(args)
+    apply_flags(manager, DEFAULT_FLAGS)  # registers the built-ins that are on by default
+    infos = [asdict(info) for info in manager.list_plugins()]
+    flags = {builtin.flag: builtin.help for builtin in BUILTINS}
+    skipped = [str(problem) for problem in manager.load_errors]
+    blocked = manager.blocked_names()
+    if args.json:
+        print(json.dumps({"plugins": infos, "flags": flags, "skipped": skipped,
+                          "blocked": blocked}, indent=2))
+        return 0
+    header = ("NAME", "SOURCE", "DISTRIBUTION", "VERSION", "HOOKS")
+    rows = [
+        (i["name"], i["source"], i["distribution"] or "-", i["version"] or "-",
+         ", ".join(i["hooks"]))
+        for i in infos
+    ]
+    widths = [max(len(str(row[c])) for row in [header, *rows]) for c in range(4)]
+    for row in [header, *rows]:
+        cells = [str(cell).ljust(width) for cell, width in zip(row[:4], widths, strict=True)]
+        print("  ".join([*cells, row[4]]))
+    for default in (True, False):
+        described = ", ".join(
+            f"{flag} ({text})" for flag, text in flags.items() if DEFAULT_FLAGS[flag] is default
+        )
+        print(f"\nbuilt-in flags {'on' if default else 'off'} by default (key=true|false): "
+              f"{described}")
+    for name in blocked:
+        print(f"blocked: {name}")
+    for problem in skipped:
+        print(f"skipped: {problem}")
+    return 0
+
+
+def show_hooks(args: argparse.Namespace) -> int:
+    sys.stdout.write(hooks_markdown() if args.markdown else hooks_text())
+    return 0
+
+
+# -- entry point -------------------------------------------------------------------------------
+
+USER_ERRORS = (UserError, PluginLoadError, PluginValidationError)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command in PHASES:
+            return run_phase(args.command, args)
+        if args.command == "plugins":
+            return list_plugins(args)
+        if args.command == "settings":
+            return list_settings(args)
+        return show_hooks(args)
+    except USER_ERRORS as error:
+        print(f"hookline {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"hookline {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # the reader went away (e.g. `hookline hooks | head`)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""The checkpoint file: a header of plain data, then the task's payload.
+
+::
+
+    HOOKLINE-CHECKPOINT\\n            magic line
+    <8-byte big-endian length>        of the header
+    {"version": 1, "format": "torch", "sha256": "...", "args": {...}}    the header, JSON
+    <payload>                         Task.save_checkpoint's bytes: task, progress, metrics,
+                                      plugins
+
+The header can be read without any framework (the ``hookline`` command reads the run's
+settings from it before it builds a task), the payload's digest catches a flipped bit, and the
+payload is read back only by a task of the same format, which never runs code from it.
+This module reads files and encodes bytes; writing them is the checkpoint plugin's business.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hookline.errors import CheckpointError
+
+if TYPE_CHECKING:
+    from hookline.engine.task import Task
+
+MAGIC = b"HOOKLINE-CHECKPOINT\n"
+VERSION = 1
+_LENGTH_BYTES = 8
+
+
+def encode(payload: bytes, format: str, args: Mapping[str, Any]) -> bytes:
+    """A checkpoint file's bytes: the header (``args`` must be plain JSON data) and payload."""
+    header = json.dumps(
+        {
+            "version": VERSION,
+            "format": format,
+            "sha256": hashlib.sha256(payload).hexdigest(),
+            "args": dict(args),
+        },
+        allow_nan=True,
+    ).encode()
+    return b"".join((MAGIC, len(header).to_bytes(_LENGTH_BYTES, "big"), header, payload))
+
+
+def _split(data: bytes, source: str) -> tuple[dict[str, Any], int]:
+    if not data.startswith(MAGIC):
+        raise CheckpointError(f"{source!r} is not a hookline checkpoint")
+    start = len(MAGIC) + _LENGTH_BYTES
+    length = int.from_bytes(data[len(MAGIC) : start], "big")
+    try:
+        header = json.loads(data[start : start + length])
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        header = None
+    if (
+        len(data) < start + length
+        or not isinstance(header, dict)
+        or not isinstance(header.get("args"), dict)
+        or not isinstance(header.get("format"), str)
+    ):
+        raise CheckpointError(f"checkpoint {source!r} is truncated or corrupt: bad header")
+    if header.get("version") != VERSION:
+        raise CheckpointError(
+            f"checkpoint {source!r} has format version {header.get('version')!r}; this "
+            f"hookline reads version {VERSION}"
+        )
+    return header, start + length
+
+
+def _read(path: str | Path) -> tuple[bytes, str]:
+    source = str(path)
+    try:
+        return Path(path).read_bytes(), source
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {source!r} does not exist") from None
+    except IsADirectoryError:
+        raise CheckpointError(f"checkpoint {source!r} is a directory, not a file") from None
+    except OSError as error:
+        raise CheckpointError(f"checkpoint {source!r} cannot be read: {error.strerror}") from None
+
+
+def read_header(path: str | Path) -> dict[str, Any]:
+    """The header of the checkpoint at ``path`` (``format``, ``args``, ...), without the
+    payload's framework.
+
+    :raises CheckpointError: when the file is missing or is not a hookline checkpoint.
+    """
+    data, source = _read(path)
+    return _split(data, source)[0]
+
+
+def load_checkpoint(path: str | Path, task: Task) -> dict[str, Any]:
+    """The checkpoint at ``path``, its payload read by ``task``: ``task``, ``progress``,
+    ``metrics``, ``plugins`` and the header's ``args``.
+
+    :raises CheckpointError: naming the file when it is missing, truncated, altered since it
+        was written (the digest differs), written by a task of another format, or would need
+        code to be run to load.
+    """
+    data, source = _read(path)
+    header, start = _split(data, source)
+    payload = data[start:]
+    if hashlib.sha256(payload).hexdigest() != header.get("sha256"):
+        raise CheckpointError(
+            f"checkpoint {source!r} is corrupt: its content does not match the digest "
+            "written with it (a damaged or altered file)"
+        )
+    if header["format"] != task.checkpoint_format:
+        raise CheckpointError(
+            f"checkpoint {source!r} was written by a {header['format']} task; this is a "
+            f"{task.checkpoint_format} task"
+        )
+    checkpoint = task.load_checkpoint(payload, source)
+    if not isinstance(checkpoint, dict) or "task" not in checkpoint:
+        raise CheckpointError(f"checkpoint {source!r} holds no task state")
+    checkpoint["args"] = header["args"]
+    return checkpoint

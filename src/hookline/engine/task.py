@@ -1,0 +1,128 @@
+"""The Task protocol: the one door between hookline and a framework.
+
+A task owns the model, the loss and the optimizer of one framework.  The engine and every
+built-in plugin call these methods and nothing else, so that none of them imports a framework
+and the same plugins run on every backend.  Values the task returns (losses, metrics) stay in
+the framework's own type, on its device: the engine only adds and scales them, and turns them
+into floats with :meth:`Task.to_float` at log intervals and epoch ends, never per batch.
+
+Beyond the training loop, the protocol covers what plugins need from a framework: checkpoint
+payloads that load without running code (:meth:`Task.save_checkpoint`), learning rates
+(:meth:`Task.learning_rates`), random state, and final, unscaled gradients
+(:meth:`Task.unscale_gradients`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
+
+Stage = Literal["fit", "validate", "predict", "export"]
+
+
+@runtime_checkable
+class Task(Protocol):
+    """What the engine needs from a framework backend."""
+
+    #: Optimizer steps happen every this many training batches (and at the end of an epoch).
+    accumulate_grad_batches: int
+    #: The export formats :meth:`export` accepts.
+    export_formats: tuple[str, ...]
+    #: This process's rank and the number of processes (0 and 1 outside distributed runs);
+    #: known after :meth:`setup`.
+    rank: int
+    world_size: int
+    #: The name of the payload format :meth:`save_checkpoint` writes (``"torch"``, ...):
+    #: recorded in each checkpoint file, so that a task of another kind refuses it clearly.
+    checkpoint_format: str
+
+    def setup(self, stage: Stage) -> None:
+        """Prepare for a phase: place the model on its device, create the optimizer, ..."""
+
+    def teardown(self) -> None:
+        """Release what :meth:`setup` acquired (a process group it created, ...)."""
+
+    def shard(self, data: Iterable[Any], epoch: int | None) -> Iterable[Any]:
+        """The part of ``data`` this process iterates: all of it in a single process.  In a
+        distributed run, training data (``epoch`` given) is split and reshuffled per epoch,
+        evaluation data (``epoch=None``) split without repeating a sample."""
+
+    def weighted_sum(self, values: Sequence[Any], weights: Sequence[int]) -> Any:
+        """``sum(value * weight)`` over the values, computed on their device in one go."""
+
+    def reduce_sum(self, value: Any) -> Any:
+        """``value`` summed over all processes (itself in a single process)."""
+
+    def any_rank(self, flag: bool) -> bool:
+        """Whether ``flag`` is true on any process (itself in a single process)."""
+
+    def train_mode(self, enabled: bool) -> None:
+        """Switch the model between training (dropout, batch statistics) and evaluation."""
+
+    def training_step(self, batch: Any) -> Any:
+        """Return the batch's loss, with what :meth:`backward` needs to differentiate it."""
+
+    def backward(self, loss: Any) -> None:
+        """Accumulate the gradients of ``loss`` (scaled for gradient accumulation)."""
+
+    def unscale_gradients(self) -> None:
+        """Make the accumulated gradients final before a step: undo the loss scaling of mixed
+        precision (nothing to do without it).  The engine calls it before
+        ``on_before_optimizer_step`` when a plugin listens; :meth:`optimizer_step` then must
+        not unscale again."""
+
+    def optimizer_step(self) -> None:
+        """Update the parameters from the accumulated gradients."""
+
+    def zero_grad(self) -> None:
+        """Clear the accumulated gradients."""
+
+    def validation_step(self, batch: Any) -> Mapping[str, Any]:
+        """Return the batch's metrics (each a mean over the batch), including ``loss``."""
+
+    def predict_step(self, batch: Any) -> Any:
+        """Return the post-processed predictions for a batch."""
+
+    def batch_size(self, batch: Any) -> int:
+        """The number of samples in ``batch`` (weights means over an epoch)."""
+
+    def detach(self, value: Any) -> Any:
+        """``value`` without its autograd history, still on its device."""
+
+    def to_float(self, value: Any) -> float:
+        """``value`` as a Python float (the one place a device value reaches the host)."""
+
+    def random_state(self, data: Iterable[Any]) -> dict[str, Any]:
+        """Every random generator that training draws from (global ones, and any that
+        ``data`` shuffles with), as plain data and tensors."""
+
+    def set_random_state(self, state: Mapping[str, Any], data: Iterable[Any] | None) -> None:
+        """Put back what :meth:`random_state` returned; with ``data=None``, only the global
+        generators (not those of the data)."""
+
+    def learning_rates(self) -> list[float]:
+        """The learning rate of each of the optimizer's parameter groups, in order."""
+
+    def set_learning_rates(self, rates: Sequence[float]) -> None:
+        """Set the learning rate of each parameter group (as many rates as groups)."""
+
+    def save_checkpoint(self, checkpoint: Mapping[str, Any]) -> bytes:
+        """``checkpoint`` (plain data and this framework's arrays) serialized as bytes, in a
+        format that :meth:`load_checkpoint` reads back without running any code."""
+
+    def load_checkpoint(self, data: bytes, source: str) -> dict[str, Any]:
+        """What :meth:`save_checkpoint` wrote, loaded onto the CPU (or host).
+
+        :raises hookline.errors.CheckpointError: naming ``source`` (the file) when the data is
+            corrupt or would need code to be run (an arbitrary pickle) to load.
+        """
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume: model, optimizer, ... as plain data and arrays."""
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+
+    def export(self, format: str, path: Path) -> Path:
+        """Write the model in ``format`` to ``path`` and return the file written."""

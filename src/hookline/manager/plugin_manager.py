@@ -1,0 +1,302 @@
+"""hookline's plugin manager: :class:`pluggy.PluginManager` for project ``hookline``, with
+validation at registration, callbacks, aliases, entry points, listing and a dispatch table.
+
+Call order, as pluggy defines it: implementations run last-registered first; ``tryfirst=True``
+moves one to the front and ``trylast=True`` to the back (among themselves, again
+last-registered first); ``wrapper=True`` implementations run around all of them.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable, Mapping
+from types import MappingProxyType, ModuleType
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+from hookline import hookspecs
+from hookline.distributed import env_rank
+from hookline.hookspecs import ALIASES
+from hookline.manager.callback import PLAIN_IMPL, Callback, FunctionCallback
+from hookline.manager.dispatch import due_callers
+from hookline.manager.entry_points import load_entry_points
+from hookline.manager.errors import PluginLoadError, PluginValidationError, UnknownHookError
+from hookline.manager.listing import PluginInfo, hookline_version, is_builtin
+from hookline.manager.validation import check_plugin, unknown_hook_hint
+from hookline.settings import Options, Settings
+
+if TYPE_CHECKING:
+    import importlib.metadata
+
+
+class PluginManager(pluggy.PluginManager):
+    """hookline's plugin manager (a :class:`pluggy.PluginManager` for project ``hookline``).
+
+    What it adds to pluggy's:
+
+    * :class:`~hookline.Callback` methods and :meth:`add_callback` functions need no decorator;
+    * aliases (:data:`hookline.hookspecs.ALIASES`) resolved once at registration;
+    * every implementation checked at registration; a failed registration leaves nothing;
+    * :meth:`load_entrypoint_plugins` and :meth:`list_plugins`;
+    * :attr:`dispatch`, the hooks due a call, so that an empty hook costs no pluggy call, and
+      :meth:`call`, which refuses a name that is no hook.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(hookspecs.PROJECT)
+        self.add_hookspecs(hookspecs)
+        self._hook_names = frozenset(
+            name
+            for name, caller in vars(self.hook).items()
+            if isinstance(caller, pluggy.HookCaller)
+        )
+        self._dispatch: dict[str, pluggy.HookCaller] = {}
+        self._entry_point_dists: dict[str, importlib.metadata.Distribution | None] = {}
+        self._callbacks: dict[tuple[str, Callable[..., Any]], str] = {}
+        #: This process's rank; on other ranks than zero, the hooks of rank-zero-only plugins
+        #: (``rank_zero_only = True``) are left out of the dispatch table.
+        self.rank = env_rank()
+        #: Problems met while loading entry-point plugins (those skipped, outside strict mode).
+        self.load_errors: list[PluginLoadError] = []
+        # the plugin being registered and its parsed attributes: validation parses them
+        # first, then pluggy's register asks again (a static lookup per attribute is costly)
+        self._parsing: tuple[Any, dict[str, pluggy.HookimplOpts | None]] | None = None
+
+    # -- the dispatch table --------------------------------------------------------------------
+
+    @property
+    def hook_names(self) -> frozenset[str]:
+        """The names of every hook in the catalog (aliases not included)."""
+        return self._hook_names
+
+    @property
+    def dispatch(self) -> Mapping[str, pluggy.HookCaller]:
+        """Hook name to caller, for the hooks that have at least one implementation due a call.
+
+        A live view: it is updated in place on every register/unregister and configuration,
+        so a loop may hold it and test ``name in dispatch`` before building a call's arguments.
+        """
+        return self._dispatch
+
+    def call(self, hook_name: str, /, **kwargs: Any) -> list[Any]:
+        """Call a hook (or alias) through the dispatch table: no pluggy call when it has no
+        implementation.  Returns the implementations' results, ``[]`` when there are none.
+
+        :raises UnknownHookError: when ``hook_name`` is neither a hook nor an alias (checked
+            only when the table has no entry, so a hook with implementations pays nothing).
+        """
+        caller = self._dispatch.get(hook_name)
+        if caller is None:
+            if hook_name in self._hook_names:
+                return []
+            if hook_name in ALIASES:
+                return self.call(ALIASES[hook_name], **kwargs)
+            fix = unknown_hook_hint(hook_name, self._hook_names)
+            raise UnknownHookError(f"{hook_name!r} is not a hookline hook; {fix}")
+        result: list[Any] = caller(**kwargs)
+        return result
+
+    def _refresh_dispatch(self) -> None:
+        table = due_callers(self, self._hook_names, self.rank)
+        self._dispatch.clear()  # in place: holders of ``dispatch`` see the change
+        self._dispatch.update(table)
+
+    def set_rank(self, rank: int) -> None:
+        """Tell the manager this process's rank (read from ``RANK`` when it was created)."""
+        if rank != self.rank:
+            self.rank = rank
+            self._refresh_dispatch()
+
+    # -- registration --------------------------------------------------------------------------
+
+    def parse_hookimpl_opts(self, plugin: Any, name: str) -> pluggy.HookimplOpts | None:
+        """Find hook implementations: decorated ones, undecorated methods of a
+        :class:`Callback` named after hooks, and functions given to ``add_callback``.
+        Aliases are mapped to their hook through ``specname``."""
+        if name.startswith("__") and name.endswith("__"):
+            return None  # no hook has a special-method name
+        if self._parsing is not None and self._parsing[0] is plugin:
+            parsed = self._parsing[1]
+            if name not in parsed:
+                parsed[name] = self._parse(plugin, name)
+            return parsed[name]
+        return self._parse(plugin, name)
+
+    def _parse(self, plugin: Any, name: str) -> pluggy.HookimplOpts | None:
+        opts = super().parse_hookimpl_opts(plugin, name)
+        if opts is None:
+            if not isinstance(plugin, Callback | FunctionCallback):
+                return None
+            if name not in self._hook_names and name not in ALIASES:
+                return None
+            if not callable(inspect.getattr_static(plugin, name, None)):
+                return None
+            opts = PLAIN_IMPL
+        if name in ALIASES and not opts.get("specname"):
+            opts = {**opts, "specname": ALIASES[name]}
+        return opts
+
+    def get_canonical_name(self, plugin: Any) -> str:
+        """A readable default name: a module's name, else the plugin's class name."""
+        if isinstance(plugin, ModuleType) or inspect.isclass(plugin):
+            return str(plugin.__name__)
+        return type(plugin).__name__
+
+    def register(self, plugin: Any, name: str | None = None) -> str | None:
+        """Register a plugin (module, class or instance) and return its name.
+
+        Each implementation is checked against the catalog first; on any problem this raises
+        :class:`PluginValidationError` and nothing is registered.  Returns ``None`` when the
+        name is blocked.  Without ``name``, a second instance of a class gets ``Name-2``.
+        """
+        if name is None:
+            name = self._free_name(self.get_canonical_name(plugin))
+        if self.is_blocked(name):
+            return None
+        self._parsing = (plugin, {})
+        try:
+            check_plugin(self, plugin, name)
+            registered = self._register_validated(plugin, name)
+        finally:
+            self._parsing = None
+        self._refresh_dispatch()
+        if registered is not None:
+            self.hook.on_plugin_registered.call_historic(
+                kwargs={"plugin": plugin, "manager": self}
+            )
+        return registered
+
+    def _register_validated(self, plugin: Any, name: str) -> str | None:
+        try:
+            return super().register(plugin, name)
+        except pluggy.PluginValidationError as error:
+            # pluggy before 1.7 keeps the name after a validation error: take it back.
+            if self.get_plugin(name) is plugin:
+                super().unregister(plugin, name)
+            raise PluginValidationError(plugin, str(error)) from error
+
+    def unregister(self, plugin: Any = None, name: str | None = None) -> Any:
+        """Unregister a plugin by object or name; its hooks stop firing at once."""
+        removed = super().unregister(plugin, name)
+        self._refresh_dispatch()
+        return removed
+
+    def _free_name(self, base: str) -> str:
+        if self.get_plugin(base) is None:
+            return base
+        index = 2
+        while self.get_plugin(f"{base}-{index}") is not None:
+            index += 1
+        return f"{base}-{index}"
+
+    # -- plain-function callbacks --------------------------------------------------------------
+
+    def add_callback(self, event: str, function: Callable[..., Any]) -> str:
+        """Register ``function`` as an implementation of the hook (or alias) ``event``.
+
+        The function takes any subset of the hook's arguments by name, e.g.
+        ``add_callback("on_train_epoch_end", lambda trainer: print(trainer.epoch))``.
+        Returns the name it was registered under.
+        """
+        if not (inspect.isfunction(function) or inspect.ismethod(function)):
+            raise TypeError(
+                f"add_callback({event!r}, ...) needs a function or method, got {function!r}"
+            )
+        if (event, function) in self._callbacks:
+            raise ValueError(f"{function!r} is already a callback for {event!r}")
+        if event not in self._hook_names and event not in ALIASES:
+            fix = unknown_hook_hint(event, self._hook_names)
+            raise PluginValidationError(function, f"unknown hook {event!r}; {fix}")
+        plugin_name = self._free_name(f"callback:{event}:{function.__qualname__}")
+        self.register(FunctionCallback(event, function), plugin_name)
+        self._callbacks[(event, function)] = plugin_name
+        return plugin_name
+
+    def remove_callback(self, event: str, function: Callable[..., Any]) -> None:
+        """Remove a function added with :meth:`add_callback` for ``event``."""
+        plugin_name = self._callbacks.pop((event, function), None)
+        if plugin_name is None:
+            raise ValueError(f"{function!r} is not a callback for {event!r}")
+        self.unregister(name=plugin_name)
+
+    # -- entry points and listing --------------------------------------------------------------
+
+    def load_entrypoint_plugins(
+        self,
+        only: Iterable[str] | None = None,
+        block: Iterable[str] = (),
+        strict: bool = False,
+    ) -> list[str]:
+        """Load the plugins that installed distributions declare in the ``hookline`` group.
+
+        An entry point may name a module, an object, or a class (instantiated without
+        arguments).  Each is loaded on its own: one that fails to import or to register is
+        reported with its distribution, warned about (:class:`PluginLoadWarning`), recorded in
+        :attr:`load_errors` and skipped; with ``strict=True`` it raises
+        :class:`PluginLoadError` instead.
+
+        :param only: load only these entry-point names (an empty list loads none).  Defaults to
+            the comma list in ``HOOKLINE_PLUGINS`` when that variable is set, else all.
+        :param block: names never to load (they are blocked for later registration too), in
+            addition to those in ``HOOKLINE_DISABLE_PLUGINS``.
+        :param strict: turn every load problem into an error.
+        :returns: the names of the plugins loaded by this call.
+        """
+        loaded = load_entry_points(self, only, block, strict)
+        self._entry_point_dists.update(loaded)
+        return list(loaded)
+
+    def list_plugins(self) -> list[PluginInfo]:
+        """Every registered plugin with its source, distribution, version and hooks."""
+        infos = []
+        for name, plugin in self.list_name_plugin():
+            if plugin is None:
+                continue
+            hooks = tuple(sorted({caller.name for caller in self.get_hookcallers(plugin) or ()}))
+            if name in self._entry_point_dists:
+                dist = self._entry_point_dists[name]
+                label, version = (None, None) if dist is None else (
+                    dist.metadata["Name"], dist.version
+                )
+                info = PluginInfo(name, "entry point", label, version, hooks)
+            elif not isinstance(plugin, FunctionCallback) and is_builtin(plugin):
+                info = PluginInfo(name, "built-in", "hookline", hookline_version(), hooks)
+            else:
+                info = PluginInfo(name, "local", None, None, hooks)
+            infos.append(info)
+        return infos
+
+    def blocked_names(self) -> list[str]:
+        """The plugin names that are blocked from registering."""
+        return sorted(name for name, plugin in self.list_name_plugin() if plugin is None)
+
+    # -- settings ------------------------------------------------------------------------------
+
+    def options(self) -> Options:
+        """Every setting the registered plugins declare (fires ``hookline_add_options``)."""
+        options = Options()
+        self.call("hookline_add_options", options=options)
+        return options
+
+    def configure(self, values: Mapping[str, Any] = MappingProxyType({})) -> Settings:
+        """Check ``values`` against :meth:`options` and hand the result to the plugins
+        (``hookline_configure``).
+
+        :raises hookline.settings.SettingsError: for an unknown setting or a wrong type.
+        """
+        settings = self.options().resolve(values)
+        self.call("hookline_configure", settings=settings)
+        self._refresh_dispatch()  # settings may have made hooks idle (or busy again)
+        return settings
+
+
+def default_manager(strict: bool = False) -> PluginManager:
+    """A new :class:`PluginManager` with the installed entry-point plugins loaded.
+
+    ``HOOKLINE_PLUGINS`` and ``HOOKLINE_DISABLE_PLUGINS`` choose which; ``strict`` makes a
+    plugin that fails to load an error.
+    """
+    manager = PluginManager()
+    manager.load_entrypoint_plugins(strict=strict)
+    return manager
