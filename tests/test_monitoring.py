@@ -239,7 +239,8 @@ def test_a_failed_run_still_gets_its_summary(tmp_path):
     assert written["ended"] == "failed: RuntimeError: boom"
     assert written["steps"] == 20
     assert written["best"]["epoch"] == 1
-    assert stream.getvalue().startswith("training failed: RuntimeError: boom after 2/3 epochs")
+    # it failed during the second epoch: one epoch was completed
+    assert stream.getvalue().startswith("training failed: RuntimeError: boom after 1/3 epochs")
 
 
 # -- host synchronisation ---------------------------------------------------------------------

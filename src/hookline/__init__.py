@@ -20,6 +20,8 @@ _EXPORTS = {
     "Model": "hookline.api",
     "Options": "hookline.settings",
     "Phase": "hookline.engine",
+    "PluginDisabledWarning": "hookline.manager",
+    "PluginFailure": "hookline.manager",
     "PluginInfo": "hookline.manager",
     "PluginLoadError": "hookline.manager",
     "PluginLoadWarning": "hookline.manager",
@@ -46,6 +48,8 @@ __all__ = [
     "Model",
     "Options",
     "Phase",
+    "PluginDisabledWarning",
+    "PluginFailure",
     "PluginInfo",
     "PluginLoadError",
     "PluginLoadWarning",
@@ -94,6 +98,8 @@ if TYPE_CHECKING:
     from hookline.hookspecs import ALIASES
     from hookline.manager import (
         Callback,
+        PluginDisabledWarning,
+        PluginFailure,
         PluginInfo,
         PluginLoadError,
         PluginLoadWarning,

@@ -10,3 +10,10 @@ class UserError(Exception):
 
 class CheckpointError(UserError):
     """A checkpoint file cannot be used; the message names the file and why."""
+
+
+def add_note(error: BaseException, note: str) -> None:
+    """Attach ``note`` to ``error``'s report (Python 3.11+; ignored on 3.10)."""
+    add = getattr(error, "add_note", None)
+    if add is not None:
+        add(note)

@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -146,8 +147,19 @@ def show_hooks(args: argparse.Namespace) -> int:
 USER_ERRORS = (UserError, PluginLoadError, PluginValidationError)
 
 
+def one_line_warning(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int,
+    line: str | None = None,
+) -> str:
+    """A warning as the one line a person reads (hookline's own already say who speaks)."""
+    text = str(message)
+    return (text if text.startswith("hookline") else f"hookline: warning: {text}") + "\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    formatwarning = warnings.formatwarning
+    warnings.formatwarning = one_line_warning
     try:
         if args.command in PHASES:
             return run_phase(args.command, args)
@@ -165,6 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away (e.g. `hookline hooks | head`)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    finally:
+        warnings.formatwarning = formatwarning
 
 
 if __name__ == "__main__":

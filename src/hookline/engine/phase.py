@@ -8,16 +8,11 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from hookline.engine.task import Task
+from hookline.errors import add_note
 from hookline.manager import PluginManager, default_manager
 from hookline.settings import Settings
 
 T = TypeVar("T")
-
-
-def _add_note(error: BaseException, note: str) -> None:
-    add_note = getattr(error, "add_note", None)  # Python 3.11+
-    if add_note is not None:
-        add_note(note)
 
 
 class Phase:
@@ -103,22 +98,23 @@ class Phase:
 
     def _guarded(self, body: Callable[[], T]) -> T:
         """Run ``body``; on an exception fire ``on_exception``; fire ``teardown`` always, then
-        release the task (``Task.teardown``)."""
+        release the task (``Task.teardown``).  Both hooks reach every plugin even when one of
+        them raises (:meth:`PluginManager.call_every`)."""
         try:
             result = body()
         except BaseException as error:
             try:
-                self.call("on_exception", run=self, exception=error)
+                self.manager.call_every("on_exception", run=self, exception=error)
             except Exception as hook_error:
-                _add_note(error, f"hookline: an on_exception hook also failed: {hook_error!r}")
+                add_note(error, f"hookline: an on_exception hook also failed: {hook_error!r}")
             try:
-                self.call("teardown", run=self)
+                self.manager.call_every("teardown", run=self)
             except Exception as hook_error:
-                _add_note(error, f"hookline: a teardown hook also failed: {hook_error!r}")
+                add_note(error, f"hookline: a teardown hook also failed: {hook_error!r}")
             self.task.teardown()
             raise
         try:
-            self.call("teardown", run=self)
+            self.manager.call_every("teardown", run=self)
         finally:
             self.task.teardown()
         return result

@@ -7,6 +7,7 @@ it: no engine, no backend and no built-in plugin.
 * :mod:`~hookline.manager.dispatch`: the table of hooks that are due a call.
 * :mod:`~hookline.manager.entry_points`: discovery of installed plugins (group ``hookline``).
 * :mod:`~hookline.manager.listing`: what ``hookline plugins`` reports.
+* :mod:`~hookline.manager.faults`: what happens when a plugin raises (``raise`` or ``disable``).
 * :mod:`~hookline.manager.plugin_manager`: :class:`PluginManager`, which ties them together.
 """
 
@@ -18,12 +19,15 @@ from hookline.manager.errors import (
     PluginValidationError,
     UnknownHookError,
 )
+from hookline.manager.faults import PluginDisabledWarning, PluginFailure
 from hookline.manager.listing import PluginInfo
 from hookline.manager.plugin_manager import PluginManager, default_manager
 
 __all__ = [
     "ALIASES",
     "Callback",
+    "PluginDisabledWarning",
+    "PluginFailure",
     "PluginInfo",
     "PluginLoadError",
     "PluginLoadWarning",

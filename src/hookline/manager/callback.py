@@ -34,6 +34,9 @@ class Callback:
 
     #: Run only on rank zero in distributed training (see :mod:`hookline.distributed`).
     rank_zero_only: bool = False
+    #: What a failure of this plugin does: ``raise`` ends the run cleanly, ``disable`` drops
+    #: the plugin with one line and the run goes on (see :mod:`hookline.manager.faults`).
+    error_policy: str = "raise"
 
     def idle_hooks(self) -> Iterable[str]:
         """The hooks this plugin implements but needs no call of under its current settings.

@@ -17,11 +17,13 @@ import pluggy
 
 from hookline import hookspecs
 from hookline.distributed import env_rank
+from hookline.errors import add_note
 from hookline.hookspecs import ALIASES
 from hookline.manager.callback import PLAIN_IMPL, Callback, FunctionCallback
 from hookline.manager.dispatch import due_callers
 from hookline.manager.entry_points import load_entry_points
 from hookline.manager.errors import PluginLoadError, PluginValidationError, UnknownHookError
+from hookline.manager.faults import DEFAULT_SETTING, SETTING, FaultPolicy, PluginFailure
 from hookline.manager.listing import PluginInfo, hookline_version, is_builtin
 from hookline.manager.validation import check_plugin, unknown_hook_hint
 from hookline.settings import Options, Settings
@@ -40,7 +42,10 @@ class PluginManager(pluggy.PluginManager):
     * every implementation checked at registration; a failed registration leaves nothing;
     * :meth:`load_entrypoint_plugins` and :meth:`list_plugins`;
     * :attr:`dispatch`, the hooks due a call, so that an empty hook costs no pluggy call, and
-      :meth:`call`, which refuses a name that is no hook.
+      :meth:`call`, which refuses a name that is no hook;
+    * the fault policy (:mod:`hookline.manager.faults`): a failing plugin whose policy is
+      ``disable`` is reported, recorded in :attr:`failures` and unregistered, and the run
+      goes on.
     """
 
     def __init__(self) -> None:
@@ -62,6 +67,16 @@ class PluginManager(pluggy.PluginManager):
         # the plugin being registered and its parsed attributes: validation parses them
         # first, then pluggy's register asks again (a static lookup per attribute is costly)
         self._parsing: tuple[Any, dict[str, pluggy.HookimplOpts | None]] | None = None
+        self._faults = FaultPolicy(self)
+
+    @property
+    def failures(self) -> list[PluginFailure]:
+        """The plugins disabled by a failure (policy ``disable``), in order: name, hook, error."""
+        return self._faults.failures
+
+    def error_policy(self, name: str) -> str:
+        """The fault policy in force for the plugin registered as ``name``."""
+        return self._faults.policy(name, self.get_plugin(name))
 
     # -- the dispatch table --------------------------------------------------------------------
 
@@ -96,6 +111,34 @@ class PluginManager(pluggy.PluginManager):
             raise UnknownHookError(f"{hook_name!r} is not a hookline hook; {fix}")
         result: list[Any] = caller(**kwargs)
         return result
+
+    def call_every(self, hook_name: str, /, **kwargs: Any) -> list[Any]:
+        """Like :meth:`call`, but every implementation runs even when one raises; the first
+        error is raised afterwards (the others attached to it as notes).  For the hooks that
+        release what plugins hold (``teardown``, ``on_exception``): one plugin's failure must
+        not keep the others from closing their files and runs.  Still one pluggy call, so
+        hook-call monitoring (``--trace-hooks``, the test recorder) sees it as usual."""
+        caller = self._dispatch.get(hook_name)
+        if caller is None:
+            return self.call(hook_name, **kwargs)  # no implementation, or not a hook: raises
+        errors: list[tuple[str, Exception]] = []
+        replaced: list[tuple[pluggy.HookImpl, Callable[..., Any]]] = []
+        for impl in caller.get_hookimpls():
+            if not (impl.wrapper or impl.hookwrapper):
+                replaced.append((impl, impl.function))
+                collecting = collect_errors(impl.function, impl.plugin_name, errors)
+                setattr(impl, "function", collecting)  # noqa: B010 - pluggy marks it Final
+        try:
+            results: list[Any] = caller(**kwargs)
+        finally:
+            for impl, function in replaced:
+                setattr(impl, "function", function)  # noqa: B010
+        if errors:
+            first = errors[0][1]
+            for plugin_name, error in errors[1:]:
+                add_note(first, f"hookline: {plugin_name}'s {hook_name} also failed: {error!r}")
+            raise first
+        return results
 
     def _refresh_dispatch(self) -> None:
         table = due_callers(self, self._hook_names, self.rank)
@@ -162,6 +205,7 @@ class PluginManager(pluggy.PluginManager):
             self._parsing = None
         self._refresh_dispatch()
         if registered is not None:
+            self._faults.apply()
             self.hook.on_plugin_registered.call_historic(
                 kwargs={"plugin": plugin, "manager": self}
             )
@@ -179,6 +223,7 @@ class PluginManager(pluggy.PluginManager):
     def unregister(self, plugin: Any = None, name: str | None = None) -> Any:
         """Unregister a plugin by object or name; its hooks stop firing at once."""
         removed = super().unregister(plugin, name)
+        self._faults.forget(removed)
         self._refresh_dispatch()
         return removed
 
@@ -274,8 +319,13 @@ class PluginManager(pluggy.PluginManager):
     # -- settings ------------------------------------------------------------------------------
 
     def options(self) -> Options:
-        """Every setting the registered plugins declare (fires ``hookline_add_options``)."""
+        """Every setting the registered plugins declare (fires ``hookline_add_options``), and
+        the manager's own ``plugin_errors`` (see :mod:`hookline.manager.faults`)."""
         options = Options()
+        options.add(
+            SETTING, DEFAULT_SETTING, owner="hookline",
+            help="on a plugin failure: default, raise or disable; NAME:POLICY for one plugin",
+        )
         self.call("hookline_add_options", options=options)
         return options
 
@@ -286,6 +336,7 @@ class PluginManager(pluggy.PluginManager):
         :raises hookline.settings.SettingsError: for an unknown setting or a wrong type.
         """
         settings = self.options().resolve(values)
+        self._faults.configure(settings)
         self.call("hookline_configure", settings=settings)
         self._refresh_dispatch()  # settings may have made hooks idle (or busy again)
         return settings
@@ -300,3 +351,18 @@ def default_manager(strict: bool = False) -> PluginManager:
     manager = PluginManager()
     manager.load_entrypoint_plugins(strict=strict)
     return manager
+
+
+def collect_errors(
+    function: Callable[..., Any], plugin_name: str, errors: list[tuple[str, Exception]]
+) -> Callable[..., Any]:
+    """``function``, with an ``Exception`` it raises appended to ``errors`` instead."""
+
+    def collecting(*args: Any) -> Any:
+        try:
+            return function(*args)
+        except Exception as error:
+            errors.append((plugin_name, error))
+            return None
+
+    return collecting

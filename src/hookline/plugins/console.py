@@ -19,6 +19,7 @@ class ConsoleLogger(Callback):
     """
 
     rank_zero_only = True
+    error_policy = "disable"  # an observer: a failure drops it, the run goes on
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream

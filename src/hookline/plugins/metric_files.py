@@ -36,6 +36,7 @@ class _MetricFile(Callback):
     """What both files share: the file's place, the clock, and resume trimming."""
 
     rank_zero_only = True
+    error_policy = "disable"  # an observer: a failure drops it, the run goes on
     filename = ""
 
     def __init__(self) -> None:

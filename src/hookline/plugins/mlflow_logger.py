@@ -6,6 +6,10 @@ browse it with ``mlflow ui --backend-store-uri sqlite:///runs/train/mlflow.db``.
 run is an MLflow run named after its directory, in the experiment ``mlflow_experiment``.  When
 training ends, the best checkpoint (``weights/best.pt``, else the last one written) is logged
 as an artifact under ``weights/``.  A resumed run continues the same MLflow run.
+
+A tracking server that goes away costs at most ``mlflow_retries`` retries of
+``mlflow_timeout`` seconds (unless the ``MLFLOW_HTTP_REQUEST_*`` variables say otherwise); the
+logger then fails, which disables it with one line and lets the run go on.
 """
 
 from __future__ import annotations
@@ -31,11 +35,20 @@ class MLflowLogger(TrackerLogger):
     SETTINGS: ClassVar[Mapping[str, str]] = {
         "mlflow_uri": "MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite next to runs)",
         "mlflow_experiment": "MLflow experiment name",
+        "mlflow_retries": "retries of a failed request to the tracking server",
+        "mlflow_timeout": "seconds a request to the tracking server may take",
     }
 
-    def __init__(self, mlflow_uri: str = "", mlflow_experiment: str = "hookline") -> None:
+    def __init__(
+        self,
+        mlflow_uri: str = "",
+        mlflow_experiment: str = "hookline",
+        mlflow_retries: int = 2,
+        mlflow_timeout: int = 10,
+    ) -> None:
         super().__init__()
         self.mlflow_uri, self.mlflow_experiment = mlflow_uri, mlflow_experiment
+        self.mlflow_retries, self.mlflow_timeout = mlflow_retries, mlflow_timeout
         self.client: Any = None
         self.weights: Path | None = None
 
@@ -43,6 +56,13 @@ class MLflowLogger(TrackerLogger):
         from mlflow import MlflowClient
 
         assert run.save_dir is not None
+        # MLflow's own defaults retry a dead server for minutes; the user's variables win
+        for variable, value in (
+            ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", self.mlflow_retries),
+            ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", 1),
+            ("MLFLOW_HTTP_REQUEST_TIMEOUT", self.mlflow_timeout),
+        ):
+            os.environ.setdefault(variable, str(value))
         parent = run.save_dir.resolve().parent
         uri = self.mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
         self.client = client = MlflowClient(tracking_uri=uri or f"sqlite:///{parent / 'mlflow.db'}")

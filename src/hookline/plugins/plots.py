@@ -74,6 +74,7 @@ class ResultsPlot(Callback):
     """
 
     rank_zero_only = True
+    error_policy = "disable"  # an observer: a failure drops it, the run goes on
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream

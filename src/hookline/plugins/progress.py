@@ -42,6 +42,7 @@ class ProgressBar(Callback):
     """
 
     rank_zero_only = True
+    error_policy = "disable"  # an observer: a failure drops it, the run goes on
     SETTINGS: ClassVar[Mapping[str, str]] = {
         "progress_interval": "seconds between progress refreshes (default 0.5 s tty, 30 s plain)"
     }

@@ -179,6 +179,7 @@ class ResourceMonitor(Callback):
     """
 
     rank_zero_only = True
+    error_policy = "disable"  # an observer: a failure drops it, the run goes on
     SETTINGS: ClassVar[Mapping[str, str]] = {
         "resource_interval": "seconds between resource samples",
     }

@@ -2,9 +2,10 @@
 directory.
 
 It says how the run ended (finished, stopped early and why, or failed and with what), how many
-epochs ran and how long they took, the best value of the monitored metric and its epoch, the
-last epoch's metrics, and the files the run wrote.  A resumed run counts the time and the best
-result from before the interruption (both are kept in the checkpoint).
+epochs completed and how long the run took (set-up included), the best value of the monitored
+metric and its epoch, the last epoch's metrics, the files the run wrote, and the plugins a
+failure disabled (``plugin_failures``: plugin, hook, error).  A resumed run counts the time,
+the epochs and the best result from before the interruption (all kept in the checkpoint).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TextIO
 
 from hookline.engine import Phase, Trainer
-from hookline.manager import Callback
+from hookline.manager import Callback, hookimpl
 from hookline.plugins.support import BestTracker, atomic_write, format_metrics, resolve_mode
 from hookline.settings import Options, Settings
 
@@ -50,6 +51,7 @@ class RunSummary(Callback):
     """
 
     rank_zero_only = True
+    error_policy = "disable"  # an observer: a failure drops it, the run goes on
     SETTINGS: ClassVar[Mapping[str, str]] = {
         "monitor": "metric that decides 'best'",
         "mode": "min, max or auto for the monitor",
@@ -66,6 +68,8 @@ class RunSummary(Callback):
         self._earlier_seconds = 0.0
         self._failure: BaseException | None = None
         self._models: dict[Path, None] = {}
+        self._epochs_done = 0
+        self._failures_before = 0
         self._print_summary = True
 
     def hookline_add_options(self, options: Options) -> None:
@@ -81,22 +85,30 @@ class RunSummary(Callback):
 
     def state_dict(self) -> dict[str, Any]:
         """The best result so far and the training time spent, for a resumed run."""
-        return {"best": self.best.state_dict(), "seconds": self._seconds()}
+        return {
+            "best": self.best.state_dict(), "seconds": self._seconds(),
+            "epochs_done": self._epochs_done,
+        }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned."""
         self.best.load_state_dict(state["best"])
         self._earlier_seconds = float(state["seconds"])
+        self._epochs_done = int(state.get("epochs_done", 0))
 
     def _seconds(self) -> float:
         running = time.monotonic() - self._started if self._started else 0.0
         return self._earlier_seconds + running
 
-    def on_train_start(self) -> None:
+    def on_pretrain_routine_start(self, trainer: Trainer) -> None:
+        # from set-up on, so that a run that fails before its first epoch is summarized too
         self._started = time.monotonic()
+        self._epochs_done = 0
+        self._failures_before = len(trainer.manager.failures)
 
     def on_fit_epoch_end(self, trainer: Trainer, metrics: Mapping[str, float]) -> None:
         self.best.update(metrics, trainer.epoch)
+        self._epochs_done = trainer.epoch + 1
 
     def on_model_save(self, path: Path) -> None:
         self._models[path] = None
@@ -104,6 +116,7 @@ class RunSummary(Callback):
     def on_exception(self, exception: BaseException) -> None:
         self._failure = exception
 
+    @hookimpl(trylast=True)  # after the other plugins' teardown: their failures are counted
     def teardown(self, run: Phase) -> None:
         if not isinstance(run, Trainer) or not self._started:
             return
@@ -113,9 +126,10 @@ class RunSummary(Callback):
             ended = f"stopped early: {run.stop_reason}"
         else:
             ended = "finished"
+        failures = run.manager.failures[self._failures_before :]
         summary: dict[str, Any] = {
             "ended": ended,
-            "epochs": run.epoch + 1,
+            "epochs": self._epochs_done,
             "of_epochs": run.epochs,
             "steps": run.global_step,
             "seconds": round(self._seconds(), 3),
@@ -125,6 +139,7 @@ class RunSummary(Callback):
             "save_dir": None if run.save_dir is None else str(run.save_dir),
             "files": [],
             "models": [_shown(path, run.save_dir) for path in self._models if path.is_file()],
+            "plugin_failures": [failure.as_dict() for failure in failures],
         }
         if run.save_dir is not None and run.save_dir.is_dir():
             summary["files"] = [name for name in run_files(run.save_dir)
@@ -152,6 +167,10 @@ class RunSummary(Callback):
             lines.append(f"  results {summary['save_dir']}: {', '.join(summary['files'])}")
         if summary["models"]:
             lines.append(f"  models  {', '.join(summary['models'])}")
+        for failure in summary["plugin_failures"]:
+            lines.append(
+                f"  disabled {failure['plugin']} (in {failure['hook']}: {failure['error']})"
+            )
         stream = self.stream if self.stream is not None else sys.stdout
         stream.write("\n".join(lines) + "\n")
         stream.flush()

@@ -128,6 +128,7 @@ class Webhook(Callback):
     """
 
     rank_zero_only = True
+    error_policy = "disable"  # an observer: a failure drops it, the run goes on
     SETTINGS: ClassVar[Mapping[str, str]] = {
         "webhook_url": f"URL to POST to (default: ${URL_VARIABLE})",
         "webhook_events": f"comma-separated events: {','.join(EVENTS)}",

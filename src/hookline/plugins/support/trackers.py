@@ -57,6 +57,7 @@ class TrackerLogger(Callback):
     """
 
     rank_zero_only = True
+    error_policy = "disable"  # an observer: a failure drops it, the run goes on
     #: The modules that must be importable (comma-separated), and the extra that installs them.
     package = ""
     extra = ""

@@ -1,0 +1,197 @@
+"""The fault policy: what happens when a plugin's hook raises.
+
+``raise``
+    The exception ends the run: the phase fires ``on_exception`` then ``teardown`` (the last
+    checkpoint on disk is kept, the summary is written, trackers are marked failed) and the
+    exception propagates.  The default, and the policy of the control plugins (checkpointing,
+    early stopping, learning-rate schedules, the NaN guard, the time limit).  It costs nothing:
+    such a plugin's functions are called as they are.
+``disable``
+    The failure is reported in one line (:class:`PluginDisabledWarning`) and recorded in
+    :attr:`PluginManager.failures <hookline.PluginManager.failures>` (the run summary lists
+    it); the plugin's ``teardown`` gets a chance to release what it holds; then the plugin is
+    unregistered and the run goes on without it.  The policy of observers: loggers,
+    trackers, notifiers, progress, plots, the resource monitor and the summary.
+
+A plugin declares its policy with an ``error_policy`` attribute.  The ``plugin_errors`` setting
+overrides it: ``raise`` or ``disable`` for every plugin, ``NAME:POLICY`` for one, or both,
+comma-separated (``plugin_errors=disable,checkpoint:raise``).  The hooks that declare and read
+settings are never guarded: a bad setting is the user's error, reported as such.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from hookline.manager.dispatch import SETTINGS_HOOKS
+from hookline.settings import SettingsError
+
+if TYPE_CHECKING:
+    import pluggy
+
+    from hookline.manager.plugin_manager import PluginManager
+
+POLICIES = ("raise", "disable")
+#: The setting that overrides the plugins' own policies, and its default.
+SETTING = "plugin_errors"
+DEFAULT_SETTING = "default"
+#: Hooks whose failures are never caught: settings, and the historic registration hook.
+NEVER_GUARDED = SETTINGS_HOOKS | {"on_plugin_registered"}
+#: Argument names under which a hook passes the phase object.
+_PHASE_ARGUMENTS = ("run", "trainer", "validator", "predictor", "exporter")
+
+
+class PluginDisabledWarning(UserWarning):
+    """A plugin whose policy is ``disable`` failed and was unregistered for the rest of the run."""
+
+
+@dataclass(frozen=True)
+class PluginFailure:
+    """A plugin that failed: its name, the hook, and the error as ``Type: message``."""
+
+    plugin: str
+    hook: str
+    error: str
+
+    def as_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def declared_policy(plugin: object) -> str:
+    """The policy a plugin declares (``error_policy``), ``raise`` when it declares none."""
+    policy = getattr(plugin, "error_policy", "raise")
+    return policy if policy in POLICIES else "raise"
+
+
+def parse_setting(value: str) -> tuple[str | None, dict[str, str]]:
+    """``plugin_errors``' value as (the policy for every plugin or None, per-plugin policies).
+
+    :raises SettingsError: naming the setting, for a word that is no policy.
+    """
+    every: str | None = None
+    each: dict[str, str] = {}
+    for word in (part.strip() for part in value.split(",")):
+        if not word or word == DEFAULT_SETTING:
+            continue
+        name, colon, policy = word.rpartition(":")
+        if policy not in POLICIES or (colon and not name):
+            raise SettingsError(
+                f"setting {SETTING!r}: {word!r} is not a policy; use raise, disable or "
+                f"NAME:raise / NAME:disable, comma-separated (e.g. 'disable,checkpoint:raise')"
+            )
+        if colon:
+            each[name] = policy
+        else:
+            every = policy
+    return every, each
+
+
+def phase_of(argnames: tuple[str, ...], args: tuple[Any, ...]) -> Any:
+    """The phase object among a hook call's arguments, if the hook passes one."""
+    for name, value in zip(argnames, args, strict=False):
+        if name in _PHASE_ARGUMENTS:
+            return value
+    return None
+
+
+def guard(
+    function: Callable[..., Any],
+    on_failure: Callable[[BaseException, tuple[Any, ...]], None],
+) -> Callable[..., Any]:
+    """``function`` with an ``Exception`` it raises handed to ``on_failure`` (with the call's
+    arguments) instead of propagating; the call then returns ``None``."""
+
+    def guarded(*args: Any) -> Any:  # pluggy passes a hook's arguments by position
+        try:
+            return function(*args)
+        except Exception as error:
+            on_failure(error, args)
+            return None
+
+    guarded.__wrapped__ = function  # type: ignore[attr-defined]
+    return guarded
+
+
+class FaultPolicy:
+    """Keeps each registered plugin's hook functions guarded exactly when its policy is
+    ``disable``, and disables the plugins that fail."""
+
+    def __init__(self, manager: PluginManager) -> None:
+        self.manager = manager
+        #: The user's override for every plugin, and per plugin name.
+        self.every: str | None = None
+        self.each: dict[str, str] = {}
+        #: The failures of ``disable`` plugins, in order.
+        self.failures: list[PluginFailure] = []
+        self._originals: dict[int, tuple[pluggy.HookImpl, Callable[..., Any]]] = {}
+
+    def policy(self, name: str, plugin: object) -> str:
+        """The policy in force for the plugin registered as ``name``."""
+        return self.each.get(name) or self.every or declared_policy(plugin)
+
+    def configure(self, values: Mapping[str, str]) -> None:
+        """Take the user's overrides from the settings' ``plugin_errors``."""
+        self.every, self.each = parse_setting(values.get(SETTING, DEFAULT_SETTING))
+        self.apply()
+
+    def apply(self) -> None:
+        """Guard or unguard every registered implementation to match its plugin's policy."""
+        manager = self.manager
+        for name in manager.hook_names - NEVER_GUARDED:
+            for impl in getattr(manager.hook, name).get_hookimpls():
+                if impl.wrapper or impl.hookwrapper:
+                    continue  # a generator around the others: not guarded
+                guarded = id(impl) in self._originals
+                wanted = self.policy(impl.plugin_name, impl.plugin) == "disable"
+                if wanted and not guarded:
+                    self._originals[id(impl)] = (impl, impl.function)
+                    guarded_function = guard(impl.function, self._failed(impl.plugin_name, name))
+                    setattr(impl, "function", guarded_function)  # noqa: B010 - Final in pluggy
+                elif guarded and not wanted:
+                    setattr(impl, "function", self._originals.pop(id(impl))[1])  # noqa: B010
+
+    def forget(self, plugin: object) -> None:
+        """Drop what is kept of an unregistered plugin's implementations."""
+        for key, (impl, _) in list(self._originals.items()):
+            if impl.plugin is plugin:
+                del self._originals[key]
+
+    def _failed(
+        self, plugin_name: str, hook: str
+    ) -> Callable[[BaseException, tuple[Any, ...]], None]:
+        def failed(error: BaseException, args: tuple[Any, ...]) -> None:
+            manager = self.manager
+            plugin = manager.get_plugin(plugin_name)
+            if plugin is None:
+                return  # already disabled by an earlier failure in the same call
+            failure = PluginFailure(plugin_name, hook, f"{type(error).__name__}: {error}")
+            self.failures.append(failure)
+            warnings.warn(
+                f"hookline: plugin {plugin_name!r} failed in {hook} ({failure.error}); it is "
+                "disabled for the rest of the run",
+                PluginDisabledWarning,
+                stacklevel=2,
+            )
+            argnames = next(
+                (impl.argnames for impl in getattr(manager.hook, hook).get_hookimpls()
+                 if impl.plugin is plugin), (),
+            )
+            phase = phase_of(tuple(argnames), args)
+            if hook != "teardown" and phase is not None:
+                self._release(plugin, phase)
+            manager.unregister(plugin)
+
+        return failed
+
+    def _release(self, plugin: object, phase: Any) -> None:
+        """Call the failed plugin's ``teardown`` so that it closes files, threads and runs;
+        a second failure there is ignored (the plugin is being disabled anyway)."""
+        for impl in self.manager.hook.teardown.get_hookimpls():
+            if impl.plugin is plugin:
+                original = self._originals.get(id(impl), (impl, impl.function))[1]
+                with contextlib.suppress(Exception):  # best effort: the plugin is being dropped
+                    original(*[phase for _ in impl.argnames])
