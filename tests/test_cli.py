@@ -277,11 +277,14 @@ def test_another_recipe_trains_validates_and_exports_through_the_command_line(
     args = (tmp_path / "runs" / "train" / "exp" / "args.yaml").read_text()
     assert f"recipe: {recipe}" in args
     assert "features: 3" in args
-    # val and export find the recipe and its settings in the checkpoint
-    assert cli.main(["val", "--no-plugins"]) == 0
+    # a checkpoint is data: the recipe it names is imported only when the user names it again
+    assert cli.main(["val", "--no-plugins"]) == 2
+    assert f"pass recipe={recipe} to use it" in capsys.readouterr().err
+    # ... and the recipe's settings (features=3) then come from the checkpoint
+    assert cli.main(["val", f"recipe={recipe}", "--no-plugins"]) == 0
     loss = float(re.search(r"val/loss (\S+)", capsys.readouterr().out).group(1))
     assert loss < 0.01  # y = sum(x) + 0.5 is learnt
-    assert cli.main(["export", "format=pt2", "--no-plugins"]) == 0
+    assert cli.main(["export", "format=pt2", f"recipe={recipe}", "--no-plugins"]) == 0
     assert "exported pt2 to" in capsys.readouterr().out
     exported = tmp_path / "runs" / "train" / "exp" / "weights" / "last.pt2"
     model = torch.export.load(str(exported)).module()
@@ -318,7 +321,8 @@ def test_resume_continues_the_run_with_its_recorded_settings(tmp_path, monkeypat
     resumed = capsys.readouterr().out
     epochs = [line.split()[1] for line in resumed.splitlines() if line.startswith("epoch ")]
     assert epochs == ["3/4", "4/4"]
-    assert "\n  results runs/train/exp: " in resumed  # the same run directory, not exp2
+    # the run directory is the one the checkpoint is in, not exp2
+    assert f"\n  results {tmp_path / 'runs' / 'train' / 'exp'}: " in resumed
     assert not (tmp_path / "runs" / "train" / "exp2").exists()
     args = (tmp_path / "runs" / "train" / "exp" / "args.yaml").read_text()
     assert "hidden: 16" in args
@@ -328,3 +332,34 @@ def test_resume_continues_the_run_with_its_recorded_settings(tmp_path, monkeypat
     results = (tmp_path / "runs" / "train" / "exp" / "results.csv").read_text().splitlines()
     assert [int(row["epoch"]) for row in csv.DictReader(results)] == [1, 2, 3, 4]
     assert "\ntraining finished after 4/4 epochs, " in "\n" + resumed
+
+
+def test_a_checkpoint_names_no_code_address_or_folder_that_hookline_uses(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    options = Options()
+    DigitsRecipe().hookline_add_options(options)
+    task = DigitsRecipe().task(options.resolve({}))
+    payload = task.save_checkpoint({"task": {"model": task.model.state_dict()}})
+    # `this` prints the Zen of Python when imported: a recipe that names it must not load
+    zen = checkpoint_file.encode(payload, "torch", {"recipe": "this:s"})
+    (tmp_path / "zen.pt").write_bytes(zen)
+    monkeypatch.delitem(sys.modules, "this", raising=False)
+    assert cli.main(["val", "weights=zen.pt", "--no-plugins"]) == 2
+    assert "trained with recipe 'this:s', which no installed package declares" in (
+        capsys.readouterr().err
+    )
+    assert "this" not in sys.modules
+    recorded = {
+        "webhook": True, "webhook_url": "http://127.0.0.1:9/hook", "mlflow": True,
+        "mlflow_uri": "http://127.0.0.1:9", "project": "/elsewhere", "save_dir": "/elsewhere/x",
+        "csv": False, "hidden": 16,
+    }
+    manager, _ = prepared_manager(build_parser().parse_args(["val", "--no-plugins"]))
+    settings, _ = resolve(manager, "val", {}, recorded)
+    assert not manager.has_plugin("webhook")
+    assert not manager.has_plugin("mlflow")  # a checkpoint turns nothing on
+    assert not manager.has_plugin("csv")  # ... but may turn a built-in off, as its run had it
+    assert settings["project"] == "runs"
+    assert settings["hidden"] == 16  # the model's own settings still come from the checkpoint

@@ -20,6 +20,8 @@ from hookline.manager import Callback
 from hookline.settings import Options, Settings
 
 DEFAULT_RECIPE = "hookline.backends.torch.demo:DigitsRecipe"
+#: Installed packages declare recipes as entry points of this group (name = "module:Class").
+RECIPE_GROUP = "hookline.recipes"
 
 
 @runtime_checkable
@@ -40,6 +42,16 @@ class Recipe(Protocol):
 
     def predict_inputs(self, settings: Settings, source: str) -> Iterable[Any]:
         """Input batches to predict, from ``source`` (a file, or ``val``)."""
+
+
+def trusted_recipes() -> set[str]:
+    """The recipes a checkpoint may name and get imported: the default, and those installed
+    packages declare (entry points of :data:`RECIPE_GROUP`).  Any other needs the user to
+    name it again (``recipe=``): hookline never imports code because a file says so."""
+    import importlib.metadata
+
+    installed = importlib.metadata.entry_points(group=RECIPE_GROUP)
+    return {DEFAULT_RECIPE, *(entry_point.value for entry_point in installed)}
 
 
 def load_recipe(spec: str) -> Recipe:

@@ -27,9 +27,49 @@ from hookline.cli.weights import latest_weights
 from hookline.engine import load_checkpoint, read_header
 from hookline.errors import UserError
 from hookline.flags import DEFAULT_FLAGS, apply_flags
-from hookline.manager import PluginLoadError, PluginValidationError
+from hookline.manager import PluginLoadError, PluginManager, PluginValidationError
 from hookline.plugins import BUILTINS
-from hookline.recipe import DEFAULT_RECIPE
+from hookline.recipe import DEFAULT_RECIPE, trusted_recipes
+
+
+def checkpoint_for(command: str, given: dict[str, Any]) -> Path | None:
+    """The checkpoint a command reads: ``weights=`` (else the latest run's) for ``val``,
+    ``predict`` and ``export``; ``resume=PATH`` for ``train``, where ``resume=auto`` means the
+    named run's own ``last.pt`` when there is one (a requeued job carries on), else a new run
+    in that directory."""
+    if command == "train":
+        resume = given.get("resume")
+        if resume == "auto":
+            run = Path(str(given.get("project", "runs"))) / "train" / str(given.get("name", "exp"))
+            last = run / "weights" / "last.pt"
+            if not last.is_file():
+                given.update(resume="", exist_ok=True)
+                return None
+            given["resume"] = str(last)
+            return last
+        return None if resume in (None, "") else Path(str(resume))
+    weights = given.get("weights")
+    project = Path(str(given.get("project", "runs")))
+    path = Path(str(weights)) if weights not in (None, "") else latest_weights(project)
+    given["weights"] = str(path)
+    return path
+
+
+def recipe_spec(given: dict[str, Any], recorded: dict[str, Any], path: Path | None) -> str:
+    """The recipe to build: the user's, else the checkpoint's when hookline may import it (the
+    default, or one an installed package declares), else the default."""
+    if given.get("recipe"):
+        return str(given["recipe"])
+    named = recorded.get("recipe")
+    if not named:
+        return DEFAULT_RECIPE
+    if str(named) not in trusted_recipes():
+        raise CommandError(
+            f"{path} was trained with recipe {named!r}, which no installed package declares; "
+            f"hookline never imports code that a checkpoint names: pass recipe={named} to "
+            "use it"
+        )
+    return str(named)
 
 
 def run_phase(command: str, args: argparse.Namespace) -> int:
@@ -37,20 +77,16 @@ def run_phase(command: str, args: argparse.Namespace) -> int:
 
     A checkpoint's settings (its header) are read before anything is built: ``val``,
     ``predict`` and ``export`` rebuild the recipe it was trained with, and ``resume=`` carries
-    on with the run's settings.  Its payload is then read by the recipe's task.
+    on with the run's settings, in the run's directory.  Its payload is then read by the
+    recipe's task.  Returns the exit status: 0, or 128 + the signal's number when a signal
+    interrupted training (after its checkpoint).
     """
     given = parse_settings(args.settings, args.config)
-    path: Path | None = None
-    if command == "train":
-        if given.get("resume"):
-            path = Path(str(given["resume"]))
-    else:
-        weights = given.get("weights")
-        project = Path(str(given.get("project", "runs")))
-        path = Path(str(weights)) if weights not in (None, "") else latest_weights(project)
-        given["weights"] = str(path)
+    path = checkpoint_for(command, given)
     recorded: dict[str, Any] = read_header(path)["args"] if path is not None else {}
-    spec = str(given.get("recipe") or recorded.get("recipe") or DEFAULT_RECIPE)
+    if command == "train" and path is not None and path.parent.name == "weights":
+        given.setdefault("save_dir", str(path.parent.parent))  # the run the checkpoint is in
+    spec = recipe_spec(given, recorded, path)
     manager, recipe = prepared_manager(args, spec)
     settings, plugin_values = resolve(manager, command, given, recorded)
     undo = trace_hooks(manager) if args.trace_hooks else None
@@ -60,7 +96,7 @@ def run_phase(command: str, args: argparse.Namespace) -> int:
             model = Model(recipe.task(settings), manager=manager)
             own = {name: settings[name] for name, *_ in COMMAND_OPTIONS["train"]}
             model.train(train, val, **own, **plugin_values)
-            return 0
+            return interrupted_status(model, manager)
         assert path is not None
         checkpoint = load_checkpoint(path, recipe.task(settings))
         model = Model(recipe.task_from_weights(settings, checkpoint["task"]), manager=manager)
@@ -78,6 +114,20 @@ def run_phase(command: str, args: argparse.Namespace) -> int:
         if undo is not None:
             undo()
     return 0
+
+
+def interrupted_status(model: Model, manager: PluginManager) -> int:
+    """0 for a run that finished or stopped; for an interrupted one, a line on standard error
+    saying how to resume, and 128 + the signal's number (1 when no signal is known)."""
+    trainer = model.trainer
+    if trainer is None or not trainer.interrupted:
+        return 0
+    received = getattr(manager.get_plugin("signals"), "received", None)
+    last = trainer.save_dir / "weights" / "last.pt" if trainer.save_dir is not None else None
+    resume = f"; resume with: hookline train resume={last}" if last and last.is_file() else ""
+    print(f"hookline train: {trainer.stop_reason} at step {trainer.global_step}{resume}",
+          file=sys.stderr)
+    return 128 + int(received) if received is not None else 1
 
 
 def list_settings(args: argparse.Namespace) -> int:

@@ -1,7 +1,8 @@
 """Which settings a command accepts, and where each value comes from.
 
 Precedence, lowest first: the built-ins that are on by default, the settings a checkpoint was
-trained with (for the options that exist here), the user's ``key=value`` words and YAML.
+trained with (for the options that exist here, and only those a checkpoint may supply: see
+:func:`inheritable`), the user's ``key=value`` words and YAML.
 """
 
 from __future__ import annotations
@@ -36,6 +37,15 @@ COMMAND_OPTIONS: dict[str, list[tuple[str, Any, type, str]]] = {
 
 #: Settings of one command run that a later run does not inherit from a checkpoint.
 RUN_SPECIFIC = frozenset({"resume", "weights", "format", "source"})
+#: Settings a checkpoint never supplies, because a checkpoint is data: where to write, and
+#: which code to import, are the user's to say.  A value holding ``://`` (a URL, a tracker
+#: URI) is never inherited either: hookline contacts nothing a file names.
+NOT_INHERITED = RUN_SPECIFIC | {"save_dir", "project", "name", "exist_ok", "recipe"}
+
+
+def inheritable(name: str, value: Any) -> bool:
+    """Whether a setting recorded in a checkpoint may be carried into this command."""
+    return name not in NOT_INHERITED and not (isinstance(value, str) and "://" in value)
 
 
 def make_manager(args: argparse.Namespace) -> PluginManager:
@@ -81,11 +91,14 @@ def resolve(
     Returns the resolved settings and the values meant for plugins (not the command's own).
     """
     recorded = recorded or {}
-    flags = {**DEFAULT_FLAGS, **{k: v for k, v in recorded.items() if k in DEFAULT_FLAGS}}
+    # a checkpoint may turn built-ins off (as its run had them), never on: a flag could turn
+    # on a plugin that writes elsewhere or contacts a server
+    off = {k: v for k, v in recorded.items() if k in DEFAULT_FLAGS and v is False}
+    flags = {**DEFAULT_FLAGS, **off}
     options = command_options(manager, command, {**flags, **given})
     inherited = {
         key: value for key, value in recorded.items()
-        if key in options and key not in RUN_SPECIFIC
+        if key in options and inheritable(key, value)
     }
     values = {**flags, **inherited, **given}
     settings = options.resolve(values)

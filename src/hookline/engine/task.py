@@ -54,9 +54,6 @@ class Task(Protocol):
     def reduce_sum(self, value: Any) -> Any:
         """``value`` summed over all processes (itself in a single process)."""
 
-    def any_rank(self, flag: bool) -> bool:
-        """Whether ``flag`` is true on any process (itself in a single process)."""
-
     def train_mode(self, enabled: bool) -> None:
         """Switch the model between training (dropout, batch statistics) and evaluation."""
 

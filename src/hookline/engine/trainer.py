@@ -27,9 +27,12 @@ Hook order of :meth:`Trainer.fit`::
     teardown                         (always; on_exception first when something raised)
 
 A stop requested with :meth:`~Phase.request_stop` is honoured after the current batch: the
-epoch's end hooks (validation included) still fire, then ``on_train_end``.  In a distributed
-run the stop flag is reduced over ranks after each batch and after ``on_fit_epoch_end``, so
-every rank stops at the same step.
+epoch's end hooks (validation included) still fire, then ``on_train_end``.  An interruption
+(:meth:`Trainer.interrupt`, what a SIGTERM becomes) stops at the next optimizer step and
+skips the unfinished epoch's end: ``on_train_end`` fires with ``interrupted`` set, so that a
+checkpoint taken there resumes the epoch exactly.  In a distributed run both flags are reduced
+over ranks after each batch and after ``on_fit_epoch_end``, so every rank stops at the same
+step.
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ class Trainer(Phase):
     Run state, readable by plugins at any hook: ``epoch`` (0-based, the epoch running),
     ``epochs``, ``global_step`` (optimizer steps taken), ``batch_idx``, ``loss`` (the last
     batch's loss, on the device), ``metrics`` (floats, filled at epoch end), ``should_stop`` and
-    ``stop_reason``, ``save_dir``, ``args``, and ``validator``.
+    ``stop_reason``, ``interrupted``, ``save_dir``, ``args``, and ``validator``.
     """
 
     name = "train"
@@ -88,6 +91,17 @@ class Trainer(Phase):
         self._epoch_rng: Any = None
         self._batches_done = 0
         self._epoch_complete = False
+        #: Whether the run was interrupted (:meth:`interrupt`) rather than finished or stopped.
+        self.interrupted = False
+
+    def interrupt(self, reason: str) -> None:
+        """Stop as soon as the gradients of the batches so far are applied (at once without
+        gradient accumulation), without finishing the epoch: no validation and no epoch-end
+        hooks for it; ``on_train_end`` then fires with :attr:`interrupted` true.  A checkpoint
+        written there carries on the epoch exactly.  What a SIGTERM becomes; safe to call from
+        a signal handler.  The first reason given is kept."""
+        self.request_stop(reason)
+        self.interrupted = True
 
     def fit(
         self,
@@ -119,6 +133,7 @@ class Trainer(Phase):
             "val_every_n_epochs": _positive_int("val_every_n_epochs", val_every_n_epochs, 1),
         }
         self._configure(arguments, settings)
+        self.interrupted = False
         self.epochs = epochs
         self.save_dir = None if save_dir is None else Path(save_dir)
         self.log_every_n_steps = log_every_n_steps
@@ -135,6 +150,8 @@ class Trainer(Phase):
         self.call("on_train_start", trainer=self)
         while self.epoch < self.epochs and not self.should_stop:
             self._train_epoch(train_data)
+            if self.interrupted and not self._epoch_complete:
+                break  # the checkpoint of the interruption resumes this epoch where it stopped
             if val_data is not None and (self.epoch + 1) % self.val_every_n_epochs == 0:
                 self.metrics.update(self.validator.evaluate(val_data))
                 self.task.train_mode(True)
@@ -223,10 +240,12 @@ class Trainer(Phase):
                 self._log_interval(interval_loss)
             if self.world_size > 1:
                 self._agree_on_stop()
-            if self.should_stop:
-                break
+            if self.should_stop and not (self.interrupted and pending):
+                break  # an interruption waits for the step that applies the gradients
         else:
             self._epoch_complete = True
+        if self.interrupted and not self._epoch_complete:
+            return
         if pending:
             self._optimizer_step(hooks)
         if task.reduce_sum(epoch_loss.count):
@@ -234,8 +253,15 @@ class Trainer(Phase):
         self.call("on_train_epoch_end", trainer=self)
 
     def _agree_on_stop(self) -> None:
-        """A stop requested on any process stops every process at the same step."""
-        if self.task.any_rank(self.should_stop) and not self.should_stop:
+        """A stop (or interruption) on any process stops every process at the same step.
+
+        One reduction carries both: each process adds 1 for a stop and ``world_size + 1`` for
+        an interruption, so the sum exceeds ``world_size`` exactly when one was interrupted."""
+        vote = (1 + self.world_size) if self.interrupted else (1 if self.should_stop else 0)
+        total = int(self.task.reduce_sum(vote))
+        if total > self.world_size and not self.interrupted:
+            self.interrupt("interrupted on another process")
+        elif total and not self.should_stop:
             self.request_stop("a stop was requested on another process")
 
     def _optimizer_step(self, hooks: Mapping[str, Any]) -> None:

@@ -69,6 +69,11 @@ BUILTINS: tuple[Builtin, ...] = (
         "stop cleanly before time_limit seconds, with a checkpoint",
     ),
     Builtin(
+        "signals",
+        "hookline.plugins.signals:GracefulStop",
+        "stop on SIGTERM/SIGUSR1/SIGINT after the current step, with a resumable checkpoint",
+    ),
+    Builtin(
         "csv",
         "hookline.plugins.metric_files:CSVLogger",
         "write results.csv: one row of metrics per epoch",

@@ -44,7 +44,9 @@ class ModelCheckpoint(Callback):
         many optimizer steps (0: never).
     :param filename: the template of named files: ``{epoch}``, ``{step}`` and any metric with
         ``/`` written as ``_`` (``{val_loss:.4f}``).
-    :param resume: a checkpoint to restore before training starts.
+    :param resume: a checkpoint to restore before training starts; ``auto``: the run
+        directory's own ``weights/last.pt`` when it exists (with ``name=`` fixed, a requeued
+        job carries on where it stopped), else a fresh start.
 
     Each is also a setting of the same name.  A checkpoint is never written while the loss is
     NaN or infinite, so the last good one survives a divergence.  In distributed training every
@@ -60,7 +62,7 @@ class ModelCheckpoint(Callback):
         "save_period": "save every N epochs",
         "save_every_n_steps": "save every N steps",
         "filename": "name template of saved files",
-        "resume": "checkpoint to resume from",
+        "resume": "checkpoint to resume from (auto: the run's own last.pt, if any)",
     }
 
     def __init__(
@@ -99,10 +101,12 @@ class ModelCheckpoint(Callback):
         if trainer.is_main and trainer.save_dir is not None:
             for stale in (trainer.save_dir / "weights").glob(".*.tmp"):
                 stale.unlink()  # a write interrupted by a crash; the target file is intact
-        if self.resume:
-            trainer.load_checkpoint_state(
-                checkpoint_file.load_checkpoint(self.resume, trainer.task)
-            )
+        resume = self.resume
+        if resume == "auto":  # the run's own last checkpoint, if it has one (a requeued job)
+            last = self._weights(trainer) / "last.pt"
+            resume = str(last) if trainer.save_dir is not None and last.is_file() else ""
+        if resume:
+            trainer.load_checkpoint_state(checkpoint_file.load_checkpoint(resume, trainer.task))
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -130,6 +134,15 @@ class ModelCheckpoint(Callback):
                 if self.save_last:
                     targets.append(self._weights(trainer) / "last.pt")
                 self._write(trainer, targets)
+
+    @hookimpl(tryfirst=True)  # before a plugin changes the model at the end (best weights)
+    def on_train_end(self, trainer: Trainer) -> None:
+        """An interrupted run (a SIGTERM, say) always leaves ``last.pt``, which carries on in
+        the middle of the epoch where it stopped."""
+        if not trainer.interrupted:
+            return
+        if trainer.loss is None or self._finite(trainer, trainer.task.to_float(trainer.loss)):
+            self._write(trainer, [self._weights(trainer) / "last.pt"])
 
     @hookimpl(trylast=True)  # the checkpoint holds every plugin's reaction to the epoch
     def on_fit_epoch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:

@@ -133,6 +133,8 @@ class EarlyStopping(Callback):
         return None
 
     def on_train_end(self, trainer: Trainer) -> None:
+        if trainer.interrupted:
+            return  # the run is not over: it resumes with the weights it had
         if self.restore_best_weights and self.best_state is not None:
             trainer.task.load_state_dict(self.best_state)
 

@@ -75,7 +75,8 @@ class RunFiles(Callback):
     def hookline_configure(self, settings: Settings) -> None:
         self.project = Path(settings["project"])
         self.name = settings["name"]
-        self.exist_ok = settings["exist_ok"]
+        # resume=auto carries on in the named run's directory rather than numbering a new one
+        self.exist_ok = settings["exist_ok"] or settings.get("resume") == "auto"
 
     def _choose_dir(self, run: Phase) -> Path:
         if run.save_dir is None:

@@ -122,6 +122,8 @@ class RunSummary(Callback):
             return
         if self._failure is not None:
             ended = f"failed: {type(self._failure).__name__}: {self._failure}"
+        elif run.interrupted:
+            ended = f"interrupted: {run.stop_reason}"
         elif run.stop_reason:
             ended = f"stopped early: {run.stop_reason}"
         else:

@@ -98,9 +98,6 @@ class LinearRegressionTask:
     def reduce_sum(self, value: Any) -> Any:
         return value
 
-    def any_rank(self, flag: bool) -> bool:
-        return flag
-
     def train_mode(self, enabled: bool) -> None:
         self.training = enabled
 

@@ -71,13 +71,6 @@ def sum_over_ranks(value: Any, device: torch.device) -> Any:
     return type(value)(number.item())
 
 
-def any_over_ranks(flag: bool, device: torch.device) -> bool:
-    """Whether ``flag`` is true on any rank."""
-    vote = torch.tensor([1 if flag else 0], device=device)
-    dist.all_reduce(vote, op=dist.ReduceOp.MAX)
-    return bool(vote.item())
-
-
 class EveryNth(Sampler[int]):
     """Indices ``rank, rank + n, rank + 2n, ...``: an evaluation shard, no sample repeated."""
 

@@ -22,7 +22,6 @@ from torch.utils.data import DataLoader
 
 from hookline.backends.torch import state as torch_state
 from hookline.backends.torch.distributed import (
-    any_over_ranks,
     join_group,
     leave_group,
     rank_and_size,
@@ -197,9 +196,6 @@ class TorchTask:
 
     def reduce_sum(self, value: Any) -> Any:
         return value if self.world_size == 1 else sum_over_ranks(value, self.device)
-
-    def any_rank(self, flag: bool) -> bool:
-        return flag if self.world_size == 1 else any_over_ranks(flag, self.device)
 
     def _ensure_optimizer(self) -> torch.optim.Optimizer:
         if self.optimizer is None:

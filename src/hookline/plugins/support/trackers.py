@@ -132,6 +132,10 @@ class TrackerLogger(Callback):
         if self.active:
             self.log(series(metrics, phase), step, epoch + 1, phase)
 
+    def on_train_end(self, trainer: Trainer) -> None:
+        if trainer.interrupted:
+            self._failed = True  # a signal ended it: the tracker's run did not finish
+
     def on_exception(self) -> None:
         self._failed = True
 
