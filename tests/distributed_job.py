@@ -45,6 +45,17 @@ class StopOnOneRank(Callback):
             trainer.request_stop(f"asked on rank {self.rank}")
 
 
+class RaiseOnOneRank(Callback):
+    """A plugin that fails on one rank only, at the start of an epoch."""
+
+    def __init__(self, rank: int, epoch: int) -> None:
+        self.rank, self.epoch = rank, epoch
+
+    def on_train_epoch_start(self, trainer) -> None:
+        if trainer.rank == self.rank and trainer.epoch == self.epoch:
+            raise RuntimeError(f"a plugin failed on rank {self.rank} at epoch {self.epoch}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("project")
@@ -54,6 +65,8 @@ def main() -> None:
     parser.add_argument("--stop-at-step", type=int, default=0)
     parser.add_argument("--save-every-n-steps", type=int, default=0)
     parser.add_argument("--resume", default="")
+    parser.add_argument("--raise-on-rank", type=int, default=None)
+    parser.add_argument("--raise-at-epoch", type=int, default=2)
     args = parser.parse_args()
     args.record.mkdir(parents=True, exist_ok=True)
     recipe = DigitsRecipe()
@@ -64,6 +77,8 @@ def main() -> None:
     plugins: list[Callback] = [Record(args.record)]
     if args.stop_on_rank is not None:
         plugins.append(StopOnOneRank(args.stop_on_rank, args.stop_at_step))
+    if args.raise_on_rank is not None:
+        plugins.append(RaiseOnOneRank(args.raise_on_rank, args.raise_at_epoch))
     model = Model(recipe.task(settings), plugins, manager=PluginManager())
     model.train(
         train, val, epochs=args.epochs, project=args.project, exist_ok=True,

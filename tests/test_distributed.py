@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psutil
@@ -127,3 +128,25 @@ def test_a_killed_two_rank_run_resumes_from_its_last_checkpoint(tmp_path):
     assert finals[0] == finals[1]
     assert (finals[0]["epoch"], finals[0]["global_step"]) == (5, 6 * 23)
     assert load_checkpoint(last)["progress"]["epoch"] == 6
+
+
+#: How long every rank may take to exit after one rank fails (README, Distributed training).
+FAILURE_BOUND_S = 60
+
+
+def test_a_failure_on_one_rank_ends_every_rank_within_the_bound(tmp_path):
+    started = time.monotonic()
+    result = subprocess.run(
+        [*TORCHRUN, str(JOB), "runs", "record", "--epochs", "5", "--raise-on-rank", "1",
+         "--raise-at-epoch", "2"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=FAILURE_BOUND_S + 120,
+        check=False,
+    )
+    # time from the start: two epochs of training, then the failure and the exits
+    elapsed = time.monotonic() - started
+    assert result.returncode != 0
+    assert "RuntimeError: a plugin failed on rank 1 at epoch 2" in result.stderr
+    assert elapsed < FAILURE_BOUND_S, f"{elapsed:.0f} s: {result.stderr[-3000:]}"
+    epochs_done = [json.loads(line)["epoch"] for line in
+                   (tmp_path / "record" / "rank0.jsonl").read_text().splitlines()]
+    assert epochs_done == [0, 1]  # rank zero stopped where rank one failed

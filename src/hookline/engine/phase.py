@@ -98,8 +98,9 @@ class Phase:
 
     def _guarded(self, body: Callable[[], T]) -> T:
         """Run ``body``; on an exception fire ``on_exception``; fire ``teardown`` always, then
-        release the task (``Task.teardown``).  Both hooks reach every plugin even when one of
-        them raises (:meth:`PluginManager.call_every`)."""
+        release the task (``Task.teardown``, or ``Task.abort`` after an exception: no
+        collective that another rank may never join).  Both hooks reach every plugin even when
+        one of them raises (:meth:`PluginManager.call_every`)."""
         try:
             result = body()
         except BaseException as error:
@@ -111,7 +112,7 @@ class Phase:
                 self.manager.call_every("teardown", run=self)
             except Exception as hook_error:
                 add_note(error, f"hookline: a teardown hook also failed: {hook_error!r}")
-            self.task.teardown()
+            self.task.abort()
             raise
         try:
             self.manager.call_every("teardown", run=self)

@@ -43,6 +43,11 @@ class Task(Protocol):
     def teardown(self) -> None:
         """Release what :meth:`setup` acquired (a process group it created, ...)."""
 
+    def abort(self) -> None:
+        """Release what :meth:`setup` acquired after a failure, without waiting for other
+        processes: no collective (another rank may never reach it), so that a failure on one
+        rank ends every rank within seconds."""
+
     def shard(self, data: Iterable[Any], epoch: int | None) -> Iterable[Any]:
         """The part of ``data`` this process iterates: all of it in a single process.  In a
         distributed run, training data (``epoch`` given) is split and reshuffled per epoch,

@@ -89,6 +89,9 @@ class LinearRegressionTask:
     def teardown(self) -> None:
         self.stage = None
 
+    def abort(self) -> None:
+        self.stage = None
+
     def shard(self, data: Iterable[Any], epoch: int | None) -> Iterable[Any]:
         return data
 

@@ -37,6 +37,11 @@ def leave_group() -> None:
     dist.destroy_process_group()
 
 
+def destroy_group() -> None:
+    """Leave the process group at once, waiting for no other rank."""
+    dist.destroy_process_group()
+
+
 def rank_and_size() -> tuple[int, int]:
     """This process's rank and the number of processes in the group."""
     return dist.get_rank(), dist.get_world_size()

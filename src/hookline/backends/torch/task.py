@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 
 from hookline.backends.torch import state as torch_state
 from hookline.backends.torch.distributed import (
+    destroy_group,
     join_group,
     leave_group,
     rank_and_size,
@@ -165,6 +166,16 @@ class TorchTask:
             self._ddp = None  # release DDP's reducer before its process group
             self._shards.clear()
             leave_group()  # no rank leaves while another still finishes a collective
+            self._owns_group = False
+            self.rank, self.world_size = 0, 1
+
+    def abort(self) -> None:
+        """After a failure: leave the process group without a barrier (the other ranks then
+        fail their next collective at once, instead of waiting for this one)."""
+        if self._owns_group:
+            self._ddp = None
+            self._shards.clear()
+            destroy_group()
             self._owns_group = False
             self.rank, self.world_size = 0, 1
 
