@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import subprocess
 import sys
@@ -133,41 +134,150 @@ def test_trace_hooks_prints_each_call_with_its_plugins(demo_run):
     )
 
 
-@pytest.mark.parametrize(
-    ("words", "message"),
-    [
-        (["train", "epoch=3"], "unknown setting 'epoch'; did you mean 'epochs'?"),
-        (["train", "epochs=three"], "setting 'epochs' expects int, got 'three'"),
-        (["train", "lr=fast"], "setting 'lr' expects float, got 'fast'"),
-        (["train", "data=nowhere.npz"], "data path 'nowhere.npz' does not exist"),
-        (["train", "epochs"], "expected key=value, got 'epochs'"),
-        (["train", "--config", "missing.yaml"], "config file 'missing.yaml' does not exist"),
-        (["val", "weights=missing.pt"], "checkpoint 'missing.pt' does not exist"),
-        (["val"], "no weights given and none found under runs/train"),
-        (["export", "weights=bad.pt"], "'bad.pt' is not a hookline checkpoint"),
-        (["export", "weights=good.pt", "format=tflite"],
-         "unknown export format 'tflite'; available: torchscript, pt2, onnx"),
-        (["predict", "weights=good.pt", "source=absent.csv"],
-         "data path 'absent.csv' does not exist"),
-    ],
-)
+#: A folder no run can be created in: as root, only a file system that refuses (sysfs).
+UNWRITABLE = "/sys/hookline-test" if os.geteuid() == 0 else "readonly"
+
+BAD_INPUTS = [
+    # settings: unknown, mistyped, out of range or nonsense
+    (["train", "epoch=3"], "unknown setting 'epoch'; did you mean 'epochs'?"),
+    (["train", "epochs=three"], "setting 'epochs' expects int, got 'three'"),
+    (["train", "lr=fast"], "setting 'lr' expects float, got 'fast'"),
+    (["train", "epochs=-1"], "setting 'epochs' must be an integer >= 0, got -1"),
+    (["train", "lr=-1"], "setting 'lr' must be a finite number > 0, got -1.0"),
+    (["train", "lr=nan"], "setting 'lr' must be a finite number > 0, got nan"),
+    (["train", "batch=0"], "setting 'batch' must be an integer >= 1, got 0"),
+    (["train", "hidden=0"], "setting 'hidden' must be an integer >= 1, got 0"),
+    (["train", "val_every_n_epochs=0"], "setting 'val_every_n_epochs' must be an integer >= 1"),
+    (["train", "val_split=1.5"], "setting 'val_split' must be a share strictly between 0 and 1"),
+    (["train", "val_split=0"], "setting 'val_split' must be a share strictly between 0 and 1"),
+    (["train", "save_top_k=-5"], "setting 'save_top_k' must be -1 (every epoch), 0 (none)"),
+    (["train", "time_limit=-1"], "setting 'time_limit' must be a number >= 0, got -1.0"),
+    (["train", "plugin_errors=ignore"], "setting 'plugin_errors': 'ignore' is not a policy"),
+    # device and precision
+    (["train", "device=cuda"], "device 'cuda' was asked for, but CUDA is not available"),
+    (["train", "device=foo"], "device 'foo' is not a device: use auto, cpu, cuda or cuda:N"),
+    (["train", "precision=abc"], "setting 'precision' must be one of 32, 16-mixed, bf16-mixed"),
+    (["train", "precision=16-mixed"], "16-mixed needs a CUDA device; use bf16-mixed on CPU"),
+    # paths
+    (["train", "project=afile"], "cannot create 'afile/train': "),
+    (["train", f"project={UNWRITABLE}"], f"cannot create '{UNWRITABLE}"),
+    (["train", "name=" + "x" * 5000], "setting 'name' is 5000 bytes long; at most 247"),
+    (["train", "name="], "setting 'name' must name a folder (not empty, '.' or '..')"),
+    (["train", "name=."], "setting 'name' must name a folder"),
+    (["train", "name=../../x"], "setting 'name' must be one folder name, without path separators"),
+    (["train", "name=/tmp/x"], "setting 'name' must be one folder name, without path separators"),
+    (["train", "data=nowhere.npz"], "data path 'nowhere.npz' does not exist"),
+    (["train", "epochs"], "expected key=value, got 'epochs'"),
+    (["train", "--config", "missing.yaml"], "config file 'missing.yaml' does not exist"),
+    # checkpoints and data files
+    (["val", "weights=missing.pt"], "checkpoint 'missing.pt' does not exist"),
+    (["val"], "no weights given and none found under runs/train"),
+    (["val", "weights=run.yaml"], "'run.yaml' is not a hookline checkpoint"),
+    (["val", "weights=narrow.pt"], "checkpoint 'narrow.pt' does not fit recipe "),
+    (["val", "weights=empty.pt"], "checkpoint 'empty.pt' does not fit recipe "),
+    (["export", "weights=bad.pt"], "'bad.pt' is not a hookline checkpoint"),
+    (["export", "weights=good.pt", "format=tflite"],
+     "unknown export format 'tflite'; available: torchscript, pt2, onnx"),
+    (["predict", "weights=good.pt", "source=absent.csv"], "data path 'absent.csv' does not exist"),
+    (["predict", "weights=good.pt", "source=narrow.csv"],
+     "source 'narrow.csv' has 2 feature columns; the model takes 64"),
+]
+
+
+def checkpoint_of(model_state: dict) -> bytes:
+    payload = DigitsRecipe().task(demo_settings()).save_checkpoint({"task": {"model": model_state}})
+    return checkpoint_file.encode(payload, "torch", {})
+
+
+def demo_settings():
+    options = Options()
+    DigitsRecipe().hookline_add_options(options)
+    return options.resolve({})
+
+
+@pytest.mark.parametrize(("words", "message"), BAD_INPUTS, ids=[
+    " ".join(words)[:40] for words, _ in BAD_INPUTS
+])
 def test_bad_input_gets_one_clear_line_and_exit_status_2(
     words, message, tmp_path, monkeypatch, capsys
 ):
+    from hookline.backends.torch.demo import build_mlp
+
     monkeypatch.chdir(tmp_path)
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
-    recipe = DigitsRecipe()
-    options = Options()
-    recipe.hookline_add_options(options)
-    task = recipe.task(options.resolve({}))
-    payload = task.save_checkpoint({"task": {"model": task.model.state_dict()}})
-    (tmp_path / "good.pt").write_bytes(checkpoint_file.encode(payload, "torch", {}))
+    (tmp_path / "afile").write_text("a file where a folder should be")
+    (tmp_path / "readonly").mkdir(mode=0o555)
+    (tmp_path / "run.yaml").write_text("epochs: 3\n")
+    (tmp_path / "narrow.csv").write_text("0.1,0.2,1\n0.3,0.4,0\n")
+    good = DigitsRecipe().task(demo_settings()).model.state_dict()
+    (tmp_path / "good.pt").write_bytes(checkpoint_of(good))
+    (tmp_path / "narrow.pt").write_bytes(checkpoint_of(build_mlp(5, 16, 10).state_dict()))
+    (tmp_path / "empty.pt").write_bytes(checkpoint_of({}))
     assert cli.main([*words, "--no-plugins"]) == 2
     captured = capsys.readouterr()
     error_lines = captured.err.strip().splitlines()
-    assert len(error_lines) == 1
+    assert len(error_lines) == 1, captured.err
     assert error_lines[0].startswith(f"hookline {words[0]}: error: ")
     assert message in error_lines[0]
+    assert not (tmp_path / "runs").exists()  # refused before any run folder was made
+
+
+def test_random_bytes_are_never_a_checkpoint(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    generator = np.random.default_rng(0)
+    for index in range(100):
+        path = tmp_path / f"random{index}.pt"
+        path.write_bytes(generator.bytes(int(generator.integers(0, 4096))))
+        assert cli.main(["val", f"weights={path.name}", "--no-plugins"]) == 2
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert f"'{path.name}' is not a hookline checkpoint" in line
+
+
+@pytest.mark.slow
+def test_a_full_disk_is_one_line_naming_the_checkpoint(tmp_path):
+    """RLIMIT_FSIZE stands in for a full disk: a write past it fails (EFBIG) like one."""
+    import resource
+    import signal
+
+    def small_files() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
+
+    result = subprocess.run(
+        [sys.executable, "-m", "hookline", "train", "epochs=2", "plots=False", "progress=False",
+         "resources=False", "verbose=False", "--no-plugins"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, preexec_fn=small_files,
+    )
+    assert result.returncode == 2, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("hookline train: error: cannot write checkpoint ")
+    assert "runs/train/exp/weights/last.pt': File too large; the previous one is kept" in line
+
+
+def test_a_checkpoint_write_that_fails_keeps_the_previous_one(tmp_path, monkeypatch):
+    import errno
+
+    import hookline.plugins.checkpoint as checkpointing
+    from hookline import CheckpointError, Model, PluginManager
+    from tests.test_torch_backend import batches, make_task
+
+    writes = {"n": 0}
+    real = checkpointing.atomic_write
+
+    def disk_fills_up(path, write, **options):
+        writes["n"] += 1
+        if writes["n"] > 2:  # last.pt and best.pt of epoch 1 fit; nothing after
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(path, write, **options)
+
+    monkeypatch.setattr(checkpointing, "atomic_write", disk_fills_up)
+    with pytest.raises(CheckpointError, match="No space left on device; the previous one is kept"):
+        Model(make_task(), manager=PluginManager()).train(
+            batches(64, 16), batches(32, 16, seed=1), epochs=3, project=str(tmp_path),
+            verbose=False, plots=False, progress=False,
+        )
+    last = tmp_path / "train" / "exp" / "weights" / "last.pt"
+    assert load_checkpoint(last)["progress"]["epoch"] == 1  # epoch 1's, intact
 
 
 def test_config_file_settings_are_overridden_by_key_value_words(tmp_path, monkeypatch, capsys):

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from hookline import Callback, Trainer, hookimpl
+from hookline import Callback, SettingsError, Trainer, hookimpl
 from hookline.plugins.early_stopping import EarlyStopping
 from hookline.plugins.summary import RunSummary
 from tests.conftest import regression_batches
@@ -105,12 +105,24 @@ def test_the_run_summary_shows_the_stop_reason(task, manager, capsys):
     assert summary[1].split() == ["best", "val/loss", "1", "at", "epoch", "1"]
 
 
-def test_a_missing_metric_warns_once_and_never_stops(task, manager):
+def test_a_misspelt_monitor_is_an_error_at_the_first_epoch_end_naming_the_metrics(
+    task, manager
+):
     trainer = Trainer(
         task, [EarlyStopping(monitor="val/f1", patience=1), Script("val/loss", [1, 1, 1])],
         manager=manager,
     )
-    with pytest.warns(UserWarning, match="'val/f1' is not reported") as caught:
+    with pytest.raises(SettingsError, match="early stopping: setting 'monitor' names 'val/f1', "
+                                            "which is not reported; the metrics are: "
+                                            "train/loss, val/loss"):
         trainer.fit(regression_batches(8, 4), epochs=3)
-    assert len([w for w in caught if "is not reported" in str(w.message)]) == 1
+    assert trainer.epoch == 0
+
+
+def test_a_validation_monitor_without_validation_warns_once_and_never_stops(task, manager):
+    trainer = Trainer(task, [EarlyStopping(monitor="val/loss", patience=1)], manager=manager)
+    with pytest.warns(UserWarning, match="'val/loss' is a validation metric and no validation "
+                                         "ran") as caught:
+        trainer.fit(regression_batches(8, 4), epochs=3)
+    assert len([w for w in caught if "no validation ran" in str(w.message)]) == 1
     assert not trainer.should_stop

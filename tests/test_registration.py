@@ -209,5 +209,5 @@ def test_listing_distinguishes_local_and_builtin_plugins():
 
 @pytest.mark.parametrize("bad", [0.5, -1, True])
 def test_fit_refuses_bad_engine_arguments(task, manager, bad):
-    with pytest.raises(ValueError, match="epochs must be an integer >= 0"):
+    with pytest.raises(ValueError, match="setting 'epochs' must be an integer >= 0"):
         Trainer(task, manager=manager).fit(regression_batches(4, 4), epochs=bad)

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from hookline.manager import Callback, PluginManager
+from hookline.manager.listing import is_builtin
 from hookline.plugins import BUILTINS, DEFAULT_FLAGS
 from hookline.settings import Options
 
@@ -45,7 +46,17 @@ def apply_flags(manager: PluginManager, values: Mapping[str, Any]) -> None:
 
     :raises hookline.SettingsError: for a flag whose value is not a boolean.
     """
-    if not manager.has_plugin(FLAGS_PLUGIN):
+    for builtin in BUILTINS:  # an installed plugin may not pass itself off as a built-in
+        plugin = manager.get_plugin(builtin.flag)
+        if plugin is not None and not is_builtin(plugin):
+            manager.refuse(
+                builtin.flag,
+                f"has the name of hookline's built-in {builtin.flag!r} plugin "
+                f"({builtin.target}); rename its entry point",
+            )
+    if not isinstance(manager.get_plugin(FLAGS_PLUGIN), BuiltinFlags):
+        if manager.has_plugin(FLAGS_PLUGIN):
+            manager.refuse(FLAGS_PLUGIN, "has a name hookline reserves; rename its entry point")
         manager.register(BuiltinFlags(manager), FLAGS_PLUGIN)
     flags = Options()
     for builtin in BUILTINS:

@@ -24,12 +24,13 @@ from hookline.cli.resolution import (
 )
 from hookline.cli.trace import trace_hooks
 from hookline.cli.weights import latest_weights
-from hookline.engine import load_checkpoint, read_header
-from hookline.errors import UserError
+from hookline.engine import Task, load_checkpoint, read_header
+from hookline.errors import CheckpointError, UserError
 from hookline.flags import DEFAULT_FLAGS, apply_flags
 from hookline.manager import PluginLoadError, PluginManager, PluginValidationError
 from hookline.plugins import BUILTINS
-from hookline.recipe import DEFAULT_RECIPE, trusted_recipes
+from hookline.recipe import DEFAULT_RECIPE, Recipe, trusted_recipes
+from hookline.settings import Settings
 
 
 def checkpoint_for(command: str, given: dict[str, Any]) -> Path | None:
@@ -89,6 +90,7 @@ def run_phase(command: str, args: argparse.Namespace) -> int:
     spec = recipe_spec(given, recorded, path)
     manager, recipe = prepared_manager(args, spec)
     settings, plugin_values = resolve(manager, command, given, recorded)
+    manager.configure(plugin_values)  # every plugin refuses a bad value before anything is built
     undo = trace_hooks(manager) if args.trace_hooks else None
     try:
         if command == "train":
@@ -99,7 +101,7 @@ def run_phase(command: str, args: argparse.Namespace) -> int:
             return interrupted_status(model, manager)
         assert path is not None
         checkpoint = load_checkpoint(path, recipe.task(settings))
-        model = Model(recipe.task_from_weights(settings, checkpoint["task"]), manager=manager)
+        model = Model(weighted_task(recipe, settings, checkpoint, path), manager=manager)
         if command == "val":
             _, val = recipe.data(settings)
             if val is None:
@@ -114,6 +116,26 @@ def run_phase(command: str, args: argparse.Namespace) -> int:
         if undo is not None:
             undo()
     return 0
+
+
+def weighted_task(
+    recipe: Recipe, settings: Settings, checkpoint: dict[str, Any], path: Path
+) -> Task:
+    """The recipe's task holding the checkpoint's weights.
+
+    :raises CheckpointError: naming the file when the weights do not fit the recipe's model
+        (other shapes, missing keys).
+    """
+    try:
+        return recipe.task_from_weights(settings, checkpoint["task"])
+    except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as error:
+        if isinstance(error, UserError):
+            raise
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} does not fit recipe {settings['recipe']!r}: "
+            f"{type(error).__name__}: {first}"
+        ) from None
 
 
 def interrupted_status(model: Model, manager: PluginManager) -> int:

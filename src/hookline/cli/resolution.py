@@ -62,6 +62,9 @@ def prepared_manager(
     """The plugin manager of a command, with the installed plugins and the recipe."""
     manager = make_manager(args)
     recipe = load_recipe(recipe_spec)
+    for reserved in ("recipe", "recipe-option"):
+        if manager.has_plugin(reserved):
+            manager.refuse(reserved, "has a name hookline reserves; rename its entry point")
     manager.register(recipe, "recipe")
     manager.register(RecipeOption(), "recipe-option")
     return manager, recipe

@@ -37,6 +37,7 @@ step.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -46,12 +47,14 @@ from hookline.engine.metrics import Mean
 from hookline.engine.phase import Phase
 from hookline.engine.task import Task
 from hookline.engine.validator import Validator
+from hookline.errors import UserError
 from hookline.manager import PluginManager
+from hookline.settings import SettingsError
 
 
 def _positive_int(name: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        raise SettingsError(f"setting {name!r} must be an integer >= {minimum}, got {value!r}")
     return value
 
 
@@ -246,6 +249,11 @@ class Trainer(Phase):
             self._epoch_complete = True
         if self.interrupted and not self._epoch_complete:
             return
+        if self._epoch_complete and self._batches_done == 0:
+            raise UserError(
+                f"the training data yielded no batch in epoch {self.epoch + 1}: nothing to "
+                "train on (an empty dataset, or a loader that drops its only batch?)"
+            )
         if pending:
             self._optimizer_step(hooks)
         if task.reduce_sum(epoch_loss.count):
@@ -337,10 +345,18 @@ class Trainer(Phase):
         self.start_epoch = int(resume["epoch"])
         self.global_step = int(resume["global_step"])
         self._resume = resume
+        orphans = []
         for name, state in checkpoint.get("plugins", {}).items():
             plugin = self.manager.get_plugin(name)
             if plugin is not None and callable(getattr(plugin, "load_state_dict", None)):
                 plugin.load_state_dict(state)
+            else:
+                orphans.append(name)
+        if orphans:
+            warnings.warn(
+                f"the checkpoint holds the state of plugins that are not here to receive it: "
+                f"{', '.join(orphans)}; they start afresh if registered later", stacklevel=2,
+            )
         self.call("on_load_checkpoint", trainer=self, checkpoint=dict(checkpoint))
 
 

@@ -64,7 +64,7 @@ def load_entry_points(
             plugin = target() if inspect.isclass(target) else target
             manager.register(plugin, name=entry_point.name)
         except Exception as error:
-            _report(
+            report(
                 manager,
                 PluginLoadError(
                     f"plugin {entry_point.name!r} ({entry_point.value}, from "
@@ -79,11 +79,12 @@ def load_entry_points(
             continue
         loaded[entry_point.name] = dist
     for missing in sorted((wanted or set()) - seen):
-        _report(manager, PluginLoadError(f"plugin {missing!r} is not installed"), strict)
+        report(manager, PluginLoadError(f"plugin {missing!r} is not installed"), strict)
     return loaded
 
 
-def _report(manager: PluginManager, problem: PluginLoadError, strict: bool) -> None:
+def report(manager: PluginManager, problem: PluginLoadError, strict: bool) -> None:
+    """Raise ``problem`` in strict mode; otherwise record it and warn that it was skipped."""
     if strict:
         raise problem from problem.error
     manager.load_errors.append(problem)

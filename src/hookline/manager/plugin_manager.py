@@ -21,7 +21,7 @@ from hookline.errors import add_note
 from hookline.hookspecs import ALIASES
 from hookline.manager.callback import PLAIN_IMPL, Callback, FunctionCallback
 from hookline.manager.dispatch import due_callers
-from hookline.manager.entry_points import load_entry_points
+from hookline.manager.entry_points import distribution_label, load_entry_points, report
 from hookline.manager.errors import PluginLoadError, PluginValidationError, UnknownHookError
 from hookline.manager.faults import DEFAULT_SETTING, SETTING, FaultPolicy, PluginFailure
 from hookline.manager.listing import PluginInfo, hookline_version, is_builtin
@@ -64,6 +64,8 @@ class PluginManager(pluggy.PluginManager):
         self.rank = env_rank()
         #: Problems met while loading entry-point plugins (those skipped, outside strict mode).
         self.load_errors: list[PluginLoadError] = []
+        #: Whether a plugin problem is an error (set by :meth:`load_entrypoint_plugins`).
+        self.strict = False
         # the plugin being registered and its parsed attributes: validation parses them
         # first, then pluggy's register asks again (a static lookup per attribute is costly)
         self._parsing: tuple[Any, dict[str, pluggy.HookimplOpts | None]] | None = None
@@ -288,9 +290,20 @@ class PluginManager(pluggy.PluginManager):
         :param strict: turn every load problem into an error.
         :returns: the names of the plugins loaded by this call.
         """
+        self.strict = strict
         loaded = load_entry_points(self, only, block, strict)
         self._entry_point_dists.update(loaded)
         return list(loaded)
+
+    def refuse(self, name: str, reason: str) -> None:
+        """Unregister the plugin registered as ``name`` and report why, naming its
+        distribution: a :class:`PluginLoadWarning` (the plugin is skipped), or in strict mode
+        a :class:`PluginLoadError`.  For a plugin that takes a name hookline reserves."""
+        dist = self._entry_point_dists.pop(name, None)
+        self.unregister(name=name)
+        label = distribution_label(dist)
+        report(self, PluginLoadError(f"plugin {name!r} (from {label}) {reason}",
+                                     entry_point=name, distribution=label), self.strict)
 
     def list_plugins(self) -> list[PluginInfo]:
         """Every registered plugin with its source, distribution, version and hooks."""

@@ -25,7 +25,14 @@ from typing import Any, ClassVar
 from hookline.engine import Trainer, checkpoint_file
 from hookline.errors import CheckpointError, UserError
 from hookline.manager import Callback, hookimpl
-from hookline.plugins.support import atomic_write, improves, plain, resolve_mode
+from hookline.plugins.support import (
+    atomic_write,
+    improves,
+    monitored,
+    plain,
+    require,
+    resolve_mode,
+)
 from hookline.settings import Options, Settings
 
 __all__ = ["CheckpointError", "ModelCheckpoint"]
@@ -94,6 +101,11 @@ class ModelCheckpoint(Callback):
     def hookline_configure(self, settings: Settings) -> None:
         settings.apply(self, self.SETTINGS)
         resolve_mode(self.monitor, self.mode)  # refuse a bad mode before training starts
+        require("save_top_k", self.save_top_k, self.save_top_k >= -1,
+                "-1 (every epoch), 0 (none) or a number of checkpoints")
+        require("save_period", self.save_period, self.save_period >= 0, "an integer >= 0")
+        require("save_every_n_steps", self.save_every_n_steps, self.save_every_n_steps >= 0,
+                "an integer >= 0")
 
     # -- resume --------------------------------------------------------------------------------
 
@@ -106,7 +118,15 @@ class ModelCheckpoint(Callback):
             last = self._weights(trainer) / "last.pt"
             resume = str(last) if trainer.save_dir is not None and last.is_file() else ""
         if resume:
-            trainer.load_checkpoint_state(checkpoint_file.load_checkpoint(resume, trainer.task))
+            checkpoint = checkpoint_file.load_checkpoint(resume, trainer.task)
+            try:
+                trainer.load_checkpoint_state(checkpoint)
+            except (RuntimeError, KeyError, ValueError, TypeError) as error:
+                first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+                raise CheckpointError(
+                    f"checkpoint {resume!r} does not fit this task: "
+                    f"{type(error).__name__}: {first}"
+                ) from None
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -160,11 +180,11 @@ class ModelCheckpoint(Callback):
     def _best_targets(self, trainer: Trainer, metrics: dict[str, float]) -> list[Path]:
         if self.save_top_k == 0:
             return []
-        value = metrics.get(self.monitor)
+        value = monitored("checkpoint", self.monitor, metrics)
         if value is None:
             self._warn_once(
-                f"checkpoint: metric {self.monitor!r} is not reported (have: "
-                f"{', '.join(metrics) or 'none'}); no best checkpoint is kept"
+                f"checkpoint: {self.monitor!r} is a validation metric and no validation ran "
+                "(yet); best.pt is chosen among the epochs that validate"
             )
             return []
         mode = resolve_mode(self.monitor, self.mode)
@@ -222,7 +242,13 @@ class ModelCheckpoint(Callback):
         payload = task.save_checkpoint(trainer.checkpoint_state())
         data = checkpoint_file.encode(payload, task.checkpoint_format, plain(trainer.args))
         for path in dict.fromkeys(targets):
-            atomic_write(path, lambda file: file.write(data))
+            try:
+                atomic_write(path, lambda file: file.write(data))
+            except OSError as error:  # a full disk, a quota, a folder made read-only
+                raise CheckpointError(
+                    f"cannot write checkpoint {str(path)!r}: {error.strerror or error}; the "
+                    "previous one is kept"
+                ) from None
             trainer.call("on_model_save", trainer=trainer, path=path)
 
     def _warn_once(self, message: str) -> None:

@@ -10,8 +10,8 @@ from typing import Any, ClassVar
 
 from hookline.engine import Trainer
 from hookline.manager import Callback
-from hookline.plugins.support import improves, resolve_mode
-from hookline.settings import Options, Settings, SettingsError
+from hookline.plugins.support import at_least, improves, monitored, require, resolve_mode
+from hookline.settings import Options, Settings
 
 
 class EarlyStopping(Callback):
@@ -84,8 +84,10 @@ class EarlyStopping(Callback):
     def hookline_configure(self, settings: Settings) -> None:
         settings.apply(self, self.SETTINGS)
         resolve_mode(self.monitor, self.mode)
-        if self.patience < 0:
-            raise SettingsError(f"patience must be >= 0, got {self.patience}")
+        require("patience", self.patience, self.patience >= 0, "an integer >= 0")
+        at_least("min_delta", self.min_delta, 0)
+        require("start_from_epoch", self.start_from_epoch, self.start_from_epoch >= 0,
+                "an integer >= 0")
 
     def on_train_start(self) -> None:
         if self.best is None and self.baseline is not None:
@@ -94,13 +96,13 @@ class EarlyStopping(Callback):
     def on_fit_epoch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
         if trainer.epoch < self.start_from_epoch:
             return
-        value = metrics.get(self.monitor)
+        value = monitored("early stopping", self.monitor, metrics)
         if value is None:
             if not self._warned:
                 self._warned = True
                 warnings.warn(
-                    f"early stopping: metric {self.monitor!r} is not reported (have: "
-                    f"{', '.join(metrics) or 'none'}); it will not stop training", stacklevel=2
+                    f"early stopping: {self.monitor!r} is a validation metric and no "
+                    "validation ran (yet); only epochs that validate count", stacklevel=2
                 )
             return
         reason = self._reason(value, resolve_mode(self.monitor, self.mode))

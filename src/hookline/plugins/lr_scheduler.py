@@ -19,7 +19,7 @@ from hookline.engine import Trainer
 from hookline.engine.task import Task
 from hookline.errors import UserError
 from hookline.manager import Callback
-from hookline.plugins.support import resolve_mode
+from hookline.plugins.support import monitored, require, resolve_mode
 from hookline.settings import Options, Settings, SettingsError
 
 SCHEDULES = ("none", "step", "cosine", "linear", "plateau")
@@ -109,6 +109,14 @@ class LRScheduler(Callback):
             choices = ", ".join(SCHEDULES)
             raise SettingsError(f"schedule must be one of {choices}, got {self.schedule!r}")
         resolve_mode(self.monitor, self.mode)
+        require("lr_step_size", self.lr_step_size, self.lr_step_size >= 1, "an integer >= 1")
+        require("lr_gamma", self.lr_gamma, 0 < self.lr_gamma <= 1, "a factor in (0, 1]")
+        require("lr_factor", self.lr_factor, 0 < self.lr_factor < 1, "a factor in (0, 1)")
+        require("lr_horizon", self.lr_horizon, self.lr_horizon >= 0, "an integer >= 0")
+        require("lr_patience", self.lr_patience, self.lr_patience >= 0, "an integer >= 0")
+        require("warmup_steps", self.warmup_steps, self.warmup_steps >= 0, "an integer >= 0")
+        require("warmup_start_factor", self.warmup_start_factor,
+                0 <= self.warmup_start_factor <= 1, "a factor in [0, 1]")
 
     def idle_hooks(self) -> tuple[str, ...]:
         """Without warm-up or a per-step schedule, nothing happens after an optimizer step."""
@@ -198,7 +206,7 @@ class LRScheduler(Callback):
         if self.task is None or (self.warmup_steps and self.steps <= self.warmup_steps):
             return
         if self.schedule == "plateau" and self.lr_lambda is None:
-            value = metrics.get(self.monitor)
+            value = monitored("lr_scheduler", self.monitor, metrics)
             if value is not None and math.isfinite(value):
                 self._plateau_step(value, resolve_mode(self.monitor, self.mode))
         elif self.interval == "epoch":

@@ -2,7 +2,8 @@
 
 ``results.csv``
     One row per epoch (and one for a stand-alone validation): ``epoch`` (1-based, as printed),
-    ``step`` (optimizer steps so far), ``time`` (seconds since training started), then every
+    ``step`` (optimizer steps so far), ``time`` (seconds since training started, counting the
+    time before an interruption when the run resumed), then every
     metric, in the order they first appeared.  A metric that appears later (validation every
     N epochs, a plugin that starts reporting) adds a column: the file is rewritten atomically
     with the wider header, and earlier rows leave that column empty.
@@ -42,6 +43,7 @@ class _MetricFile(Callback):
     def __init__(self) -> None:
         self.path: Path | None = None
         self._started = time.monotonic()
+        self._earlier = 0.0  # seconds of the run before the checkpoint it resumed from
 
     def _open(self, run: Phase) -> bool:
         """Choose the file for ``run``; false when the run has no directory."""
@@ -53,15 +55,25 @@ class _MetricFile(Callback):
         return True
 
     def _elapsed(self) -> float:
-        return round(time.monotonic() - self._started, 3)
+        return round(self._earlier + time.monotonic() - self._started, 3)
+
+    def state_dict(self) -> dict[str, float]:
+        """The run's time so far, so that a resumed run's ``time`` carries on."""
+        return {"elapsed": self._elapsed()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self._earlier = float(state["elapsed"])
 
     def on_train_start(self, trainer: Trainer) -> None:
+        earlier = self._earlier
         if self._open(trainer):
             resumed = trainer.global_step > 0 or trainer.start_epoch > 0
+            self._earlier = earlier if resumed else 0.0
             self._begin(trainer if resumed else None)
 
     def on_val_start(self, validator: Phase) -> None:
         if getattr(validator, "trainer", None) is None and self._open(validator):
+            self._earlier = 0.0
             self._begin(None)
 
     def _begin(self, resumed: Trainer | None) -> None:

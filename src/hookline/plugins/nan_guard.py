@@ -32,5 +32,6 @@ class NanGuard(Callback):
         if not math.isfinite(loss):
             trainer.request_stop(
                 f"NaN guard: the loss became NaN or infinite in epoch {trainer.epoch + 1} "
-                f"(by step {trainer.global_step}); the last finite checkpoint is kept"
+                f"(by step {trainer.global_step}); checkpoints are written only while it is "
+                "finite"
             )

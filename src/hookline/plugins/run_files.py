@@ -19,7 +19,7 @@ import yaml
 
 from hookline.engine import Phase, Predictor, Trainer
 from hookline.manager import Callback, hookimpl
-from hookline.plugins.support import atomic_write, next_run_dir, plain
+from hookline.plugins.support import atomic_write, check_run_name, claim_run_dir, plain
 from hookline.settings import Options, Settings
 
 #: libyaml's safe dumper when PyYAML was built with it (about 4x faster), else the pure one
@@ -52,9 +52,11 @@ def _to_list(column: Any) -> list[Any]:
 class RunFiles(Callback):
     """Chooses and creates a run's directory, writes ``args.yaml`` and ``predictions.csv``.
 
-    Settings: ``project`` (parent folder, default ``runs``), ``name`` (default ``exp``; a
-    number is added to keep earlier runs), ``exist_ok`` (reuse ``project/<phase>/name``).
-    A directory given to the phase (``save_dir=``) is used as it is.
+    Settings: ``project`` (parent folder, default ``runs``), ``name`` (default ``exp``; one
+    folder name, no separators; a number is added to keep earlier runs, and the directory is
+    claimed atomically, so parallel runs never share one), ``exist_ok`` (reuse
+    ``project/<phase>/name``).  A directory given to the phase (``save_dir=``) is used as it
+    is.  Run files are created with the permissions the umask allows.
     """
 
     rank_zero_only = True
@@ -74,15 +76,17 @@ class RunFiles(Callback):
 
     def hookline_configure(self, settings: Settings) -> None:
         self.project = Path(settings["project"])
-        self.name = settings["name"]
+        self.name = check_run_name(settings["name"])
         # resume=auto carries on in the named run's directory rather than numbering a new one
         self.exist_ok = settings["exist_ok"] or settings.get("resume") == "auto"
 
     def _choose_dir(self, run: Phase) -> Path:
         if run.save_dir is None:
-            parent = self.project / run.name
-            run.save_dir = parent / self.name if self.exist_ok else next_run_dir(parent, self.name)
-        run.save_dir.mkdir(parents=True, exist_ok=True)
+            run.save_dir = claim_run_dir(
+                self.project / run.name, self.name, reuse=self.exist_ok
+            )
+        else:
+            run.save_dir = claim_run_dir(run.save_dir.parent, run.save_dir.name, reuse=True)
         run.args["save_dir"] = str(run.save_dir)
         return run.save_dir
 

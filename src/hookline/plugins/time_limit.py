@@ -9,6 +9,7 @@ from typing import ClassVar
 
 from hookline.engine import Trainer
 from hookline.manager import Callback
+from hookline.plugins.support import at_least
 from hookline.settings import Options, Settings
 
 
@@ -38,6 +39,7 @@ class TimeLimit(Callback):
 
     def hookline_configure(self, settings: Settings) -> None:
         settings.apply(self, self.SETTINGS)
+        at_least("time_limit", self.time_limit, 0)
 
     def idle_hooks(self) -> tuple[str, ...]:
         """Without a limit there is nothing to check after each optimizer step."""

@@ -8,6 +8,6 @@
 """
 
 from hookline.backends.torch.export import ExportError
-from hookline.backends.torch.task import TorchTask, accuracy, select_device
+from hookline.backends.torch.task import TaskSettingError, TorchTask, accuracy, select_device
 
-__all__ = ["ExportError", "TorchTask", "accuracy", "select_device"]
+__all__ = ["ExportError", "TaskSettingError", "TorchTask", "accuracy", "select_device"]

@@ -8,6 +8,7 @@ every other setting and recorded in the run's ``args.yaml`` and checkpoints.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,10 +19,10 @@ from numpy.typing import NDArray
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from hookline.backends.torch.task import TorchTask, accuracy
+from hookline.backends.torch.task import PRECISIONS, TorchTask, accuracy, select_device
 from hookline.errors import UserError
 from hookline.manager import Callback
-from hookline.settings import Options, Settings
+from hookline.settings import Options, Settings, SettingsError
 
 
 class DataError(UserError, ValueError):
@@ -104,6 +105,33 @@ class DigitsRecipe(Callback):
         add("accumulate", 1, help="batches per optimizer step", owner="demo")
         add("clip", 0.0, help="gradient-norm clipping (0: off)", owner="demo")
 
+    def hookline_configure(self, settings: Settings) -> None:
+        """Refuse values the demo cannot train with, before anything is built."""
+        finite = math.isfinite
+        checks = (
+            ("batch", settings["batch"] >= 1, "an integer >= 1"),
+            ("hidden", settings["hidden"] >= 1, "an integer >= 1"),
+            ("accumulate", settings["accumulate"] >= 1, "an integer >= 1"),
+            ("lr", finite(settings["lr"]) and settings["lr"] > 0, "a finite number > 0"),
+            ("weight_decay", finite(settings["weight_decay"]) and settings["weight_decay"] >= 0,
+             "a finite number >= 0"),
+            ("clip", finite(settings["clip"]) and settings["clip"] >= 0, "a finite number >= 0"),
+            ("val_split", 0 < settings["val_split"] < 1, "a share strictly between 0 and 1"),
+        )
+        for name, valid, expected in checks:
+            if not valid:
+                raise SettingsError(f"setting {name!r} must be {expected}, got {settings[name]!r}")
+        device = select_device(settings["device"])
+        if settings["precision"] not in PRECISIONS:
+            raise SettingsError(
+                f"setting 'precision' must be one of {', '.join(PRECISIONS)}, "
+                f"got {settings['precision']!r}"
+            )
+        if settings["precision"] == "16-mixed" and device.type != "cuda":
+            raise SettingsError(
+                "setting 'precision': 16-mixed needs a CUDA device; use bf16-mixed on CPU"
+            )
+
     def _load(self, data: str) -> Arrays:
         if data not in self._arrays:
             self._arrays[data] = load_arrays(data)
@@ -117,6 +145,12 @@ class DigitsRecipe(Callback):
     def task_from_weights(self, settings: Settings, state: Mapping[str, Any]) -> TorchTask:
         """A task holding the saved model ``state`` (its shape is read from the weights)."""
         n_features, hidden, n_classes = mlp_shape(state["model"])
+        x, y = self._load(settings["data"])
+        if (n_features, n_classes) != (x.shape[1], int(y.max()) + 1):
+            raise ValueError(
+                f"its model takes {n_features} features and {n_classes} classes; data "
+                f"{settings['data']!r} has {x.shape[1]} and {int(y.max()) + 1}"
+            )
         task = self._task(settings, n_features, hidden, n_classes)
         task.model.load_state_dict(state["model"])
         return task
@@ -155,9 +189,14 @@ class DigitsRecipe(Callback):
     def predict_inputs(self, settings: Settings, source: str) -> DataLoader[Any]:
         """Input batches from ``source``: ``val`` (the validation split) or a .npz/.csv file
         with the same layout as ``data``."""
+        arrays = self._load(settings["data"])
         if source == "val":
-            arrays = self._load(settings["data"])
             _, (x, _) = split(arrays, settings["val_split"], settings["seed"])
         else:
             x, _ = load_arrays(source)
+            if x.shape[1] != arrays[0].shape[1]:
+                raise DataError(
+                    f"source {source!r} has {x.shape[1]} feature columns; the model takes "
+                    f"{arrays[0].shape[1]} (a .csv's last column is the label)"
+                )
         return DataLoader(TensorDataset(torch.from_numpy(x)), batch_size=256)

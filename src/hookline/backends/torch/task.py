@@ -12,6 +12,7 @@ bare input tensors for prediction.  Under torchrun it trains distributed (see
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from hookline.backends.torch.distributed import (
 from hookline.backends.torch.export import EXPORT_SUFFIXES, ExportError, export_model
 from hookline.distributed import env_world_size
 from hookline.engine.task import Stage
+from hookline.errors import UserError
 
 LossFn = Callable[[Any, Any], torch.Tensor]
 MetricFn = Callable[[Any, Any], torch.Tensor]
@@ -40,13 +42,34 @@ OptimizerFactory = Callable[[Iterator[nn.Parameter]], torch.optim.Optimizer]
 PRECISIONS = ("32", "16-mixed", "bf16-mixed")
 
 
+class TaskSettingError(UserError, ValueError):
+    """A :class:`TorchTask` argument that cannot be used here (a device, a precision, ...)."""
+
+
 def select_device(device: str | torch.device | None = "auto") -> torch.device:
-    """``"auto"`` (or None) picks CUDA when it is available, else the CPU."""
+    """``"auto"`` (or None) picks CUDA when it is available, else the CPU.
+
+    :raises TaskSettingError: for a name that is no device, or a CUDA device that this
+        machine does not have.
+    """
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    chosen = torch.device(device)
-    if chosen.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {str(device)!r} was asked for, but CUDA is not available")
+    try:
+        chosen = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise TaskSettingError(
+            f"device {str(device)!r} is not a device: use auto, cpu, cuda or cuda:N"
+        ) from None
+    if chosen.type == "cuda":
+        if not torch.cuda.is_available():
+            raise TaskSettingError(
+                f"device {str(device)!r} was asked for, but CUDA is not available"
+            )
+        if chosen.index is not None and chosen.index >= torch.cuda.device_count():
+            raise TaskSettingError(
+                f"device {str(device)!r} was asked for, but this machine has "
+                f"{torch.cuda.device_count()} CUDA device(s)"
+            )
     return chosen
 
 
@@ -102,12 +125,18 @@ class TorchTask:
         grad_scaler: torch.amp.GradScaler | None = None,
     ) -> None:
         if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+            raise TaskSettingError(
+                f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}"
+            )
         if accumulate_grad_batches < 1:
-            raise ValueError(f"accumulate_grad_batches must be >= 1, got {accumulate_grad_batches}")
+            raise TaskSettingError(
+                f"accumulate_grad_batches must be >= 1, got {accumulate_grad_batches}"
+            )
         self.device = select_device(device)
         if precision == "16-mixed" and self.device.type != "cuda":
-            raise ValueError("precision '16-mixed' needs a CUDA device; use 'bf16-mixed' on CPU")
+            raise TaskSettingError(
+                "precision '16-mixed' needs a CUDA device; use 'bf16-mixed' on CPU"
+            )
         self.model = model
         self.loss = loss
         self.metrics = dict(metrics or {})
@@ -349,6 +378,11 @@ class TorchTask:
         self.model.load_state_dict(state["model"])
         if "optimizer" in state:
             self._ensure_optimizer().load_state_dict(state["optimizer"])
+        elif self._optimizer_spec is not None:
+            warnings.warn(
+                "the checkpoint holds no optimizer state: the optimizer starts afresh (its "
+                "moments and step counts are lost)", stacklevel=2,
+            )
         if "scaler" in state and self.scaler.is_enabled():
             self.scaler.load_state_dict(state["scaler"])
 

@@ -1,12 +1,14 @@
 """The one module the built-in plugins share helpers through (no plugin imports another).
 
-* :mod:`~hookline.plugins.support.files`: atomic writes and numbered run directories.
+* :mod:`~hookline.plugins.support.checks`: setting ranges and the monitored metric.
+* :mod:`~hookline.plugins.support.files`: atomic writes and run directories.
 * :mod:`~hookline.plugins.support.monitor`: ``min``/``max`` modes and the best value so far.
 * :mod:`~hookline.plugins.support.formatting`: plain values and metric lines.
 * :mod:`~hookline.plugins.support.trackers`: the base of the experiment-tracker loggers.
 """
 
-from hookline.plugins.support.files import atomic_write, next_run_dir
+from hookline.plugins.support.checks import at_least, monitored, require
+from hookline.plugins.support.files import atomic_write, check_run_name, claim_run_dir
 from hookline.plugins.support.formatting import QUIET_PREFIXES, format_metrics, plain
 from hookline.plugins.support.monitor import BestTracker, improves, resolve_mode
 from hookline.plugins.support.trackers import Scalar, TrackerLogger, hyperparameters, series
@@ -16,12 +18,16 @@ __all__ = [
     "BestTracker",
     "Scalar",
     "TrackerLogger",
+    "at_least",
     "atomic_write",
+    "check_run_name",
+    "claim_run_dir",
     "format_metrics",
     "hyperparameters",
     "improves",
-    "next_run_dir",
+    "monitored",
     "plain",
+    "require",
     "resolve_mode",
     "series",
 ]
