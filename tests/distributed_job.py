@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from hookline import Callback, Model, Options, PluginManager
@@ -22,13 +23,17 @@ class Record(Callback):
     def __init__(self, folder: Path) -> None:
         self.folder = folder
 
+    def on_train_start(self, trainer) -> None:
+        (self.folder / f"pid{trainer.rank}").write_text(str(os.getpid()))
+
     def on_fit_epoch_end(self, trainer, metrics) -> None:
         with open(self.folder / f"rank{trainer.rank}.jsonl", "a") as file:
             file.write(json.dumps({"epoch": trainer.epoch, "metrics": metrics}) + "\n")
 
     def on_train_end(self, trainer) -> None:
         final = {"epoch": trainer.epoch, "global_step": trainer.global_step,
-                 "stop_reason": trainer.stop_reason, "world_size": trainer.world_size}
+                 "stop_reason": trainer.stop_reason, "world_size": trainer.world_size,
+                 "interrupted": trainer.interrupted}
         (self.folder / f"final{trainer.rank}.json").write_text(json.dumps(final))
 
     def on_model_save(self, trainer, path) -> None:

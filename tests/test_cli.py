@@ -473,3 +473,19 @@ def test_a_checkpoint_names_no_code_address_or_folder_that_hookline_uses(
     assert not manager.has_plugin("csv")  # ... but may turn a built-in off, as its run had it
     assert settings["project"] == "runs"
     assert settings["hidden"] == 16  # the model's own settings still come from the checkpoint
+
+
+def test_a_misspelt_monitor_ends_the_run_with_one_line_listing_the_metrics(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    words = ["train", "epochs=3", "monitor=val/acc", "resources=False", "progress=False",
+             "verbose=False", "--no-plugins"]
+    assert cli.main(words) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("hookline train: error: ")
+    assert "setting 'monitor' names 'val/acc', which is not reported; the metrics are: " in line
+    assert "val/accuracy" in line  # the name that was meant
+    summary = json.loads((tmp_path / "runs" / "train" / "exp" / "summary.json").read_text())
+    assert summary["ended"].startswith("failed: SettingsError: ")  # at the first epoch end
+    assert "names 'val/acc'" in summary["ended"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -150,3 +151,27 @@ def test_a_failure_on_one_rank_ends_every_rank_within_the_bound(tmp_path):
     epochs_done = [json.loads(line)["epoch"] for line in
                    (tmp_path / "record" / "rank0.jsonl").read_text().splitlines()]
     assert epochs_done == [0, 1]  # rank zero stopped where rank one failed
+
+
+def test_a_sigterm_to_one_rank_stops_every_rank_at_the_same_step(tmp_path):
+    process = subprocess.Popen(
+        [*TORCHRUN, str(JOB), "runs", "record", "--epochs", "20"], cwd=tmp_path,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    record = tmp_path / "record"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if (record / "pid1").exists() and (record / "rank0.jsonl").exists():
+            break  # both ranks train, and an epoch is done
+        time.sleep(0.05)
+    os.kill(int((record / "pid1").read_text()), signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr[-3000:]
+    finals = [json.loads((record / f"final{rank}.json").read_text()) for rank in (0, 1)]
+    assert finals[0]["global_step"] == finals[1]["global_step"]
+    assert finals[1]["stop_reason"] == "stopped by SIGTERM"
+    assert finals[0]["stop_reason"] == "interrupted on another process"
+    assert finals[0]["interrupted"]
+    assert finals[1]["interrupted"]
+    last = load_checkpoint(tmp_path / "runs" / "train" / "exp" / "weights" / "last.pt")
+    assert last["progress"]["global_step"] == finals[0]["global_step"]

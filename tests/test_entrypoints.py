@@ -3,7 +3,8 @@
 Two distributions are built as wheels and installed into a new venv: the example plugin in
 ``examples/hookline-epoch-timer`` and a plugin whose module raises on import.  The new venv
 sees this environment's packages (hookline, pluggy, numpy) through a ``.pth`` file, so no
-download is needed; the two plugins exist only in the new venv.
+download is needed, less any hookline plugin installed here: the two plugins are the only ones
+the new venv sees, whatever else this environment holds.
 """
 
 from __future__ import annotations
@@ -65,6 +66,25 @@ broken = "hookline_broken"
 """
 
 
+def declares_hookline_plugins(dist_info: Path) -> bool:
+    entry_points = dist_info / "entry_points.txt"
+    return entry_points.is_file() and "[hookline]" in entry_points.read_text().split()
+
+
+def parent_packages_without_plugins(view: Path) -> Path:
+    """This environment's site-packages, as links in one folder, less the distributions that
+    declare hookline plugins: the venv then sees hookline, pluggy and the rest, but only the
+    plugins these tests install, whatever else is installed here."""
+    view.mkdir()
+    for folder in map(Path, site.getsitepackages()):
+        for entry in folder.iterdir():
+            if entry.name.endswith(".dist-info") and declares_hookline_plugins(entry):
+                continue
+            if not (view / entry.name).exists():
+                (view / entry.name).symlink_to(entry)
+    return view
+
+
 @pytest.fixture(scope="session")
 def plugin_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The interpreter of a fresh venv with both plugin packages pip-installed."""
@@ -89,8 +109,10 @@ def plugin_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
         [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
         check=True, capture_output=True, text=True,
     ).stdout.strip()
-    parent_sites = "; ".join(f"site.addsitedir({path!r})" for path in site.getsitepackages())
-    (Path(purelib) / "parent_environment.pth").write_text(f"import site; {parent_sites}\n")
+    view = parent_packages_without_plugins(root / "parent-site")
+    (Path(purelib) / "parent_environment.pth").write_text(
+        f"import site; site.addsitedir({str(view)!r})\n"
+    )
     subprocess.run(
         [sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-index",
          "--no-deps", *map(str, sorted(wheels.glob("*.whl")))],

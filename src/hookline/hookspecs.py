@@ -335,7 +335,9 @@ def on_log(
 
 @hookspec
 def on_train_end(trainer: Trainer) -> None:
-    """Training finished normally: all epochs ran, or a stop was requested.
+    """Training finished normally: all epochs ran, a stop was requested, or the run was
+    interrupted (``trainer.interrupted``: a signal; the unfinished epoch got no end hooks, and
+    a checkpoint written here resumes it exactly).
 
     Does not fire when training raised; see :func:`on_exception`.
 

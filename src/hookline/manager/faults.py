@@ -138,13 +138,20 @@ class FaultPolicy:
         self.every, self.each = parse_setting(values.get(SETTING, DEFAULT_SETTING))
         self.apply()
 
-    def apply(self) -> None:
-        """Guard or unguard every registered implementation to match its plugin's policy."""
+    def apply(self, plugin: object | None = None) -> None:
+        """Guard or unguard the implementations of ``plugin`` (of every plugin when None) to
+        match its policy."""
         manager = self.manager
-        for name in manager.hook_names - NEVER_GUARDED:
+        callers = manager.get_hookcallers(plugin) if plugin is not None else None
+        hooks = [caller.name for caller in callers or ()] if plugin is not None else (
+            manager.hook_names
+        )
+        for name in set(hooks) - NEVER_GUARDED:
             for impl in getattr(manager.hook, name).get_hookimpls():
-                if impl.wrapper or impl.hookwrapper:
-                    continue  # a generator around the others: not guarded
+                if impl.wrapper or impl.hookwrapper or (
+                    plugin is not None and impl.plugin is not plugin
+                ):
+                    continue  # wrappers (generators around the others) are not guarded
                 guarded = id(impl) in self._originals
                 wanted = self.policy(impl.plugin_name, impl.plugin) == "disable"
                 if wanted and not guarded:

@@ -207,7 +207,7 @@ class PluginManager(pluggy.PluginManager):
             self._parsing = None
         self._refresh_dispatch()
         if registered is not None:
-            self._faults.apply()
+            self._faults.apply(plugin)
             self.hook.on_plugin_registered.call_historic(
                 kwargs={"plugin": plugin, "manager": self}
             )
