@@ -184,7 +184,11 @@ def test_raise_plugins_are_called_unwrapped_and_disable_plugins_are_guarded(mana
                  manager.hook.on_train_end.get_hookimpls()}
     assert functions["Control"] == control.on_train_end  # nothing in between: no cost
     assert functions["Observer"].__wrapped__ == observer.on_train_end
+    assert (manager.error_policy("Observer"), manager.error_policy("Control")) == (
+        "disable", "raise"
+    )
     manager.configure({"plugin_errors": "Observer:raise"})
+    assert manager.error_policy("Observer") == "raise"
     assert [impl.function for impl in manager.hook.on_train_end.get_hookimpls()
             if impl.plugin_name == "Observer"] == [observer.on_train_end]
 
