@@ -316,3 +316,24 @@ def importlib_available(module: str) -> bool:
     import importlib.util
 
     return importlib.util.find_spec(module) is not None
+
+
+def test_results_png_is_drawn_off_the_loop_at_most_every_interval_and_at_the_end(
+    tmp_path, monkeypatch
+):
+    import threading
+
+    import hookline.plugins.plots as plots
+
+    drawn: list[tuple[str, int]] = []
+    real = plots.draw
+
+    def counting(history, path):
+        drawn.append((threading.current_thread().name, len(history)))
+        real(history, path)
+
+    monkeypatch.setattr(plots, "draw", counting)
+    fit([ResultsPlot(plot_interval=3600)], epochs=5, save_dir=tmp_path)
+    # the first epoch in the background (the file appears early), every epoch at the end
+    assert drawn == [("hookline-plots", 1), ("MainThread", 5)]
+    assert (tmp_path / "results.png").stat().st_size > 0

@@ -177,7 +177,7 @@ class PluginManager(pluggy.PluginManager):
                 return None
             if not callable(inspect.getattr_static(plugin, name, None)):
                 return None
-            opts = PLAIN_IMPL
+            opts = PLAIN_IMPL.copy()  # pluggy keeps it: one per implementation
         if name in ALIASES and not opts.get("specname"):
             opts = {**opts, "specname": ALIASES[name]}
         return opts

@@ -91,7 +91,8 @@ BUILTINS: tuple[Builtin, ...] = (
     Builtin(
         "plots",
         "hookline.plugins.plots:ResultsPlot",
-        "draw results.png, one panel per metric, at each epoch end (needs matplotlib)",
+        "draw results.png, a panel per metric: in the background every plot_interval s "
+        "and at the end (needs matplotlib)",
     ),
     Builtin(
         "resources",

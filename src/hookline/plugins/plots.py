@@ -1,4 +1,10 @@
-"""``results.png``: one panel per metric over the epochs, redrawn at each epoch's end.
+"""``results.png``: one panel per metric over the epochs.
+
+Drawing a figure costs about half a second, so it stays off the training loop: the plot is
+redrawn in a background thread, at most every ``plot_interval`` seconds (the first epoch's
+end always draws, so the file appears early), and drawn once more when training ends, with
+every epoch.  A user watching the file sees it refresh during a long run; a short run pays
+for about two drawings.
 
 A quantity reported as a mean and a maximum (the resource monitor's ``..._mean`` and
 ``..._max``) shares one panel.  Drawing uses matplotlib's Agg canvas directly, without pyplot:
@@ -12,13 +18,16 @@ import importlib.util
 import io
 import math
 import sys
+import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, ClassVar, TextIO
 
 from hookline.engine import Phase, Trainer
 from hookline.manager import Callback
-from hookline.plugins.support import atomic_write
+from hookline.plugins.support import at_least, atomic_write
+from hookline.settings import Options, Settings
 
 SUFFIXES = ("_mean", "_max")
 
@@ -66,22 +75,40 @@ def draw(history: list[dict[str, float]], path: Path) -> None:
 
 
 class ResultsPlot(Callback):
-    """Draws ``results.png`` in the run directory at each epoch's end, from ``on_log``.
+    """Draws ``results.png`` in the run directory from the epochs' ``on_log`` records: in the
+    background during training, at most every ``plot_interval`` seconds, and at the end.
 
     The history is part of the checkpoint, so a resumed run's plot shows every epoch.
 
     :param stream: where the line about a missing matplotlib goes; standard error by default.
+    :param plot_interval: the least number of seconds between two drawings during training
+        (also a setting); 0 redraws at every epoch's end.
     """
 
     rank_zero_only = True
     error_policy = "disable"  # an observer: a failure drops it, the run goes on
+    SETTINGS: ClassVar[Mapping[str, str]] = {
+        "plot_interval": "seconds between redraws of results.png while training",
+    }
 
-    def __init__(self, stream: TextIO | None = None) -> None:
+    def __init__(self, stream: TextIO | None = None, plot_interval: float = 30.0) -> None:
         self.stream = stream
+        self.plot_interval = plot_interval
         self.history: list[dict[str, float]] = []
         self.path: Path | None = None
         self._available: bool | None = None
         self._ending: tuple[int, Mapping[str, float]] | None = None
+        self._worker: threading.Thread | None = None
+        self._failure: BaseException | None = None
+        self._last_draw = -math.inf
+        self._drawn = 0  # epochs in the last drawing
+
+    def hookline_add_options(self, options: Options) -> None:
+        options.add_attributes(self, self.SETTINGS, owner="plots")
+
+    def hookline_configure(self, settings: Settings) -> None:
+        settings.apply(self, self.SETTINGS)
+        at_least("plot_interval", self.plot_interval, 0)
 
     def state_dict(self) -> dict[str, Any]:
         """The metrics of the epochs so far, the ending epoch's included (a checkpoint is
@@ -97,6 +124,7 @@ class ResultsPlot(Callback):
 
     def on_pretrain_routine_start(self) -> None:
         self.history, self._ending = [], None
+        self._last_draw, self._drawn = -math.inf, 0
 
     def on_fit_epoch_end(self, trainer: Trainer, metrics: Mapping[str, float]) -> None:
         self._ending = (trainer.epoch + 1, metrics)
@@ -116,4 +144,37 @@ class ResultsPlot(Callback):
         self.history.append({"epoch": epoch + 1, **metrics})
         self._ending = None
         self.path = run.save_dir / "results.png"
-        draw(self.history, self.path)
+        self._raise_failure()
+        due = time.monotonic() - self._last_draw >= self.plot_interval
+        if due and (self._worker is None or not self._worker.is_alive()):
+            self._start_drawing()
+
+    def _start_drawing(self) -> None:
+        """Draw a copy of the history in a thread (one at a time)."""
+        assert self.path is not None
+        rows, path = [dict(row) for row in self.history], self.path
+        self._last_draw, self._drawn = time.monotonic(), len(rows)
+
+        def drawing() -> None:
+            try:
+                draw(rows, path)
+            except BaseException as error:  # reported from the next hook, where it counts
+                self._failure = error
+
+        self._worker = threading.Thread(target=drawing, name="hookline-plots", daemon=True)
+        self._worker.start()
+
+    def _raise_failure(self) -> None:
+        failure, self._failure = self._failure, None
+        if failure is not None:
+            raise failure
+
+    def teardown(self) -> None:
+        """Wait for a drawing under way, then draw every epoch once more if any is missing."""
+        if self._worker is not None:
+            self._worker.join()
+            self._worker = None
+        self._raise_failure()
+        if self.path is not None and self.history and self._drawn != len(self.history):
+            draw(self.history, self.path)
+            self._drawn = len(self.history)
