@@ -31,8 +31,8 @@ epoch's end hooks (validation included) still fire, then ``on_train_end``.  An i
 (:meth:`Trainer.interrupt`, what a SIGTERM becomes) stops at the next optimizer step and
 skips the unfinished epoch's end: ``on_train_end`` fires with ``interrupted`` set, so that a
 checkpoint taken there resumes the epoch exactly.  In a distributed run both flags are reduced
-over ranks after each batch and after ``on_fit_epoch_end``, so every rank stops at the same
-step.
+over ranks after each batch and after the epoch's ``on_log``, and every rank decides on the
+reduced values, so all stop at the same step even when a signal lands between two lines.
 """
 
 from __future__ import annotations
@@ -151,21 +151,20 @@ class Trainer(Phase):
         self.call("on_pretrain_routine_end", trainer=self)
         self.epoch = self.start_epoch  # a checkpoint restored above may have moved it
         self.call("on_train_start", trainer=self)
-        while self.epoch < self.epochs and not self.should_stop:
-            self._train_epoch(train_data)
-            if self.interrupted and not self._epoch_complete:
-                break  # the checkpoint of the interruption resumes this epoch where it stopped
+        stop = self._stop_agreed()[0]
+        while self.epoch < self.epochs and not stop:
+            if self._train_epoch(train_data):
+                break  # interrupted: its checkpoint resumes this epoch where it stopped
             if val_data is not None and (self.epoch + 1) % self.val_every_n_epochs == 0:
                 self.metrics.update(self.validator.evaluate(val_data))
                 self.task.train_mode(True)
             self.call("on_fit_epoch_end", trainer=self, metrics=self.metrics)
-            if self.world_size > 1:
-                self._agree_on_stop()
             self.call(
                 "on_log", run=self, metrics=MappingProxyType(dict(self.metrics)),
                 step=self.global_step, epoch=self.epoch, phase="epoch",
             )
-            if self.should_stop or self.epoch + 1 >= self.epochs:
+            stop = self._stop_agreed()[0]
+            if stop or self.epoch + 1 >= self.epochs:
                 break
             self.epoch += 1
         self.call("on_train_end", trainer=self)
@@ -200,7 +199,8 @@ class Trainer(Phase):
         self._batches_done = skip
         return enumerate(iterator, start=skip)
 
-    def _train_epoch(self, data: Iterable[Any]) -> None:
+    def _train_epoch(self, data: Iterable[Any]) -> bool:
+        """One epoch; true when it was interrupted before its end (no end hooks ran)."""
         task = self.task
         self.metrics = {}
         self.call("on_train_epoch_start", trainer=self)
@@ -212,6 +212,7 @@ class Trainer(Phase):
         # built otherwise (``dispatch`` is live, so a plugin registered mid-epoch is heard)
         hooks = self.manager.dispatch
         pending = 0
+        interrupted = False
         for batch_idx, batch in batches:
             self.batch_idx = batch_idx
             if "on_train_batch_start" in hooks:
@@ -241,14 +242,18 @@ class Trainer(Phase):
                 and self.global_step % self.log_every_n_steps == 0
             ):
                 self._log_interval(interval_loss)
+            # decide on the flags as agreed (a signal may set them at any instant: one that
+            # comes after this line counts at the next batch, on every rank alike)
             if self.world_size > 1:
-                self._agree_on_stop()
-            if self.should_stop and not (self.interrupted and pending):
+                stop, interrupted = self._agree_on_stop()
+            else:
+                stop, interrupted = self.should_stop, self.interrupted
+            if stop and not (interrupted and pending):
                 break  # an interruption waits for the step that applies the gradients
         else:
             self._epoch_complete = True
-        if self.interrupted and not self._epoch_complete:
-            return
+        if interrupted and not self._epoch_complete:
+            return True
         if self._epoch_complete and self._batches_done == 0:
             raise UserError(
                 f"the training data yielded no batch in epoch {self.epoch + 1}: nothing to "
@@ -259,18 +264,30 @@ class Trainer(Phase):
         if task.reduce_sum(epoch_loss.count):
             self.metrics["train/loss"] = epoch_loss.result()
         self.call("on_train_epoch_end", trainer=self)
+        return False
 
-    def _agree_on_stop(self) -> None:
+    def _stop_agreed(self) -> tuple[bool, bool]:
+        """``(stop, interrupted)`` as every process sees them (agreed over ranks in a
+        distributed run)."""
+        if self.world_size > 1:
+            return self._agree_on_stop()
+        return self.should_stop, self.interrupted
+
+    def _agree_on_stop(self) -> tuple[bool, bool]:
         """A stop (or interruption) on any process stops every process at the same step.
 
         One reduction carries both: each process adds 1 for a stop and ``world_size + 1`` for
-        an interruption, so the sum exceeds ``world_size`` exactly when one was interrupted."""
+        an interruption, so the sum exceeds ``world_size`` exactly when one was interrupted.
+        Returns the agreed ``(stop, interrupted)``: the loop decides on these, never on the
+        flags themselves, which a signal handler may set again right after the reduction."""
         vote = (1 + self.world_size) if self.interrupted else (1 if self.should_stop else 0)
         total = int(self.task.reduce_sum(vote))
-        if total > self.world_size and not self.interrupted:
+        stop, interrupted = total > 0, total > self.world_size
+        if interrupted and not self.interrupted:
             self.interrupt("interrupted on another process")
-        elif total and not self.should_stop:
+        elif stop and not self.should_stop:
             self.request_stop("a stop was requested on another process")
+        return stop, interrupted
 
     def _optimizer_step(self, hooks: Mapping[str, Any]) -> None:
         if "on_before_optimizer_step" in hooks:
