@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -9,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -100,9 +102,28 @@ def test_a_stop_on_one_rank_stops_both_at_the_same_step(tmp_path):
 def kill_tree(pid: int) -> None:
     """SIGKILL a process and all its descendants (torchrun starts ranks in their own sessions,
     so killing its process group would leave them running)."""
-    parent = psutil.Process(pid)
-    for process in [*parent.children(recursive=True), parent]:
-        process.send_signal(signal.SIGKILL)
+    try:
+        parent = psutil.Process(pid)
+        processes = [*parent.children(recursive=True), parent]
+    except psutil.NoSuchProcess:
+        return
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.send_signal(signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def launched(*words: str, cwd: Path) -> Iterator[subprocess.Popen[str]]:
+    """torchrun started in the background; its whole tree is killed on the way out, so that a
+    test that fails or times out leaves no rank behind."""
+    process = subprocess.Popen(
+        [*TORCHRUN, *words], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        yield process
+    finally:
+        kill_tree(process.pid)
+        process.wait(timeout=60)
 
 
 def test_a_killed_two_rank_run_resumes_from_its_last_checkpoint(tmp_path):
@@ -137,35 +158,29 @@ FAILURE_BOUND_S = 60
 
 def test_a_failure_on_one_rank_ends_every_rank_within_the_bound(tmp_path):
     started = time.monotonic()
-    result = subprocess.run(
-        [*TORCHRUN, str(JOB), "runs", "record", "--epochs", "5", "--raise-on-rank", "1",
-         "--raise-at-epoch", "2"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=FAILURE_BOUND_S + 120,
-        check=False,
-    )
+    with launched(str(JOB), "runs", "record", "--epochs", "5", "--raise-on-rank", "1",
+                  "--raise-at-epoch", "2", cwd=tmp_path) as process:
+        _, stderr = process.communicate(timeout=FAILURE_BOUND_S + 120)
     # time from the start: two epochs of training, then the failure and the exits
     elapsed = time.monotonic() - started
-    assert result.returncode != 0
-    assert "RuntimeError: a plugin failed on rank 1 at epoch 2" in result.stderr
-    assert elapsed < FAILURE_BOUND_S, f"{elapsed:.0f} s: {result.stderr[-3000:]}"
+    assert process.returncode != 0
+    assert "RuntimeError: a plugin failed on rank 1 at epoch 2" in stderr
+    assert elapsed < FAILURE_BOUND_S, f"{elapsed:.0f} s: {stderr[-3000:]}"
     epochs_done = [json.loads(line)["epoch"] for line in
                    (tmp_path / "record" / "rank0.jsonl").read_text().splitlines()]
     assert epochs_done == [0, 1]  # rank zero stopped where rank one failed
 
 
 def test_a_sigterm_to_one_rank_stops_every_rank_at_the_same_step(tmp_path):
-    process = subprocess.Popen(
-        [*TORCHRUN, str(JOB), "runs", "record", "--epochs", "20"], cwd=tmp_path,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
     record = tmp_path / "record"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and process.poll() is None:
-        if (record / "pid1").exists() and (record / "rank0.jsonl").exists():
-            break  # both ranks train, and an epoch is done
-        time.sleep(0.05)
-    os.kill(int((record / "pid1").read_text()), signal.SIGTERM)
-    _, stderr = process.communicate(timeout=120)
+    with launched(str(JOB), "runs", "record", "--epochs", "20", cwd=tmp_path) as process:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and process.poll() is None:
+            if (record / "pid1").exists() and (record / "rank0.jsonl").exists():
+                break  # both ranks train, and an epoch is done
+            time.sleep(0.05)
+        os.kill(int((record / "pid1").read_text()), signal.SIGTERM)
+        _, stderr = process.communicate(timeout=120)
     assert process.returncode == 0, stderr[-3000:]
     finals = [json.loads((record / f"final{rank}.json").read_text()) for rank in (0, 1)]
     assert finals[0]["global_step"] == finals[1]["global_step"]
