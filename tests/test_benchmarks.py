@@ -41,3 +41,24 @@ def test_quick_benchmark_reports_every_contender(tmp_path):
     assert micro["pluggy calls for empty hooks in a run"] == 0
     assert micro["import hookline (ms)"] > 0
     assert micro["discover 50 entry-point plugins (ms)"] > 0
+
+
+def test_quick_demo_benchmark_times_both_contenders_on_the_same_work(tmp_path):
+    output = tmp_path / "demo.json"
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT.with_name("demo.py")), "--quick", "--json", str(output)],
+        capture_output=True, text=True, timeout=600, check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads(output.read_text())
+    assert set(results["medians"]) == {"plain-pytorch", "hookline-train"}
+    assert all(value > 0 for value in results["medians"].values())
+    assert results["ratio"] == pytest.approx(
+        results["medians"]["hookline-train"] / results["medians"]["plain-pytorch"]
+    )
+    # the same data, split, model, seed and optimizer: the same model comes out
+    # (the accuracy's last digits differ: float32 batch means against one float64 division)
+    assert results["accuracy"]["plain-pytorch"] == pytest.approx(
+        results["accuracy"]["hookline-train"], abs=1e-6
+    )
+    assert "hookline train / plain script: " in result.stdout
