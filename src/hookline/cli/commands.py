@@ -25,7 +25,7 @@ from hookline.cli.resolution import (
 from hookline.cli.trace import trace_hooks
 from hookline.cli.weights import latest_weights
 from hookline.engine import Task, load_checkpoint, read_header
-from hookline.errors import CheckpointError, UserError
+from hookline.errors import CheckpointError, UserError, first_line
 from hookline.flags import DEFAULT_FLAGS, apply_flags
 from hookline.manager import PluginLoadError, PluginManager, PluginValidationError
 from hookline.plugins import BUILTINS
@@ -131,7 +131,7 @@ def weighted_task(
     except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as error:
         if isinstance(error, UserError):
             raise
-        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        first = first_line(error)
         raise CheckpointError(
             f"checkpoint {str(path)!r} does not fit recipe {settings['recipe']!r}: "
             f"{type(error).__name__}: {first}"

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from hookline.engine import Trainer, checkpoint_file
-from hookline.errors import CheckpointError, UserError
+from hookline.errors import CheckpointError, UserError, first_line
 from hookline.manager import Callback, hookimpl
 from hookline.plugins.support import (
     atomic_write,
@@ -122,7 +122,7 @@ class ModelCheckpoint(Callback):
             try:
                 trainer.load_checkpoint_state(checkpoint)
             except (RuntimeError, KeyError, ValueError, TypeError) as error:
-                first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+                first = first_line(error)
                 raise CheckpointError(
                     f"checkpoint {resume!r} does not fit this task: "
                     f"{type(error).__name__}: {first}"

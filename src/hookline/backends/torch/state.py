@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from hookline.backends.host_random import python_numpy_random_state, set_python_numpy_random_state
-from hookline.errors import CheckpointError
+from hookline.errors import CheckpointError, first_line
 
 
 def random_state(data: Iterable[Any]) -> dict[str, Any]:
@@ -83,7 +83,7 @@ def load_payload(data: bytes, source: str) -> dict[str, Any]:
             f"checkpoint {source!r} is truncated or corrupt: not a torch payload"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        first = first_line(error, type(error).__name__)
         raise CheckpointError(f"checkpoint {source!r} is truncated or corrupt: {first}") from None
     if not isinstance(loaded, dict):
         raise CheckpointError(f"checkpoint {source!r} holds no hookline checkpoint")
