@@ -16,7 +16,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from hookline import cli  # noqa: E402
-from hookline.backends.torch.demo import DigitsRecipe, load_arrays, split  # noqa: E402
+from hookline.backends.digits import load_arrays, split  # noqa: E402
+from hookline.backends.torch.demo import DigitsRecipe  # noqa: E402
 from hookline.cli.parser import build_parser  # noqa: E402
 from hookline.cli.reference import signature  # noqa: E402
 from hookline.cli.resolution import prepared_manager, resolve  # noqa: E402
@@ -410,7 +411,7 @@ def test_another_recipe_trains_validates_and_exports_through_the_command_line(
     [
         ("nowhere.module:Recipe", "cannot load recipe 'nowhere.module:Recipe': ModuleNotFound"),
         ("json:dumps", "'json:dumps' is not a recipe"),
-        ("json", "recipe 'json' must look like package.module:Class"),
+        ("json", "recipe 'json' is neither package.module:Class nor an installed recipe's name"),
     ],
 )
 def test_a_bad_recipe_is_one_clear_line(spec, message, tmp_path, monkeypatch, capsys):

@@ -84,9 +84,13 @@ class Model:
         return predictor.predict(data, **self._with_defaults(settings))
 
     def export(
-        self, format: str = "torchscript", path: str | Path | None = None, /, **settings: Any
+        self, format: str | None = None, path: str | Path | None = None, /, **settings: Any
     ) -> Path:
-        """Export the model; by default next to the last training run's weights."""
+        """Export the model as ``format`` (by default the task's first export format:
+        ``torchscript`` for torch, ``stablehlo`` for JAX); by default next to the last
+        training run's weights."""
+        if format is None:
+            format = self.task.export_formats[0]
         if path is None:
             trained = self.trainer.save_dir if self.trainer is not None else None
             path = trained / "weights" / "model" if trained is not None else Path("model")

@@ -44,28 +44,57 @@ class Recipe(Protocol):
         """Input batches to predict, from ``source`` (a file, or ``val``)."""
 
 
-def trusted_recipes() -> set[str]:
-    """The recipes a checkpoint may name and get imported: the default, and those installed
-    packages declare (entry points of :data:`RECIPE_GROUP`).  Any other needs the user to
-    name it again (``recipe=``): hookline never imports code because a file says so."""
+def installed_recipes() -> dict[str, str]:
+    """Recipe names to ``module:Class``, as installed packages declare them (entry points of
+    :data:`RECIPE_GROUP`; hookline itself declares ``digits`` and ``digits-jax``)."""
     import importlib.metadata
 
-    installed = importlib.metadata.entry_points(group=RECIPE_GROUP)
-    return {DEFAULT_RECIPE, *(entry_point.value for entry_point in installed)}
+    return {
+        entry_point.name: entry_point.value
+        for entry_point in importlib.metadata.entry_points(group=RECIPE_GROUP)
+    }
+
+
+def trusted_recipes() -> set[str]:
+    """The recipes a checkpoint may name and get imported: the default, and those installed
+    packages declare (by name or by ``module:Class``).  Any other needs the user to name it
+    again (``recipe=``): hookline never imports code because a file says so."""
+    installed = installed_recipes()
+    return {DEFAULT_RECIPE, *installed, *installed.values()}
+
+
+#: The extra that installs each framework a recipe may need.
+_EXTRAS = {"torch": "torch", "jax": "jax", "jaxlib": "jax", "flax": "jax", "optax": "jax"}
 
 
 def load_recipe(spec: str) -> Recipe:
-    """Import ``module:Class`` and instantiate it.
+    """Import ``module:Class`` (or the recipe an installed package declares under the name
+    ``spec``) and instantiate it.
 
     :raises UserError: when it cannot be imported or is not a recipe.
     """
-    module_name, colon, attribute = spec.partition(":")
-    if not colon or not module_name or not attribute:
+    if ":" not in spec:
+        installed = installed_recipes()
+        if spec not in installed:
+            raise UserError(
+                f"recipe {spec!r} is neither package.module:Class nor an installed recipe's "
+                f"name ({', '.join(sorted(installed)) or 'none installed'})"
+            )
+        spec = installed[spec]
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
         raise UserError(f"recipe {spec!r} must look like package.module:Class")
     try:
         target = getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as error:
-        raise UserError(f"cannot load recipe {spec!r}: {type(error).__name__}: {error}") from None
+        missing = getattr(error, "name", None)
+        hint = (
+            f"; install it with: pip install 'hookline[{_EXTRAS[missing]}]'"
+            if missing in _EXTRAS else ""
+        )
+        raise UserError(
+            f"cannot load recipe {spec!r}: {type(error).__name__}: {error}{hint}"
+        ) from None
     recipe = target() if isinstance(target, type) else target
     if not isinstance(recipe, Recipe):
         raise UserError(
@@ -81,6 +110,8 @@ class RecipeOption(Callback):
 
     def hookline_add_options(self, options: Options) -> None:
         options.add(
-            "recipe", DEFAULT_RECIPE, help="what to train: package.module:Class",
+            "recipe", DEFAULT_RECIPE,
+            help="what to train: package.module:Class, or an installed recipe's name "
+            "(digits, digits-jax)",
             owner="hookline",
         )

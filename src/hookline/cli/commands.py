@@ -110,8 +110,9 @@ def run_phase(command: str, args: argparse.Namespace) -> int:
         elif command == "predict":
             model.predict(recipe.predict_inputs(settings, settings["source"]), **plugin_values)
         else:
-            artifact = model.export(settings["format"], path.with_suffix(""), **plugin_values)
-            print(f"exported {settings['format']} to {artifact}")
+            format = settings["format"] or model.task.export_formats[0]
+            artifact = model.export(format, path.with_suffix(""), **plugin_values)
+            print(f"exported {format} to {artifact}")
     finally:
         if undo is not None:
             undo()

@@ -31,7 +31,8 @@ COMMAND_OPTIONS: dict[str, list[tuple[str, Any, type, str]]] = {
     ],
     "export": [
         ("weights", None, str, "weights file (default: the latest training run's)"),
-        ("format", "torchscript", str, "torchscript, pt2 or onnx"),
+        ("format", None, str,
+         "torchscript, pt2 or onnx (torch); stablehlo (JAX); default: the first of these"),
     ],
 }
 

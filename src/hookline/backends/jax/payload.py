@@ -1,0 +1,95 @@
+"""Checkpoint payloads of the JAX backend: MessagePack with arrays as raw bytes, no pickle.
+
+A payload is nested maps (string or integer keys), lists, numbers, strings, ``None`` and
+arrays.  An array is a MessagePack extension holding its dtype's name, its shape and its bytes;
+reading one builds a NumPy array from those bytes and nothing else, so a payload can never run
+code.  JAX arrays are written through the host; typed PRNG keys as their raw key data (the task
+wraps them again from its own state's template).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import msgpack
+import numpy as np
+
+from hookline.errors import CheckpointError
+
+_ARRAY = 1  # the extension type code of an array
+
+
+def _array_bytes(array: np.ndarray[Any, Any]) -> msgpack.ExtType:
+    if array.dtype.kind in "OV":
+        raise TypeError(f"arrays of dtype {array.dtype} cannot be stored")
+    header = msgpack.packb([str(array.dtype), list(array.shape)])
+    return msgpack.ExtType(_ARRAY, header + array.tobytes(order="C"))
+
+
+def _plain(value: Any, where: str) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str, bytes)):
+        return value
+    if isinstance(value, Mapping):
+        plain = {}
+        for key, item in value.items():
+            if not isinstance(key, (str, int)) or isinstance(key, bool):
+                raise TypeError(f"{where}: key {key!r} is neither a string nor an integer")
+            plain[key] = _plain(item, f"{where}.{key}")
+        return plain
+    if isinstance(value, (list, tuple)):
+        return [_plain(item, f"{where}[{index}]") for index, item in enumerate(value)]
+    if isinstance(value, jax.Array):
+        if jnp.issubdtype(value.dtype, jax.dtypes.prng_key):
+            value = jax.random.key_data(value)
+        return _array_bytes(np.asarray(value))
+    if isinstance(value, (np.ndarray, np.generic)):
+        return _array_bytes(np.asarray(value))
+    raise TypeError(f"{where}: a {type(value).__name__} cannot be stored in a checkpoint")
+
+
+def save_payload(checkpoint: Mapping[str, Any]) -> bytes:
+    """``checkpoint`` as MessagePack bytes.
+
+    :raises TypeError: naming the entry (``checkpoint.plugins.mine.x``) that is not plain
+        data or an array.
+    """
+    plain = _plain(checkpoint, "checkpoint")
+    try:
+        return bytes(msgpack.packb(plain, use_bin_type=True))
+    except OverflowError as error:
+        raise TypeError(f"checkpoint: an integer does not fit in 64 bits ({error})") from None
+
+
+def _restore_array(code: int, data: bytes) -> Any:
+    if code != _ARRAY:
+        raise ValueError(f"unknown extension type {code}")
+    unpacker = msgpack.Unpacker(raw=False)
+    unpacker.feed(data)
+    dtype_name, shape = unpacker.unpack()
+    dtype = np.dtype(dtype_name)
+    if dtype.kind in "OV":
+        raise ValueError(f"arrays of dtype {dtype_name} are refused")
+    body = data[unpacker.tell():]
+    return np.frombuffer(body, dtype=dtype).reshape(tuple(shape)).copy()
+
+
+def load_payload(data: bytes, source: str) -> dict[str, Any]:
+    """What :func:`save_payload` wrote, with arrays as NumPy arrays on the host.
+
+    :raises CheckpointError: naming ``source`` when the bytes are no such payload.
+    """
+    try:
+        loaded = msgpack.unpackb(
+            data, raw=False, strict_map_key=False, ext_hook=_restore_array
+        )
+    except Exception as error:  # msgpack raises several unrelated types for bad input
+        raise CheckpointError(
+            f"checkpoint {source!r} holds no readable JAX payload: {type(error).__name__}: "
+            f"{error}"
+        ) from None
+    if not isinstance(loaded, dict):
+        raise CheckpointError(f"checkpoint {source!r} holds no JAX checkpoint payload")
+    return loaded

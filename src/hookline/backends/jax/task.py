@@ -1,0 +1,515 @@
+""":class:`JaxTask`: a Flax NNX model with an Optax optimizer behind the Task protocol.
+
+The model is split once into pytrees (parameters, other state such as random keys and batch
+statistics) and every step is a pure function of them compiled with :func:`jax.jit`.  A step
+is one compiled call: the optimizer update the engine asked for is applied at the start of the
+next training step's call (or as soon as anything reads the parameters), so that a training
+step costs a single dispatch and losses never leave the device between log intervals.
+
+Data is any iterable of ``(inputs, targets)`` batches of NumPy or JAX arrays (for instance
+:class:`hookline.backends.arrays.ArrayBatches`), ``{"inputs": ..., "targets": ...}`` dicts,
+or bare inputs for prediction.  A JaxTask runs in one process: multi-process JAX is not
+supported, and a launch with ``WORLD_SIZE`` > 1 is refused.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from hookline.backends.host_random import python_numpy_random_state, set_python_numpy_random_state
+from hookline.backends.jax import export as jax_export
+from hookline.backends.jax.payload import load_payload, save_payload
+from hookline.distributed import env_world_size
+from hookline.engine.task import Stage
+from hookline.errors import UserError
+
+LossFn = Callable[[jax.Array, Any], jax.Array]
+MetricFn = Callable[[jax.Array, Any], jax.Array]
+Leaves = list[Any]
+
+
+class TaskSettingError(UserError, ValueError):
+    """A :class:`JaxTask` argument that cannot be used here."""
+
+
+def accuracy(outputs: jax.Array, targets: jax.Array) -> jax.Array:
+    """Share of rows whose highest-scoring class is the target (stays on the device)."""
+    return jnp.mean(jnp.argmax(outputs, axis=-1) == targets)
+
+
+def cross_entropy(outputs: jax.Array, targets: jax.Array) -> jax.Array:
+    """Mean softmax cross-entropy of logits against integer class labels."""
+    return optax.softmax_cross_entropy_with_integer_labels(outputs, targets).mean()
+
+
+def _is_key(leaf: Any) -> bool:
+    return isinstance(leaf, jax.Array) and jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key)
+
+
+def _learning_rate_paths(opt_state: Any) -> list[int]:
+    """Positions, among the optimizer state's leaves, of ``optax.inject_hyperparams``'
+    ``learning_rate`` (one per injected transformation, in order)."""
+    positions = []
+    for index, (path, _) in enumerate(jax.tree_util.tree_flatten_with_path(opt_state)[0]):
+        names = [getattr(entry, "key", getattr(entry, "name", None)) for entry in path]
+        if "hyperparams" in names and names[-1] == "learning_rate":
+            positions.append(index)
+    return positions
+
+
+class JaxTask:
+    """A Flax NNX model with its loss and Optax optimizer, driven by the hookline engine.
+
+    :param model: the ``flax.nnx.Module`` to train (its random streams, e.g. for dropout,
+        live in the model as ``nnx.Rngs`` and are saved with it).
+    :param loss: ``loss(outputs, targets)`` returning a scalar (traced under ``jax.jit``).
+    :param optimizer: an ``optax.GradientTransformation``.  Build it with
+        ``optax.inject_hyperparams(optax.adamw)(learning_rate=...)`` so that the learning
+        rate is exposed to plugins (the LR schedule plugin sets it between steps).
+    :param metrics: name to ``f(outputs, targets) -> scalar``, computed on the device and
+        reported in validation as ``val/<name>`` next to ``val/loss``.
+    :param accumulate_grad_batches: accumulate gradients over this many batches per step.
+    :param grad_clip_norm: clip the gradients' global norm to this value before each step
+        (as ``torch.nn.utils.clip_grad_norm_`` does).
+    :param postprocess: applied to the model's outputs in prediction, inside the compiled call.
+    :param example_input: an input batch used to check exports; by default the first batch the
+        task sees.
+
+    The trained module is :attr:`model` (the object passed in, brought up to date when read).
+    """
+
+    export_formats = tuple(jax_export.EXPORT_SUFFIXES)
+    checkpoint_format = "jax-msgpack"
+    rank = 0
+    world_size = 1
+
+    def __init__(
+        self,
+        model: nnx.Module,
+        loss: LossFn,
+        optimizer: optax.GradientTransformation | None = None,
+        *,
+        metrics: Mapping[str, MetricFn] | None = None,
+        accumulate_grad_batches: int = 1,
+        grad_clip_norm: float | None = None,
+        postprocess: Callable[[jax.Array], Any] | None = None,
+        example_input: Any = None,
+    ) -> None:
+        if env_world_size() > 1:
+            raise TaskSettingError(
+                f"JaxTask runs in one process, but WORLD_SIZE={env_world_size()}: "
+                "multi-process JAX is not supported; launch it without torchrun"
+            )
+        if accumulate_grad_batches < 1:
+            raise TaskSettingError(
+                f"accumulate_grad_batches must be >= 1, got {accumulate_grad_batches}"
+            )
+        if grad_clip_norm is not None and not grad_clip_norm > 0:
+            raise TaskSettingError(f"grad_clip_norm must be > 0, got {grad_clip_norm}")
+        self._module = model
+        self.loss = loss
+        self.optimizer = optimizer
+        self.metrics = dict(metrics or {})
+        self.accumulate_grad_batches = accumulate_grad_batches
+        self.grad_clip_norm = grad_clip_norm
+        self.postprocess = postprocess
+        self.example_input = example_input
+        self.training = True
+        graphdef, params, rest = nnx.split(model, nnx.Param, ...)  # type: ignore[misc]
+        self._graphdef = graphdef
+        self._params_template, self._rest_template = params, rest
+        self._params, self._params_def = jax.tree_util.tree_flatten(params)
+        self._rest, self._rest_def = jax.tree_util.tree_flatten(rest)
+        self._opt_state: Leaves | None = None
+        self._opt_def: Any = None
+        self._lr_positions: list[int] = []
+        self._lrs: list[float] = []
+        self._grads: Leaves | None = None  # accumulated since the last zero_grad
+        self._update_pending = False  # optimizer_step asked for, not applied yet
+        self._zero_pending = False  # zero_grad asked for while the update is pending
+        self._compiled: dict[str, Callable[..., Any]] = {}
+
+    # -- the module and its pytrees --------------------------------------------------------------
+
+    @property
+    def model(self) -> nnx.Module:
+        """The module, holding the current parameters and state."""
+        self._flush()
+        params = jax.tree_util.tree_unflatten(self._params_def, self._params)
+        rest = jax.tree_util.tree_unflatten(self._rest_def, self._rest)
+        nnx.update(self._module, params, rest)
+        return self._module
+
+    def _merge(self, params: Leaves, rest: Leaves, training: bool) -> nnx.Module:
+        """The module rebuilt from leaves, inside a traced function."""
+        module = nnx.merge(
+            self._graphdef,
+            jax.tree_util.tree_unflatten(self._params_def, params),
+            jax.tree_util.tree_unflatten(self._rest_def, rest),
+        )
+        if training:
+            module.train()
+        else:
+            module.eval()
+        return module
+
+    # -- compiled functions (pure; built once per task) -------------------------------------------
+
+    def _grad_step(
+        self, params: Leaves, rest: Leaves, grads: Leaves | None, inputs: Any, targets: Any
+    ) -> tuple[jax.Array, Leaves, Leaves]:
+        module = self._merge(params, rest, training=True)
+
+        def loss_of(candidate: nnx.Module) -> jax.Array:
+            return self.loss(candidate(inputs), targets)
+
+        loss, new_grads = nnx.value_and_grad(loss_of)(module)
+        scale = 1.0 / self.accumulate_grad_batches
+        leaves = [leaf * scale for leaf in jax.tree_util.tree_leaves(new_grads)]
+        if grads is not None:
+            leaves = [old + new for old, new in zip(grads, leaves, strict=True)]
+        rest = jax.tree_util.tree_leaves(nnx.state(module, nnx.Not(nnx.Param)))
+        return loss, rest, leaves
+
+    def _update(
+        self, params: Leaves, opt_state: Leaves, grads: Leaves
+    ) -> tuple[Leaves, Leaves]:
+        if self.grad_clip_norm is not None:
+            norm = optax.global_norm(grads)
+            factor = jnp.minimum(1.0, self.grad_clip_norm / (norm + 1e-6))
+            grads = [leaf * factor for leaf in grads]
+        assert self.optimizer is not None
+        tree = partial(jax.tree_util.tree_unflatten, self._params_def)
+        state = jax.tree_util.tree_unflatten(self._opt_def, opt_state)
+        updates, state = self.optimizer.update(tree(grads), state, tree(params))
+        params = optax.apply_updates(tree(params), updates)
+        return jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(state)
+
+    def _update_then_grad(
+        self, params: Leaves, rest: Leaves, opt_state: Leaves, grads: Leaves,
+        inputs: Any, targets: Any,
+    ) -> tuple[Leaves, Leaves, jax.Array, Leaves, Leaves]:
+        params, opt_state = self._update(params, opt_state, grads)
+        loss, rest, grads = self._grad_step(params, rest, None, inputs, targets)
+        return params, opt_state, loss, rest, grads
+
+    def _evaluate(
+        self, params: Leaves, rest: Leaves, inputs: Any, targets: Any
+    ) -> dict[str, jax.Array]:
+        outputs = self._merge(params, rest, training=False)(inputs)
+        results = {"loss": self.loss(outputs, targets).astype(jnp.float32)}
+        for name, metric in self.metrics.items():
+            results[name] = jnp.asarray(metric(outputs, targets), jnp.float32)
+        return results
+
+    def _predict(self, params: Leaves, rest: Leaves, inputs: Any) -> Any:
+        outputs = self._merge(params, rest, training=False)(inputs)
+        return self.postprocess(outputs) if self.postprocess is not None else outputs
+
+    def _compile(self, name: str) -> Callable[..., Any]:
+        if name not in self._compiled:
+            functions: dict[str, Callable[..., Any]] = {
+                "grad": self._grad_step, "update": self._update,
+                "update_then_grad": self._update_then_grad,
+                "evaluate": self._evaluate, "predict": self._predict,
+            }
+            self._compiled[name] = jax.jit(functions[name])
+        return self._compiled[name]
+
+    # -- set-up --------------------------------------------------------------------------------
+
+    def setup(self, stage: Stage) -> None:
+        if stage == "fit":
+            self._ensure_optimizer()
+
+    def teardown(self) -> None:
+        self._flush()
+
+    def abort(self) -> None:
+        return None  # one process, nothing shared to release
+
+    def _ensure_optimizer(self) -> None:
+        if self._opt_state is not None:
+            return
+        if self.optimizer is None:
+            raise ValueError("this JaxTask has no optimizer: it cannot be trained")
+        params = jax.tree_util.tree_unflatten(self._params_def, self._params)
+        state = self.optimizer.init(params)
+        self._opt_state, self._opt_def = jax.tree_util.tree_flatten(state)
+        self._lr_positions = _learning_rate_paths(state)
+        self._lrs = [float(self._opt_state[index]) for index in self._lr_positions]
+
+    def shard(self, data: Iterable[Any], epoch: int | None) -> Iterable[Any]:
+        return data
+
+    def weighted_sum(self, values: Sequence[Any], weights: Sequence[int]) -> Any:
+        stacked = jnp.stack([jnp.reshape(value, ()) for value in values])
+        return jnp.dot(stacked.astype(jnp.float32), jnp.asarray(weights, jnp.float32))
+
+    def reduce_sum(self, value: Any) -> Any:
+        return value
+
+    def train_mode(self, enabled: bool) -> None:
+        """Recorded only: training steps always run the module in training mode, evaluation
+        and prediction in evaluation mode (each compiled with its mode)."""
+        self.training = enabled
+
+    # -- batches -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _parts(batch: Any) -> tuple[Any, Any]:
+        if isinstance(batch, (tuple, list)):
+            if len(batch) == 2:
+                return batch[0], batch[1]
+            if len(batch) == 1:
+                return batch[0], None
+            raise ValueError(
+                f"a batch tuple must be (inputs, targets) or (inputs,), got {len(batch)} items"
+            )
+        if isinstance(batch, Mapping):
+            return batch["inputs"], batch.get("targets")
+        return batch, None
+
+    def _inputs_targets(self, batch: Any) -> tuple[Any, Any]:
+        inputs, targets = self._parts(batch)
+        if self.example_input is None:
+            self.example_input = np.asarray(inputs[:2])
+        return inputs, targets
+
+    def batch_size(self, batch: Any) -> int:
+        inputs, _ = self._parts(batch)
+        return int(inputs.shape[0]) if hasattr(inputs, "shape") else len(inputs)
+
+    # -- steps ---------------------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        """Apply the update that :meth:`optimizer_step` asked for, if it is still pending."""
+        if self._update_pending:
+            assert self._grads is not None
+            assert self._opt_state is not None
+            self._params, self._opt_state = self._compile("update")(
+                self._params, self._opt_state, self._grads
+            )
+            self._update_pending = False
+            if self._zero_pending:
+                self._grads, self._zero_pending = None, False
+
+    def training_step(self, batch: Any) -> jax.Array:
+        """The batch's loss; its gradients are computed in the same compiled call and added to
+        those accumulated (:meth:`backward` has nothing left to do).  A pending update is
+        applied first, in that call too."""
+        inputs, targets = self._inputs_targets(batch)
+        if self._update_pending and self._zero_pending:
+            assert self._opt_state is not None
+            assert self._grads is not None
+            self._params, self._opt_state, loss, self._rest, self._grads = self._compile(
+                "update_then_grad"
+            )(self._params, self._rest, self._opt_state, self._grads, inputs, targets)
+            self._update_pending = self._zero_pending = False
+            return loss
+        self._flush()
+        loss, self._rest, self._grads = self._compile("grad")(
+            self._params, self._rest, self._grads, inputs, targets
+        )
+        return loss
+
+    def backward(self, loss: Any) -> None:
+        """Nothing to do: :meth:`training_step` computed and accumulated the gradients (JAX
+        differentiates functions, not recorded values)."""
+
+    def unscale_gradients(self) -> None:
+        return None  # no loss scaling: the gradients are final as they are
+
+    def optimizer_step(self) -> None:
+        """Update the parameters from the accumulated gradients (clipped first when
+        ``grad_clip_norm`` is set).  The update is compiled into the next training step's call;
+        reading the parameters (validation, prediction, state, export, :attr:`model`) applies
+        it at once."""
+        self._ensure_optimizer()
+        if self._grads is None:
+            return  # no gradient since the last step
+        self._flush()
+        self._update_pending = True
+
+    def zero_grad(self) -> None:
+        if self._update_pending:
+            self._zero_pending = True
+        else:
+            self._grads = None
+
+    def validation_step(self, batch: Any) -> dict[str, jax.Array]:
+        self._flush()
+        inputs, targets = self._inputs_targets(batch)
+        results: dict[str, jax.Array] = self._compile("evaluate")(
+            self._params, self._rest, inputs, targets
+        )
+        return results
+
+    def predict_step(self, batch: Any) -> Any:
+        self._flush()
+        inputs, _ = self._inputs_targets(batch)
+        return self._compile("predict")(self._params, self._rest, inputs)
+
+    def detach(self, value: Any) -> Any:
+        return value  # JAX values carry no autograd history
+
+    def to_float(self, value: Any) -> float:
+        return float(value)
+
+    # -- learning rates ----------------------------------------------------------------------
+
+    def _check_injected(self) -> None:
+        self._ensure_optimizer()
+        if not self._lr_positions:
+            raise TaskSettingError(
+                "the optimizer does not expose its learning rate: build it with "
+                "optax.inject_hyperparams, e.g. optax.inject_hyperparams(optax.adamw)"
+                "(learning_rate=1e-3)"
+            )
+
+    def learning_rates(self) -> list[float]:
+        """The ``learning_rate`` of each ``optax.inject_hyperparams`` transformation (kept on
+        the host as well, so reading it costs no transfer)."""
+        self._check_injected()
+        return list(self._lrs)
+
+    def set_learning_rates(self, rates: Sequence[float]) -> None:
+        """Set the injected learning rates; a pending update is applied first, with the rate
+        it was asked for under."""
+        self._check_injected()
+        if len(rates) != len(self._lr_positions):
+            raise ValueError(
+                f"{len(rates)} learning rates for {len(self._lr_positions)} injected ones"
+            )
+        self._flush()
+        assert self._opt_state is not None
+        for index, rate in zip(self._lr_positions, rates, strict=True):
+            self._opt_state[index] = jnp.asarray(rate, dtype=self._opt_state[index].dtype)
+        self._lrs = [float(rate) for rate in rates]
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def random_state(self, data: Iterable[Any]) -> dict[str, Any]:
+        """Python's and NumPy's generators, and the shuffle position of ``data`` when it has
+        one (``state_dict()``, as :class:`~hookline.backends.arrays.ArrayBatches`).  JAX's
+        keys live in the model (``nnx.Rngs``) and are saved with its state."""
+        state = python_numpy_random_state()
+        if callable(getattr(data, "state_dict", None)):
+            state["data"] = data.state_dict()  # type: ignore[attr-defined]
+        return state
+
+    def set_random_state(self, state: Mapping[str, Any], data: Iterable[Any] | None) -> None:
+        set_python_numpy_random_state(state)
+        if data is not None and "data" in state:
+            data.load_state_dict(state["data"])  # type: ignore[attr-defined]
+
+    def save_checkpoint(self, checkpoint: Mapping[str, Any]) -> bytes:
+        """MessagePack with arrays as raw bytes (see :mod:`hookline.backends.jax.payload`)."""
+        return save_payload(checkpoint)
+
+    def load_checkpoint(self, data: bytes, source: str) -> dict[str, Any]:
+        """Reads arrays as bytes into NumPy: nothing in the file can run code."""
+        return load_payload(data, source)
+
+    def state_dict(self) -> dict[str, Any]:
+        """``model``: parameters and other state as nested dicts of arrays (keys as raw key
+        data); ``optimizer``: the Optax state's leaves in pytree order."""
+        self._flush()
+        params = jax.tree_util.tree_unflatten(self._params_def, self._params)
+        rest = jax.tree_util.tree_unflatten(self._rest_def, self._rest)
+        state: dict[str, Any] = {
+            "model": {"params": params.to_pure_dict(), "state": rest.to_pure_dict()}
+        }
+        if self._opt_state is not None:
+            state["optimizer"] = list(self._opt_state)
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned (arrays from a checkpoint are NumPy);
+        shapes must match the model's.
+
+        :raises ValueError: naming the first array whose shape differs.
+        """
+        self.load_model_state(state["model"])
+        if "optimizer" in state:
+            self._ensure_optimizer()
+            assert self._opt_state is not None
+            saved = list(state["optimizer"])
+            if len(saved) != len(self._opt_state):
+                raise ValueError(
+                    f"the optimizer state has {len(saved)} arrays; this optimizer has "
+                    f"{len(self._opt_state)}"
+                )
+            self._opt_state = [
+                _as_leaf(value, template, f"optimizer[{index}]")
+                for index, (value, template) in enumerate(zip(saved, self._opt_state, strict=True))
+            ]
+            self._lrs = [float(saved[index]) for index in self._lr_positions]
+        elif self.optimizer is not None:
+            warnings.warn(
+                "the checkpoint holds no optimizer state: the optimizer starts afresh (its "
+                "moments and step counts are lost)", stacklevel=2,
+            )
+
+    def load_model_state(self, state: Mapping[str, Any]) -> None:
+        """Restore the model alone (``state_dict()["model"]``), leaving the optimizer as it
+        is: for a task that only validates, predicts or exports."""
+        self._flush()
+        self._params = self._restore(self._params_template, state["params"], "params")
+        self._rest = self._restore(self._rest_template, state["state"], "state")
+        self._grads, self._update_pending, self._zero_pending = None, False, False
+
+    def _restore(
+        self, template: nnx.State[Any, Any], saved: Mapping[str, Any], part: str
+    ) -> Leaves:
+        paths = jax.tree_util.tree_flatten_with_path(template.to_pure_dict())[0]
+        values = jax.tree_util.tree_flatten_with_path(saved)[0]
+        if [path for path, _ in paths] != [path for path, _ in values]:
+            raise ValueError(f"the saved model {part} do not have this model's structure")
+        return [
+            _as_leaf(value, leaf, f"{part}{jax.tree_util.keystr(path)}")
+            for (path, leaf), (_, value) in zip(paths, values, strict=True)
+        ]
+
+    # -- export --------------------------------------------------------------------------------
+
+    def export(self, format: str, path: Path) -> Path:
+        """Serialized StableHLO through ``jax.export``, loaded back and checked (see
+        :func:`~hookline.backends.jax.export.export_function`)."""
+        if self.example_input is None:
+            raise jax_export.ExportError(
+                "export needs an example input: pass example_input= to JaxTask"
+            )
+        self._flush()
+        params, rest = list(self._params), list(self._rest)
+
+        def forward(inputs: jax.Array) -> jax.Array:
+            return self._merge(params, rest, training=False)(inputs)
+
+        return jax_export.export_function(forward, np.asarray(self.example_input), format, path)
+
+
+def _as_leaf(value: Any, template: Any, where: str) -> Any:
+    """``value`` (a saved array) as a device array shaped and typed like ``template``."""
+    array = np.asarray(value)
+    if _is_key(template):
+        expected = jax.random.key_data(template)
+        if array.shape != expected.shape:
+            raise ValueError(f"{where}: saved key data of shape {array.shape}, expected "
+                             f"{expected.shape}")
+        return jax.random.wrap_key_data(
+            jnp.asarray(array, expected.dtype), impl=jax.random.key_impl(template)
+        )
+    if array.shape != template.shape:
+        raise ValueError(f"{where}: saved shape {array.shape}, this model has {template.shape}")
+    return jnp.asarray(array, dtype=template.dtype)
