@@ -1,4 +1,5 @@
-"""Shared fixtures: small regression data for the pure-Python toy task, and a clean manager."""
+"""Shared fixtures: small regression data for the pure-Python toy task, each framework backend
+in turn, and a clean manager."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 
 from hookline import PluginManager
 from hookline.testing import LinearRegressionTask, make_batches
+from tests import backends
 
 pytest_plugins = ["hookline.testing.fixtures"]
 
@@ -30,6 +32,15 @@ def regression_batches(rows: int, batch_size: int, seed: int = 0) -> list:
 @pytest.fixture
 def task() -> LinearRegressionTask:
     return LinearRegressionTask(n_features=len(TRUE_WEIGHT), lr=0.1)
+
+
+@pytest.fixture(params=backends.NAMES)
+def backend(request: pytest.FixtureRequest) -> backends.TorchBackend | backends.JaxBackend:
+    """Each framework backend in turn (skipped where its framework is not installed): plugin
+    tests take it to run unchanged on torch and on JAX."""
+    if not backends.available(request.param):
+        pytest.skip(f"the {request.param} backend is not installed")
+    return backends.backend(request.param)
 
 
 @pytest.fixture

@@ -13,11 +13,8 @@ from pathlib import Path
 
 import pytest
 
-torch = pytest.importorskip("torch")
-
-from hookline import Callback, PluginManager, Trainer, UserError  # noqa: E402
-from hookline.flags import apply_flags  # noqa: E402
-from tests.test_torch_backend import batches, make_task  # noqa: E402
+from hookline import Callback, PluginManager, Trainer, UserError
+from hookline.flags import apply_flags
 
 
 class LogRecorder(Callback):
@@ -35,13 +32,13 @@ class LogRecorder(Callback):
         return [record for record in self.records if record["phase"] == phase]
 
 
-def train(save_dir: Path, epochs: int = 3, **settings: object) -> LogRecorder:
+def train(backend, save_dir: Path, epochs: int = 3, **settings: object) -> LogRecorder:
     recorder = LogRecorder()
     manager = PluginManager()
     apply_flags(manager, settings)  # the built-ins named by flags, as Model does
-    trainer = Trainer(make_task(), [recorder], manager=manager)
+    trainer = Trainer(backend.make_task(), [recorder], manager=manager)
     trainer.fit(
-        batches(256, 16), batches(64, 16, seed=1), epochs=epochs, save_dir=save_dir,
+        backend.batches(256, 16), backend.batches(64, 16, seed=1), epochs=epochs, save_dir=save_dir,
         log_every_n_steps=5, **settings,
     )
     return recorder
@@ -56,8 +53,8 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_csv_has_one_row_per_epoch_and_jsonl_every_record(tmp_path):
-    recorder = train(tmp_path, csv=True, jsonl=True)
+def test_csv_has_one_row_per_epoch_and_jsonl_every_record(backend, tmp_path):
+    recorder = train(backend, tmp_path, csv=True, jsonl=True)
     rows = read_csv(tmp_path / "results.csv")
     epochs = recorder.of("epoch")
     assert len(rows) == len(epochs) == 3
@@ -74,8 +71,8 @@ def test_csv_has_one_row_per_epoch_and_jsonl_every_record(tmp_path):
     assert times == sorted(times)
 
 
-def test_a_metric_that_appears_later_widens_the_csv(tmp_path):
-    recorder = train(tmp_path, epochs=4, csv=True, val_every_n_epochs=2)
+def test_a_metric_that_appears_later_widens_the_csv(backend, tmp_path):
+    recorder = train(backend, tmp_path, epochs=4, csv=True, val_every_n_epochs=2)
     rows = read_csv(tmp_path / "results.csv")
     assert [row["val/loss"] for row in rows][0::2] == ["", ""]
     assert [float(row["val/loss"]) for row in rows[1::2]] == [
@@ -83,8 +80,8 @@ def test_a_metric_that_appears_later_widens_the_csv(tmp_path):
     ]
 
 
-def test_resuming_keeps_each_epoch_and_step_once(tmp_path):
-    train(tmp_path, epochs=2, csv=True, jsonl=True, checkpoint=True)
+def test_resuming_keeps_each_epoch_and_step_once(backend, tmp_path):
+    train(backend, tmp_path, epochs=2, csv=True, jsonl=True, checkpoint=True)
     # records logged after the checkpoint was taken, by a run that then crashed
     with open(tmp_path / "results.csv", "a") as file:
         file.write("3,40,9.9,0.1,0.1,0.1\n")
@@ -92,7 +89,7 @@ def test_resuming_keeps_each_epoch_and_step_once(tmp_path):
         file.write(json.dumps({"phase": "train", "epoch": 3, "step": 35, "metrics": {}}) + "\n")
         file.write('{"phase": "tra')  # cut short by the crash
     resumed = train(
-        tmp_path, epochs=4, csv=True, jsonl=True, checkpoint=True,
+        backend, tmp_path, epochs=4, csv=True, jsonl=True, checkpoint=True,
         resume=str(tmp_path / "weights" / "last.pt"),
     )
     rows = read_csv(tmp_path / "results.csv")
@@ -108,11 +105,13 @@ def test_resuming_keeps_each_epoch_and_step_once(tmp_path):
     assert train_steps == list(range(5, 65, 5))
 
 
-def test_without_a_run_directory_metric_files_write_nothing(tmp_path, monkeypatch):
+def test_without_a_run_directory_metric_files_write_nothing(backend, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     manager = PluginManager()
     apply_flags(manager, {"csv": True, "jsonl": True})
-    Trainer(make_task(), manager=manager).fit(batches(64, 16), epochs=1, csv=True, jsonl=True)
+    Trainer(backend.make_task(), manager=manager).fit(
+        backend.batches(64, 16), epochs=1, csv=True, jsonl=True
+    )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -126,11 +125,11 @@ def needs(module: str):
 
 
 @needs("tensorboard")
-def test_tensorboard_scalars_and_hyperparameters(tmp_path):
+def test_tensorboard_scalars_and_hyperparameters(backend, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.plugins.hparams import plugin_data_pb2
 
-    recorder = train(tmp_path, tensorboard=True)
+    recorder = train(backend, tmp_path, tensorboard=True)
     events = EventAccumulator(str(tmp_path))
     events.Reload()
     epochs = recorder.of("epoch")
@@ -158,11 +157,11 @@ def test_tensorboard_scalars_and_hyperparameters(tmp_path):
 
 
 @needs("mlflow")
-def test_mlflow_params_metrics_and_best_weights(tmp_path):
+def test_mlflow_params_metrics_and_best_weights(backend, tmp_path):
     from mlflow import MlflowClient
 
     save_dir = tmp_path / "train" / "exp"
-    recorder = train(save_dir, mlflow=True, checkpoint=True)
+    recorder = train(backend, save_dir, mlflow=True, checkpoint=True)
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'train' / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("hookline")
     (run,) = client.search_runs([experiment.experiment_id])
@@ -183,12 +182,12 @@ def test_mlflow_params_metrics_and_best_weights(tmp_path):
 
 
 @needs("mlflow")
-def test_a_resumed_run_continues_the_same_mlflow_run(tmp_path):
+def test_a_resumed_run_continues_the_same_mlflow_run(backend, tmp_path):
     from mlflow import MlflowClient
 
     save_dir = tmp_path / "train" / "exp"
-    train(save_dir, epochs=2, mlflow=True, checkpoint=True)
-    train(save_dir, epochs=3, mlflow=True, checkpoint=True,
+    train(backend, save_dir, epochs=2, mlflow=True, checkpoint=True)
+    train(backend, save_dir, epochs=3, mlflow=True, checkpoint=True,
           resume=str(save_dir / "weights" / "last.pt"))
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'train' / 'mlflow.db'}")
     (run,) = client.search_runs([client.get_experiment_by_name("hookline").experiment_id])
@@ -224,9 +223,9 @@ def wandb_records(run_file: str) -> list:
 
 
 @needs("wandb")
-def test_wandb_offline_run_holds_config_and_history(tmp_path, monkeypatch):
+def test_wandb_offline_run_holds_config_and_history(backend, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_SILENT", "true")
-    recorder = train(tmp_path, wandb=True)
+    recorder = train(backend, tmp_path, wandb=True)
     (run_file,) = glob.glob(str(tmp_path / "wandb" / "offline-run-*" / "run-*.wandb"))
     records = wandb_records(run_file)
     (run,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
@@ -247,10 +246,10 @@ def test_wandb_offline_run_holds_config_and_history(tmp_path, monkeypatch):
 
 
 @needs("comet_ml")
-def test_comet_offline_archive_holds_parameters_and_metrics(tmp_path):
+def test_comet_offline_archive_holds_parameters_and_metrics(backend, tmp_path):
     from comet_ml.offline import unzip_offline_archive
 
-    recorder = train(tmp_path, comet=True)
+    recorder = train(backend, tmp_path, comet=True)
     (archive,) = (tmp_path / "comet").glob("*.zip")
     folder = Path(unzip_offline_archive(str(archive)))
     messages = [json.loads(line) for line in (folder / "messages.json").read_text().splitlines()]
@@ -269,24 +268,24 @@ def test_comet_offline_archive_holds_parameters_and_metrics(tmp_path):
     ]
 
 
-def test_a_tracker_whose_package_is_missing_fails_before_training(tmp_path, monkeypatch):
+def test_a_tracker_whose_package_is_missing_fails_before_training(backend, tmp_path, monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(
         importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a)
     )
     manager = PluginManager()
     apply_flags(manager, {"wandb": True})
-    trainer = Trainer(make_task(), [LogRecorder()], manager=manager)
+    trainer = Trainer(backend.make_task(), [LogRecorder()], manager=manager)
     with pytest.raises(UserError, match=r"wandb=True needs the 'wandb' package: pip install "
                                         r"'hookline\[wandb\]'"):
-        trainer.fit(batches(64, 16), epochs=1, save_dir=tmp_path, wandb=True)
+        trainer.fit(backend.batches(64, 16), epochs=1, save_dir=tmp_path, wandb=True)
     assert not list(tmp_path.iterdir())
 
 
 @needs("wandb")
-def test_a_tracker_mode_outside_its_choices_is_refused(tmp_path):
+def test_a_tracker_mode_outside_its_choices_is_refused(backend, tmp_path):
     from hookline import SettingsError
 
     with pytest.raises(SettingsError, match="wandb_mode must be one of offline, online, disabled"):
-        train(tmp_path, wandb=True, wandb_mode="cloud")
+        train(backend, tmp_path, wandb=True, wandb_mode="cloud")
     assert not (tmp_path / "wandb").exists()

@@ -11,16 +11,13 @@ import types
 import psutil
 import pytest
 
-torch = pytest.importorskip("torch")
-
-from hookline import Callback, PluginManager, Trainer  # noqa: E402
-from hookline.flags import apply_flags  # noqa: E402
-from hookline.plugins.plots import ResultsPlot, panels  # noqa: E402
-from hookline.plugins.progress import ProgressBar  # noqa: E402
-from hookline.plugins.resources import ResourceMonitor  # noqa: E402
-from hookline.plugins.summary import RunSummary  # noqa: E402
-from tests.test_loggers import LogRecorder  # noqa: E402
-from tests.test_torch_backend import batches, make_task  # noqa: E402
+from hookline import Callback, PluginManager, Trainer
+from hookline.flags import apply_flags
+from hookline.plugins.plots import ResultsPlot, panels
+from hookline.plugins.progress import ProgressBar
+from hookline.plugins.resources import ResourceMonitor
+from hookline.plugins.summary import RunSummary
+from tests.test_loggers import LogRecorder
 
 
 class Terminal(io.StringIO):
@@ -28,11 +25,11 @@ class Terminal(io.StringIO):
         return True
 
 
-def fit(plugins, epochs=2, data=None, **settings):
+def fit(backend, plugins, epochs=2, data=None, **settings):
     manager = PluginManager()
     apply_flags(manager, settings)  # the built-ins named by flags, as Model does
-    trainer = Trainer(make_task(), plugins, manager=manager)
-    trainer.fit(data or batches(256, 16), batches(64, 16, seed=1), epochs=epochs,
+    trainer = Trainer(backend.make_task(), plugins, manager=manager)
+    trainer.fit(data or backend.batches(256, 16), backend.batches(64, 16, seed=1), epochs=epochs,
                 log_every_n_steps=4, **settings)
     return trainer
 
@@ -40,11 +37,11 @@ def fit(plugins, epochs=2, data=None, **settings):
 # -- progress ---------------------------------------------------------------------------------
 
 
-def test_plain_progress_lines_are_bounded_by_the_interval():
+def test_plain_progress_lines_are_bounded_by_the_interval(backend):
     quiet, chatty = io.StringIO(), io.StringIO()
-    fit([ProgressBar(quiet, progress_interval=3600)])
+    fit(backend, [ProgressBar(quiet, progress_interval=3600)])
     recorder = LogRecorder()
-    fit([ProgressBar(chatty, progress_interval=0), recorder])
+    fit(backend, [ProgressBar(chatty, progress_interval=0), recorder])
     lines = quiet.getvalue().splitlines()
     assert lines == [
         line for line in lines if line.startswith(("epoch 1/2  16/16", "epoch 2/2  16/16"))
@@ -60,10 +57,10 @@ def test_plain_progress_lines_are_bounded_by_the_interval():
     assert f"loss {last_loss:.4g}" in chatty_lines[-1]
 
 
-def test_a_terminal_gets_a_tqdm_bar_refreshed_at_a_bounded_rate():
+def test_a_terminal_gets_a_tqdm_bar_refreshed_at_a_bounded_rate(backend):
     fast, slow = Terminal(), Terminal()
-    fit([ProgressBar(fast, progress_interval=0)], epochs=1)
-    fit([ProgressBar(slow, progress_interval=3600)], epochs=1)
+    fit(backend, [ProgressBar(fast, progress_interval=0)], epochs=1)
+    fit(backend, [ProgressBar(slow, progress_interval=3600)], epochs=1)
     assert "epoch 1/1" in slow.getvalue()
     assert "16/16" in slow.getvalue()
     assert "batch/s" in slow.getvalue()
@@ -74,15 +71,15 @@ def test_a_terminal_gets_a_tqdm_bar_refreshed_at_a_bounded_rate():
 # -- plots ------------------------------------------------------------------------------------
 
 
-def test_results_png_has_a_panel_per_metric_and_survives_resume(tmp_path):
+def test_results_png_has_a_panel_per_metric_and_survives_resume(backend, tmp_path):
     pytest.importorskip("matplotlib")
     plot = ResultsPlot()
-    fit([plot], epochs=2, save_dir=tmp_path, checkpoint=True)
+    fit(backend, [plot], epochs=2, save_dir=tmp_path, checkpoint=True)
     png = (tmp_path / "results.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     assert [row["epoch"] for row in plot.history] == [1, 2]
     resumed = ResultsPlot()
-    fit([resumed], epochs=3, save_dir=tmp_path, checkpoint=True,
+    fit(backend, [resumed], epochs=3, save_dir=tmp_path, checkpoint=True,
         resume=str(tmp_path / "weights" / "last.pt"))
     assert [row["epoch"] for row in resumed.history] == [1, 2, 3]
     assert (tmp_path / "results.png").read_bytes() != png
@@ -93,11 +90,11 @@ def test_results_png_has_a_panel_per_metric_and_survives_resume(tmp_path):
     }
 
 
-def test_without_matplotlib_plots_say_so_once_and_training_goes_on(tmp_path, monkeypatch):
+def test_without_matplotlib_plots_say_so_once_and_training_goes_on(backend, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: None)
     stream = io.StringIO()
-    fit([ResultsPlot(stream)], epochs=2, save_dir=tmp_path)
+    fit(backend, [ResultsPlot(stream)], epochs=2, save_dir=tmp_path)
     assert stream.getvalue().count("matplotlib is not installed") == 1
     assert not (tmp_path / "results.png").exists()
 
@@ -114,10 +111,10 @@ class Busy(Callback):
             pass
 
 
-def test_cpu_and_memory_figures_are_plausible_on_this_machine():
+def test_cpu_and_memory_figures_are_plausible_on_this_machine(backend):
     stream = io.StringIO()
     recorder = LogRecorder()
-    fit([ResourceMonitor(0.02, stream), Busy(), recorder], epochs=2)
+    fit(backend, [ResourceMonitor(0.02, stream), Busy(), recorder], epochs=2)
     rss_now = psutil.Process().memory_info().rss / 1024**2
     for record in recorder.of("epoch"):
         metrics = record["metrics"]
@@ -167,17 +164,18 @@ def fake_nvml(sleep: float = 0.0) -> types.ModuleType:
     return nvml
 
 
-def test_the_gpu_path_reports_each_gpu_through_nvml(monkeypatch):
+def test_the_gpu_path_reports_each_gpu_through_nvml(backend, monkeypatch):
     nvml = fake_nvml()
     monkeypatch.setitem(sys.modules, "pynvml", nvml)
-    # and torch's own figures, as once training has put CUDA to use
-    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda index: 3 * 1024**2)
-    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda index: 8 * 1024**2)
+    if backend.name == "torch":  # and torch's own figures, as once training has put CUDA to use
+        cuda = backend.torch.cuda
+        monkeypatch.setattr(cuda, "is_initialized", lambda: True)
+        monkeypatch.setattr(cuda, "device_count", lambda: 1)
+        monkeypatch.setattr(cuda, "memory_allocated", lambda index: 3 * 1024**2)
+        monkeypatch.setattr(cuda, "memory_reserved", lambda index: 8 * 1024**2)
     stream = io.StringIO()
     recorder = LogRecorder()
-    fit([ResourceMonitor(0.01, stream), Busy(), recorder], epochs=2)
+    fit(backend, [ResourceMonitor(0.01, stream), Busy(), recorder], epochs=2)
     assert stream.getvalue() == ""
     metrics = recorder.of("epoch")[-1]["metrics"]
     assert metrics["resources/gpu0_util_percent_mean"] == 40
@@ -186,16 +184,19 @@ def test_the_gpu_path_reports_each_gpu_through_nvml(monkeypatch):
     assert metrics["resources/gpu0_temperature_c_max"] == 60
     assert metrics["resources/gpu0_power_w_mean"] == 250
     assert "resources/gpu1_power_w_mean" not in metrics
-    assert metrics["resources/cuda0_allocated_mb_max"] == 3
-    assert metrics["resources/cuda0_reserved_mb_mean"] == 8
+    if backend.name == "torch":
+        assert metrics["resources/cuda0_allocated_mb_max"] == 3
+        assert metrics["resources/cuda0_reserved_mb_mean"] == 8
+    else:
+        assert not any(name.startswith("resources/cuda") for name in metrics)
     assert nvml.calls == {"init": 1, "shutdown": 1}
 
 
-def test_a_slow_driver_never_slows_the_training_loop(monkeypatch):
+def test_a_slow_driver_never_slows_the_training_loop(backend, monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", fake_nvml(sleep=2.0))
     started = time.monotonic()
     recorder = LogRecorder()
-    fit([ResourceMonitor(0.01, io.StringIO()), recorder], epochs=2)
+    fit(backend, [ResourceMonitor(0.01, io.StringIO()), recorder], epochs=2)
     # each sample takes 4 s (2 s per GPU); the run, its end included, does not wait for one
     assert time.monotonic() - started < 3.0
     assert len(recorder.of("epoch")) == 2
@@ -204,11 +205,11 @@ def test_a_slow_driver_never_slows_the_training_loop(monkeypatch):
 # -- summary ----------------------------------------------------------------------------------
 
 
-def test_the_summary_reports_best_epoch_time_and_files(tmp_path):
+def test_the_summary_reports_best_epoch_time_and_files(backend, tmp_path):
     stream = io.StringIO()
     recorder = LogRecorder()
     summary = RunSummary(stream, monitor="val/accuracy")
-    fit([summary, recorder], epochs=3, save_dir=tmp_path, checkpoint=True, csv=True)
+    fit(backend, [summary, recorder], epochs=3, save_dir=tmp_path, checkpoint=True, csv=True)
     written = json.loads((tmp_path / "summary.json").read_text())
     epochs = recorder.of("epoch")
     best = max(epochs, key=lambda record: record["metrics"]["val/accuracy"])
@@ -231,10 +232,10 @@ class Explode(Callback):
             raise RuntimeError("boom")
 
 
-def test_a_failed_run_still_gets_its_summary(tmp_path):
+def test_a_failed_run_still_gets_its_summary(backend, tmp_path):
     stream = io.StringIO()
     with pytest.raises(RuntimeError, match="boom"):
-        fit([RunSummary(stream), Explode()], epochs=3, save_dir=tmp_path)
+        fit(backend, [RunSummary(stream), Explode()], epochs=3, save_dir=tmp_path)
     written = json.loads((tmp_path / "summary.json").read_text())
     assert written["ended"] == "failed: RuntimeError: boom"
     assert written["steps"] == 20
@@ -244,9 +245,6 @@ def test_a_failed_run_still_gets_its_summary(tmp_path):
 
 
 # -- host synchronisation ---------------------------------------------------------------------
-
-
-HOST_READS = ("item", "tolist", "numpy", "cpu", "__float__", "__int__", "__bool__", "__index__")
 
 
 class Position(Callback):
@@ -270,19 +268,21 @@ class Position(Callback):
             self.log_steps.add(step)
 
 
-def test_tensors_reach_the_host_only_at_log_intervals(tmp_path, monkeypatch):
-    """Every built-in on (trackers included when installed): a tensor is read on the host
-    only in the batches that end a log interval and at epoch boundaries, never per batch."""
+def test_tensors_reach_the_host_only_at_log_intervals(backend, tmp_path, monkeypatch):
+    """Every built-in on (trackers included when installed): a tensor (a JAX array) is read on
+    the host only in the batches that end a log interval and at epoch boundaries, never per
+    batch."""
     position = Position()
     reads: list[tuple] = []
-    for name in HOST_READS:
-        original = getattr(torch.Tensor, name)
+    array_class, methods = backend.host_reads()
+    for name in methods:
+        original = getattr(array_class, name)
 
         def counted(self, *args, _original=original, **kwargs):
             reads.append(position.where)
             return _original(self, *args, **kwargs)
 
-        monkeypatch.setattr(torch.Tensor, name, counted)
+        monkeypatch.setattr(array_class, name, counted)
     trackers = {
         flag: True for flag, module in
         {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb",
@@ -297,9 +297,9 @@ def test_tensors_reach_the_host_only_at_log_intervals(tmp_path, monkeypatch):
     )
     manager = PluginManager()
     apply_flags(manager, flags)
-    trainer = Trainer(make_task(), [position], manager=manager)
+    trainer = Trainer(backend.make_task(), [position], manager=manager)
     trainer.fit(
-        batches(512, 16), batches(64, 16, seed=1), epochs=2, save_dir=tmp_path,
+        backend.batches(512, 16), backend.batches(64, 16, seed=1), epochs=2, save_dir=tmp_path,
         log_every_n_steps=10, **flags,
     )
     per_batch = [where for where in reads if where[0] == "batch"]
@@ -319,7 +319,7 @@ def importlib_available(module: str) -> bool:
 
 
 def test_results_png_is_drawn_off_the_loop_at_most_every_interval_and_at_the_end(
-    tmp_path, monkeypatch
+    backend, tmp_path, monkeypatch
 ):
     import threading
 
@@ -333,7 +333,7 @@ def test_results_png_is_drawn_off_the_loop_at_most_every_interval_and_at_the_end
         real(history, path)
 
     monkeypatch.setattr(plots, "draw", counting)
-    fit([ResultsPlot(plot_interval=3600)], epochs=5, save_dir=tmp_path)
+    fit(backend, [ResultsPlot(plot_interval=3600)], epochs=5, save_dir=tmp_path)
     # the first epoch in the background (the file appears early), every epoch at the end
     assert drawn == [("hookline-plots", 1), ("MainThread", 5)]
     assert (tmp_path / "results.png").stat().st_size > 0

@@ -3,6 +3,7 @@ same weights, early-stopping counters and best-checkpoint record as an uninterru
 
 from __future__ import annotations
 
+import json
 import random
 import signal
 import subprocess
@@ -10,22 +11,29 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-
-from hookline import PluginManager, Trainer  # noqa: E402
-from hookline.plugins.checkpoint import ModelCheckpoint  # noqa: E402
-from hookline.plugins.time_limit import TimeLimit  # noqa: E402
-from tests.test_torch_backend import load_torch_checkpoint as load_checkpoint  # noqa: E402
-from tests.test_torch_backend import make_task  # noqa: E402
+from hookline import PluginManager, Trainer
+from hookline.plugins.checkpoint import ModelCheckpoint
+from hookline.plugins.time_limit import TimeLimit
+from tests import backends
+from tests.backends import blobs
 
 JOB = Path(__file__).with_name("resume_job.py")
 
 
-def job(save_dir: Path, *extra: str) -> subprocess.Popen[bytes]:
+@pytest.fixture(scope="module", params=backends.NAMES)
+def job_backend(request: pytest.FixtureRequest) -> backends.TorchBackend | backends.JaxBackend:
+    """The backend the job trains with (each in turn, where installed)."""
+    if not backends.available(request.param):
+        pytest.skip(f"the {request.param} backend is not installed")
+    return backends.backend(request.param)
+
+
+def job(backend, save_dir: Path, *extra: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, str(JOB), str(save_dir), *extra],
+        [sys.executable, str(JOB), str(save_dir), "--backend", backend.name, *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
 
@@ -35,15 +43,27 @@ def finish(process: subprocess.Popen[bytes]) -> None:
     assert process.returncode == 0, stderr.decode()[-3000:]
 
 
-def resume(save_dir: Path) -> dict:
+def result(save_dir: Path) -> dict:
+    """What the job wrote at its end: weights, plugin states, epoch, steps, stop reason."""
+    with np.load(save_dir / "final.npz") as weights:
+        model = {name: weights[name] for name in weights.files}
+    return {"model": model, **json.loads((save_dir / "final.json").read_text())}
+
+
+def resume(backend, save_dir: Path) -> dict:
     last = save_dir / "weights" / "last.pt"
-    finish(job(save_dir, *(["--resume", str(last)] if last.exists() else [])))
-    return torch.load(save_dir / "final.pt", weights_only=True)
+    finish(job(backend, save_dir, *(["--resume", str(last)] if last.exists() else [])))
+    return result(save_dir)
+
+
+def assert_same_weights(result: dict, reference: dict) -> None:
+    assert result.keys() == reference.keys()
+    for name, value in reference.items():
+        assert np.array_equal(result[name], value), name
 
 
 def assert_same_run(result: dict, reference: dict) -> None:
-    for name, tensor in reference["model"].items():
-        assert torch.equal(result["model"][name], tensor), name
+    assert_same_weights(result["model"], reference["model"])
     assert result["plugins"] == reference["plugins"]
     assert (result["epoch"], result["global_step"], result["stop_reason"]) == (
         reference["epoch"], reference["global_step"], reference["stop_reason"]
@@ -51,18 +71,18 @@ def assert_same_run(result: dict, reference: dict) -> None:
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def reference(job_backend, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """The uninterrupted run's result."""
     save_dir = tmp_path_factory.mktemp("uninterrupted")
-    finish(job(save_dir))
-    return torch.load(save_dir / "final.pt", weights_only=True)
+    finish(job(job_backend, save_dir))
+    return result(save_dir)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("trial", range(3))
-def test_killed_at_a_random_step_resumes_bit_exactly(reference, tmp_path, trial):
+def test_killed_at_a_random_step_resumes_bit_exactly(job_backend, reference, tmp_path, trial):
     target = random.Random(trial).randrange(5, reference["global_step"] - 10)
-    process = job(tmp_path)
+    process = job(job_backend, tmp_path)
     assert process.stdout is not None
     for line in process.stdout:  # "saved STEP" after each last.pt
         if int(line.split()[1]) >= target:
@@ -70,16 +90,16 @@ def test_killed_at_a_random_step_resumes_bit_exactly(reference, tmp_path, trial)
             break
     process.wait()
     assert process.returncode == -signal.SIGKILL
-    killed_at = load_checkpoint(tmp_path / "weights" / "last.pt")["progress"]
+    killed_at = job_backend.load_checkpoint(tmp_path / "weights" / "last.pt")["progress"]
     assert target <= killed_at["global_step"] < reference["global_step"]
-    assert_same_run(resume(tmp_path), reference)
+    assert_same_run(resume(job_backend, tmp_path), reference)
 
 
 @pytest.mark.slow
 def test_killed_while_writing_a_checkpoint_keeps_the_previous_one_and_resumes(
-    reference, tmp_path
+    job_backend, reference, tmp_path
 ):
-    process = job(tmp_path, "--heavy-at-step", "30")
+    process = job(job_backend, tmp_path, "--heavy-at-step", "30")
     weights = tmp_path / "weights"
     deadline = time.monotonic() + 120
     while not large_partial_file(weights) and time.monotonic() < deadline:
@@ -87,10 +107,10 @@ def test_killed_while_writing_a_checkpoint_keeps_the_previous_one_and_resumes(
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert list(weights.glob(".*.tmp")), "the kill did not land during a checkpoint write"
-    last = load_checkpoint(weights / "last.pt")
+    last = job_backend.load_checkpoint(weights / "last.pt")
     assert last["progress"]["global_step"] == 29  # the step before the one being written
     assert "ballast" not in last
-    assert_same_run(resume(tmp_path), reference)
+    assert_same_run(resume(job_backend, tmp_path), reference)
     assert not list(weights.glob(".*.tmp")), "the interrupted write was not cleaned up"
 
 
@@ -109,19 +129,15 @@ class Crash(Exception):
     pass
 
 
-def test_resuming_mid_epoch_in_process_matches_an_uninterrupted_run(tmp_path):
+def test_resuming_mid_epoch_in_process_matches_an_uninterrupted_run(backend, tmp_path):
     """Same guarantee without subprocesses: crash at step 7 of 4-step epochs, resume."""
-    from torch.utils.data import DataLoader, TensorDataset
 
     def data():
-        x = torch.randn(64, 4, generator=torch.Generator().manual_seed(5))
-        y = (x[:, 0] > 0).long()
-        return DataLoader(TensorDataset(x, y), batch_size=16, shuffle=True,
-                          generator=torch.Generator().manual_seed(3))
+        return backend.shuffled(*blobs(64, seed=5), size=16, seed=3)
 
     def trainer(**checkpoint: object) -> Trainer:
         plugins = [ModelCheckpoint(save_every_n_steps=1, filename="step", **checkpoint)]
-        return Trainer(make_task(), plugins, manager=PluginManager())
+        return Trainer(backend.make_task(dropout=0.2), plugins, manager=PluginManager())
 
     full = trainer()
     full.fit(data(), epochs=3, save_dir=tmp_path / "full")
@@ -134,27 +150,27 @@ def test_resuming_mid_epoch_in_process_matches_an_uninterrupted_run(tmp_path):
     crashing.add_callback("on_train_batch_end", crash)
     with pytest.raises(Crash):
         crashing.fit(data(), epochs=3, save_dir=tmp_path / "part")
-    progress = load_checkpoint(tmp_path / "part" / "weights" / "last.pt")["progress"]
+    progress = backend.load_checkpoint(tmp_path / "part" / "weights" / "last.pt")["progress"]
     assert (progress["epoch"], progress["batches_done"], progress["global_step"]) == (1, 2, 6)
     resumed = trainer(resume=str(tmp_path / "part" / "weights" / "last.pt"))
     resumed.fit(data(), epochs=3, save_dir=tmp_path / "part")
     assert resumed.global_step == full.global_step == 12
-    for a, b in zip(full.task.model.parameters(), resumed.task.model.parameters(), strict=True):
-        assert torch.equal(a, b)
+    assert_same_weights(backend.weights(resumed.task), backend.weights(full.task))
     assert resumed.metrics["train/loss"] == full.metrics["train/loss"]
 
 
-def test_time_limit_stops_within_the_budget_with_a_checkpoint_that_resumes_the_run(tmp_path):
-    from torch.utils.data import DataLoader, TensorDataset
-
-    x = torch.randn(320, 4, generator=torch.Generator().manual_seed(5))
-    loader = DataLoader(TensorDataset(x, (x[:, 0] > 0).long()), batch_size=16)
+def test_time_limit_stops_within_the_budget_with_a_checkpoint_that_resumes_the_run(
+    backend, tmp_path
+):
+    loader = backend.batches(320, 16, seed=5)
     budget, epochs = 1.0, 10  # 20 batches of >= 10 ms an epoch: the budget ends in epoch 3-5
-    full = Trainer(make_task(), manager=PluginManager())  # also pays torch's one-off lazy imports
+    full = Trainer(backend.make_task(), manager=PluginManager())  # also pays one-off imports
     full.fit(loader, epochs=epochs)
     fit_started: list[float] = []
 
-    limited = Trainer(make_task(), [ModelCheckpoint(), TimeLimit(budget)], manager=PluginManager())
+    limited = Trainer(
+        backend.make_task(), [ModelCheckpoint(), TimeLimit(budget)], manager=PluginManager()
+    )
     limited.add_callback(
         "on_pretrain_routine_start", lambda trainer: fit_started.append(time.monotonic())
     )
@@ -163,14 +179,13 @@ def test_time_limit_stops_within_the_budget_with_a_checkpoint_that_resumes_the_r
     assert time.monotonic() - fit_started[0] < budget  # the epoch's end and checkpoint included
     assert limited.stop_reason.startswith("time limit:")
     assert 0 < limited.global_step < epochs * len(loader)
-    progress = load_checkpoint(tmp_path / "weights" / "last.pt")["progress"]
+    progress = backend.load_checkpoint(tmp_path / "weights" / "last.pt")["progress"]
     assert progress["global_step"] == limited.global_step
 
     resumed = Trainer(
-        make_task(), [ModelCheckpoint(resume=str(tmp_path / "weights" / "last.pt"))],
+        backend.make_task(), [ModelCheckpoint(resume=str(tmp_path / "weights" / "last.pt"))],
         manager=PluginManager(),
     )
     resumed.fit(loader, epochs=epochs, save_dir=tmp_path)
     assert resumed.global_step == full.global_step == epochs * len(loader)
-    for a, b in zip(full.task.model.parameters(), resumed.task.model.parameters(), strict=True):
-        assert torch.equal(a, b)
+    assert_same_weights(backend.weights(resumed.task), backend.weights(full.task))

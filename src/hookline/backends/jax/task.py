@@ -185,7 +185,7 @@ class JaxTask:
         self, params: Leaves, opt_state: Leaves, grads: Leaves
     ) -> tuple[Leaves, Leaves]:
         if self.grad_clip_norm is not None:
-            norm = optax.global_norm(grads)
+            norm = optax.tree.norm(grads)
             factor = jnp.minimum(1.0, self.grad_clip_norm / (norm + 1e-6))
             grads = [leaf * factor for leaf in grads]
         assert self.optimizer is not None
@@ -428,7 +428,7 @@ class JaxTask:
         params = jax.tree_util.tree_unflatten(self._params_def, self._params)
         rest = jax.tree_util.tree_unflatten(self._rest_def, self._rest)
         state: dict[str, Any] = {
-            "model": {"params": params.to_pure_dict(), "state": rest.to_pure_dict()}
+            "model": {"params": nnx.to_pure_dict(params), "state": nnx.to_pure_dict(rest)}
         }
         if self._opt_state is not None:
             state["optimizer"] = list(self._opt_state)
@@ -472,7 +472,7 @@ class JaxTask:
     def _restore(
         self, template: nnx.State[Any, Any], saved: Mapping[str, Any], part: str
     ) -> Leaves:
-        paths = jax.tree_util.tree_flatten_with_path(template.to_pure_dict())[0]
+        paths = jax.tree_util.tree_flatten_with_path(nnx.to_pure_dict(template))[0]
         values = jax.tree_util.tree_flatten_with_path(saved)[0]
         if [path for path, _ in paths] != [path for path, _ in values]:
             raise ValueError(f"the saved model {part} do not have this model's structure")
