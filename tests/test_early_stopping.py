@@ -10,7 +10,6 @@ import pytest
 from hookline import Callback, SettingsError, Trainer, hookimpl
 from hookline.plugins.early_stopping import EarlyStopping
 from hookline.plugins.summary import RunSummary
-from tests.conftest import regression_batches
 
 
 class Script(Callback):
@@ -24,10 +23,10 @@ class Script(Callback):
         metrics[self.name] = self.values[trainer.epoch]
 
 
-def run(task, manager, values, name="val/loss", **options):
+def run(backend, manager, values, name="val/loss", **options):
     stopper = EarlyStopping(monitor=name, **options)
-    trainer = Trainer(task, [stopper, Script(name, values)], manager=manager)
-    trainer.fit(regression_batches(8, 4), epochs=len(values))
+    trainer = Trainer(backend.make_task(), [stopper, Script(name, values)], manager=manager)
+    trainer.fit(backend.batches(8, 4), epochs=len(values))
     return trainer, stopper
 
 
@@ -49,8 +48,8 @@ def run(task, manager, values, name="val/loss", **options):
     ],
     ids=["patience", "min-delta", "baseline", "start-from-epoch", "nan", "inf", "goal", "diverge"],
 )
-def test_stops_at_the_hand_worked_epoch(task, manager, values, options, last_epoch, reason):
-    trainer, stopper = run(task, manager, values, **options)
+def test_stops_at_the_hand_worked_epoch(backend, manager, values, options, last_epoch, reason):
+    trainer, stopper = run(backend, manager, values, **options)
     assert trainer.epoch == last_epoch
     if reason is None:
         assert not trainer.should_stop
@@ -61,43 +60,46 @@ def test_stops_at_the_hand_worked_epoch(task, manager, values, options, last_epo
         assert stopper.stopped_epoch == last_epoch
 
 
-def test_accuracy_like_metrics_are_maximised(task, manager):
-    trainer, stopper = run(task, manager, [0.5, 0.6, 0.6, 0.6, 0.9], "val/accuracy", patience=2)
+def test_accuracy_like_metrics_are_maximised(backend, manager):
+    trainer, stopper = run(backend, manager, [0.5, 0.6, 0.6, 0.6, 0.9], "val/accuracy", patience=2)
     assert trainer.epoch == 3
     assert (stopper.best, stopper.best_epoch) == (0.6, 1)
 
 
-def test_explicit_mode_overrides_auto(task, manager):
-    trainer, _ = run(task, manager, [0.5, 0.6, 0.7], "val/accuracy", mode="min", patience=1)
+def test_explicit_mode_overrides_auto(backend, manager):
+    trainer, _ = run(backend, manager, [0.5, 0.6, 0.7], "val/accuracy", mode="min", patience=1)
     assert trainer.epoch == 1
 
 
-def test_restore_best_weights_puts_back_the_best_epochs_state(task, manager):
+def test_restore_best_weights_puts_back_the_best_epochs_state(backend, manager):
     weights = []
     trainer = Trainer(
-        task,
+        backend.make_task(),
         [EarlyStopping(patience=2, restore_best_weights=True), Script("val/loss", [3, 1, 2, 2, 0])],
         manager=manager,
     )
-    trainer.add_callback("on_fit_epoch_end", lambda: weights.append(task.weight.copy()))
-    trainer.fit(regression_batches(8, 4), epochs=5)
+    trainer.add_callback(
+        "on_fit_epoch_end", lambda trainer: weights.append(backend.weights(trainer.task))
+    )
+    trainer.fit(backend.batches(8, 4), epochs=5)
     assert trainer.epoch == 3
-    np.testing.assert_array_equal(task.weight, weights[1])
-    assert not np.array_equal(task.weight, weights[3])
+    final = backend.weights(trainer.task)
+    assert all(np.array_equal(final[name], weights[1][name]) for name in final)
+    assert not all(np.array_equal(final[name], weights[3][name]) for name in final)
 
 
-def test_settings_override_constructor_arguments_only_when_given(task, manager):
+def test_settings_override_constructor_arguments_only_when_given(backend, manager):
     stopper = EarlyStopping(patience=7)
-    trainer = Trainer(task, [stopper], manager=manager)
-    trainer.fit(regression_batches(4, 4), epochs=1)
+    trainer = Trainer(backend.make_task(), [stopper], manager=manager)
+    trainer.fit(backend.batches(4, 4), epochs=1)
     assert stopper.patience == 7
-    trainer.fit(regression_batches(4, 4), epochs=1, patience="2")
+    trainer.fit(backend.batches(4, 4), epochs=1, patience="2")
     assert stopper.patience == 2
 
 
-def test_the_run_summary_shows_the_stop_reason(task, manager, capsys):
+def test_the_run_summary_shows_the_stop_reason(backend, manager, capsys):
     run_plugins = [EarlyStopping(patience=1), Script("val/loss", [1, 2, 3]), RunSummary()]
-    Trainer(task, run_plugins, manager=manager).fit(regression_batches(8, 4), epochs=3)
+    Trainer(backend.make_task(), run_plugins, manager=manager).fit(backend.batches(8, 4), epochs=3)
     summary = capsys.readouterr().out.strip().splitlines()
     assert summary[0].startswith("training stopped early: early stopping:")
     assert "val/loss has not improved for 1 epochs (best 1 at epoch 1)" in summary[0]
@@ -106,23 +108,26 @@ def test_the_run_summary_shows_the_stop_reason(task, manager, capsys):
 
 
 def test_a_misspelt_monitor_is_an_error_at_the_first_epoch_end_naming_the_metrics(
-    task, manager
+    backend, manager
 ):
     trainer = Trainer(
-        task, [EarlyStopping(monitor="val/f1", patience=1), Script("val/loss", [1, 1, 1])],
+        backend.make_task(),
+        [EarlyStopping(monitor="val/f1", patience=1), Script("val/loss", [1, 1, 1])],
         manager=manager,
     )
     with pytest.raises(SettingsError, match="early stopping: setting 'monitor' names 'val/f1', "
                                             "which is not reported; the metrics are: "
                                             "train/loss, val/loss"):
-        trainer.fit(regression_batches(8, 4), epochs=3)
+        trainer.fit(backend.batches(8, 4), epochs=3)
     assert trainer.epoch == 0
 
 
-def test_a_validation_monitor_without_validation_warns_once_and_never_stops(task, manager):
-    trainer = Trainer(task, [EarlyStopping(monitor="val/loss", patience=1)], manager=manager)
+def test_a_validation_monitor_without_validation_warns_once_and_never_stops(backend, manager):
+    trainer = Trainer(
+        backend.make_task(), [EarlyStopping(monitor="val/loss", patience=1)], manager=manager
+    )
     with pytest.warns(UserWarning, match="'val/loss' is a validation metric and no validation "
                                          "ran") as caught:
-        trainer.fit(regression_batches(8, 4), epochs=3)
+        trainer.fit(backend.batches(8, 4), epochs=3)
     assert len([w for w in caught if "no validation ran" in str(w.message)]) == 1
     assert not trainer.should_stop

@@ -16,7 +16,6 @@ import pytest
 from hookline import Callback, PluginManager, SettingsError, Trainer
 from hookline.plugins.early_stopping import EarlyStopping
 from hookline.plugins.webhook import Webhook, WebhookSender
-from tests.conftest import regression_batches
 from tests.test_early_stopping import Script
 
 SECRET = "T000/B000/XXXXsecretXXXX"
@@ -76,19 +75,19 @@ def serve() -> Iterator:
         server.server_close()
 
 
-def run(task, plugins, epochs: int = 4, **settings) -> tuple[Trainer, float]:
-    trainer = Trainer(task, plugins, manager=PluginManager())
+def run(backend, plugins, epochs: int = 4, **settings) -> tuple[Trainer, float]:
+    trainer = Trainer(backend.make_task(), plugins, manager=PluginManager())
     started = time.monotonic()
-    trainer.fit(regression_batches(32, 8), epochs=epochs, **settings)
+    trainer.fit(backend.batches(32, 8), epochs=epochs, **settings)
     return trainer, time.monotonic() - started
 
 
-def test_chosen_events_arrive_with_their_content(task, serve, capsys):
+def test_chosen_events_arrive_with_their_content(backend, serve, capsys):
     server = serve()
     stream = io.StringIO()
     plugins = [Webhook(stream=stream), Script("val/loss", [3.0, 2.0, 2.5, 2.6]),
                EarlyStopping(patience=2)]
-    run(task, plugins, webhook_url=server.url)
+    run(backend, plugins, webhook_url=server.url)
     events = [message["event"] for message in server.messages]
     assert events == ["train_start", "best", "early_stop"]
     start, best, stop = server.messages
@@ -108,31 +107,31 @@ class Fail(Callback):
         raise ValueError("the data ran out")
 
 
-def test_an_exception_is_announced_and_still_raised(task, serve):
+def test_an_exception_is_announced_and_still_raised(backend, serve):
     server = serve()
     with pytest.raises(ValueError, match="the data ran out"):
-        run(task, [Webhook(), Fail()], webhook_url=server.url, webhook_events="exception")
+        run(backend, [Webhook(), Fail()], webhook_url=server.url, webhook_events="exception")
     (message,) = server.messages
     assert message["event"] == "exception"
     assert message["text"] == "hookline: train failed: ValueError: the data ran out"
 
 
-def test_the_url_may_come_from_the_environment_and_is_never_shown(task, serve, monkeypatch):
+def test_the_url_may_come_from_the_environment_and_is_never_shown(backend, serve, monkeypatch):
     server = serve()
     monkeypatch.setenv("HOOKLINE_WEBHOOK_URL", server.url)
     plugin = Webhook(webhook_events="train_end")
-    run(task, [plugin], epochs=1)
+    run(backend, [plugin], epochs=1)
     assert [message["event"] for message in server.messages] == ["train_end"]
     assert SECRET not in repr(plugin)
     assert repr(plugin) == "Webhook(http://127.0.0.1/…)"
 
 
-def test_a_failing_server_is_retried_with_backoff_and_never_fails_the_run(task, serve, capsys):
+def test_a_failing_server_is_retried_with_backoff_and_never_fails_the_run(backend, serve, capsys):
     server = serve(status=500)
     stream = io.StringIO()
-    _, baseline = run(task, [], epochs=2)
+    _, baseline = run(backend, [], epochs=2)
     trainer, elapsed = run(
-        task, [Webhook(stream=stream)], epochs=2, webhook_url=server.url,
+        backend, [Webhook(stream=stream)], epochs=2, webhook_url=server.url,
         webhook_events="train_start", webhook_retries=2, webhook_timeout=5,
     )
     assert trainer.epoch == 1
@@ -145,19 +144,19 @@ def test_a_failing_server_is_retried_with_backoff_and_never_fails_the_run(task, 
     assert SECRET not in printed.out + printed.err + stream.getvalue()
 
 
-def test_a_refused_request_is_not_retried(task, serve):
+def test_a_refused_request_is_not_retried(backend, serve):
     server = serve(status=404)
-    run(task, [Webhook(stream=io.StringIO())], epochs=1, webhook_url=server.url,
+    run(backend, [Webhook(stream=io.StringIO())], epochs=1, webhook_url=server.url,
         webhook_events="train_start")
     assert server.attempts == 1
 
 
-def test_a_hanging_server_delays_the_end_of_the_run_by_at_most_the_timeout(task, serve):
+def test_a_hanging_server_delays_the_end_of_the_run_by_at_most_the_timeout(backend, serve):
     server = serve(delay=60)
     stream = io.StringIO()
-    _, baseline = run(task, [], epochs=2)
+    _, baseline = run(backend, [], epochs=2)
     _, elapsed = run(
-        task, [Webhook(stream=stream)], epochs=2, webhook_url=server.url,
+        backend, [Webhook(stream=stream)], epochs=2, webhook_url=server.url,
         webhook_timeout=0.5, webhook_retries=5,
     )
     assert elapsed < baseline + 0.5 + 0.5
@@ -187,7 +186,7 @@ def test_an_unreachable_host_is_reported_not_raised():
          "webhook_timeout must be > 0"),
     ],
 )
-def test_bad_settings_are_refused_before_training(task, settings, message, monkeypatch):
+def test_bad_settings_are_refused_before_training(backend, settings, message, monkeypatch):
     monkeypatch.delenv("HOOKLINE_WEBHOOK_URL", raising=False)
     with pytest.raises(SettingsError, match=re.escape(message)):
-        run(task, [Webhook()], **settings)
+        run(backend, [Webhook()], **settings)

@@ -3,8 +3,8 @@
 A payload is nested maps (string or integer keys), lists, numbers, strings, ``None`` and
 arrays.  An array is a MessagePack extension holding its dtype's name, its shape and its bytes;
 reading one builds a NumPy array from those bytes and nothing else, so a payload can never run
-code.  JAX arrays are written through the host; typed PRNG keys as their raw key data (the task
-wraps them again from its own state's template).
+code.  JAX arrays are written through the host (the task hands random keys over as their raw key
+data).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import msgpack
 import numpy as np
 
@@ -41,11 +40,7 @@ def _plain(value: Any, where: str) -> Any:
         return plain
     if isinstance(value, (list, tuple)):
         return [_plain(item, f"{where}[{index}]") for index, item in enumerate(value)]
-    if isinstance(value, jax.Array):
-        if jnp.issubdtype(value.dtype, jax.dtypes.prng_key):
-            value = jax.random.key_data(value)
-        return _array_bytes(np.asarray(value))
-    if isinstance(value, (np.ndarray, np.generic)):
+    if isinstance(value, (jax.Array, np.ndarray, np.generic)):
         return _array_bytes(np.asarray(value))
     raise TypeError(f"{where}: a {type(value).__name__} cannot be stored in a checkpoint")
 

@@ -422,13 +422,17 @@ class JaxTask:
         return load_payload(data, source)
 
     def state_dict(self) -> dict[str, Any]:
-        """``model``: parameters and other state as nested dicts of arrays (keys as raw key
-        data); ``optimizer``: the Optax state's leaves in pytree order."""
+        """``model``: parameters and other state as nested dicts of arrays (random keys as
+        their raw key data, plain arrays that copy and save like any other); ``optimizer``:
+        the Optax state's leaves in pytree order."""
         self._flush()
         params = jax.tree_util.tree_unflatten(self._params_def, self._params)
         rest = jax.tree_util.tree_unflatten(self._rest_def, self._rest)
         state: dict[str, Any] = {
-            "model": {"params": nnx.to_pure_dict(params), "state": nnx.to_pure_dict(rest)}
+            "model": {
+                "params": nnx.to_pure_dict(params),
+                "state": jax.tree_util.tree_map(_plain_key, nnx.to_pure_dict(rest)),
+            }
         }
         if self._opt_state is not None:
             state["optimizer"] = list(self._opt_state)
@@ -497,6 +501,11 @@ class JaxTask:
             return self._merge(params, rest, training=False)(inputs)
 
         return jax_export.export_function(forward, np.asarray(self.example_input), format, path)
+
+
+def _plain_key(leaf: Any) -> Any:
+    """A typed PRNG key as its raw key data; any other leaf as it is."""
+    return jax.random.key_data(leaf) if _is_key(leaf) else leaf
 
 
 def _as_leaf(value: Any, template: Any, where: str) -> Any:
