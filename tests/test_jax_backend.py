@@ -223,3 +223,22 @@ def test_importing_hookline_and_its_help_load_no_jax():
                             check=True)
     assert result.stderr.strip() == "[]"
     assert "train" in result.stdout
+
+
+def test_the_jax_demo_needs_no_torch(tmp_path):
+    code = (
+        "import sys, importlib.abc\n"
+        "class NoTorch(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name.partition('.')[0] == 'torch':\n"
+        "            raise ImportError('torch is not installed here')\n"
+        "sys.meta_path.insert(0, NoTorch())\n"
+        "from hookline.cli import main\n"
+        "code = main(['train', 'recipe=digits-jax', 'epochs=1', 'progress=False'])\n"
+        "print(code, sorted(m for m in sys.modules if m.partition('.')[0] == 'torch'))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "0 []"
+    assert (tmp_path / "runs" / "train" / "exp" / "weights" / "last.pt").exists()

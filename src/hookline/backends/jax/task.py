@@ -165,22 +165,6 @@ class JaxTask:
 
     # -- compiled functions (pure; built once per task) -------------------------------------------
 
-    def _grad_step(
-        self, params: Leaves, rest: Leaves, grads: Leaves | None, inputs: Any, targets: Any
-    ) -> tuple[jax.Array, Leaves, Leaves]:
-        module = self._merge(params, rest, training=True)
-
-        def loss_of(candidate: nnx.Module) -> jax.Array:
-            return self.loss(candidate(inputs), targets)
-
-        loss, new_grads = nnx.value_and_grad(loss_of)(module)
-        scale = 1.0 / self.accumulate_grad_batches
-        leaves = [leaf * scale for leaf in jax.tree_util.tree_leaves(new_grads)]
-        if grads is not None:
-            leaves = [old + new for old, new in zip(grads, leaves, strict=True)]
-        rest = jax.tree_util.tree_leaves(nnx.state(module, nnx.Not(nnx.Param)))
-        return loss, rest, leaves
-
     def _update(
         self, params: Leaves, opt_state: Leaves, grads: Leaves
     ) -> tuple[Leaves, Leaves]:
@@ -195,13 +179,31 @@ class JaxTask:
         params = optax.apply_updates(tree(params), updates)
         return jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(state)
 
-    def _update_then_grad(
-        self, params: Leaves, rest: Leaves, opt_state: Leaves, grads: Leaves,
-        inputs: Any, targets: Any,
+    def _train_step(
+        self, params: Leaves, rest: Leaves, opt_state: Leaves, grads: Leaves | None,
+        inputs: Any, targets: Any, *, apply: bool,
     ) -> tuple[Leaves, Leaves, jax.Array, Leaves, Leaves]:
-        params, opt_state = self._update(params, opt_state, grads)
-        loss, rest, grads = self._grad_step(params, rest, None, inputs, targets)
-        return params, opt_state, loss, rest, grads
+        """One training step as one compiled call: first, when ``apply``, the pending update
+        from ``grads`` (the new gradients then start afresh); then the batch's loss and
+        gradients, added to ``grads`` otherwise (``None``: nothing to add).  ``apply`` is
+        static: a run compiles the first step's variant and the steady one, nothing per step
+        decides on the device."""
+        if apply:
+            assert grads is not None
+            params, opt_state = self._update(params, opt_state, grads)
+            grads = None
+        module = self._merge(params, rest, training=True)
+
+        def loss_of(candidate: nnx.Module) -> jax.Array:
+            return self.loss(candidate(inputs), targets)
+
+        loss, new = nnx.value_and_grad(loss_of)(module)
+        scale = 1.0 / self.accumulate_grad_batches
+        leaves = [leaf * scale for leaf in jax.tree_util.tree_leaves(new)]
+        if grads is not None:
+            leaves = [old + leaf for old, leaf in zip(grads, leaves, strict=True)]
+        rest = jax.tree_util.tree_leaves(nnx.state(module, nnx.Not(nnx.Param)))
+        return params, opt_state, loss, rest, leaves
 
     def _evaluate(
         self, params: Leaves, rest: Leaves, inputs: Any, targets: Any
@@ -219,11 +221,11 @@ class JaxTask:
     def _compile(self, name: str) -> Callable[..., Any]:
         if name not in self._compiled:
             functions: dict[str, Callable[..., Any]] = {
-                "grad": self._grad_step, "update": self._update,
-                "update_then_grad": self._update_then_grad,
+                "train": self._train_step, "update": self._update,
                 "evaluate": self._evaluate, "predict": self._predict,
             }
-            self._compiled[name] = jax.jit(functions[name])
+            static = ("apply",) if name == "train" else ()
+            self._compiled[name] = jax.jit(functions[name], static_argnames=static)
         return self._compiled[name]
 
     # -- set-up --------------------------------------------------------------------------------
@@ -233,10 +235,10 @@ class JaxTask:
             self._ensure_optimizer()
 
     def teardown(self) -> None:
-        self._flush()
+        return None  # one process, nothing shared to release (a pending update stays pending)
 
     def abort(self) -> None:
-        return None  # one process, nothing shared to release
+        return None
 
     def _ensure_optimizer(self) -> None:
         if self._opt_state is not None:
@@ -253,8 +255,9 @@ class JaxTask:
         return data
 
     def weighted_sum(self, values: Sequence[Any], weights: Sequence[int]) -> Any:
-        stacked = jnp.stack([jnp.reshape(value, ()) for value in values])
-        return jnp.dot(stacked.astype(jnp.float32), jnp.asarray(weights, jnp.float32))
+        scalars = [value if jnp.ndim(value) == 0 else value.reshape(()) for value in values]
+        stacked = jnp.stack(scalars)
+        return jnp.dot(stacked.astype(jnp.float32), np.asarray(weights, np.float32))
 
     def reduce_sum(self, value: Any) -> Any:
         return value
@@ -309,18 +312,15 @@ class JaxTask:
         those accumulated (:meth:`backward` has nothing left to do).  A pending update is
         applied first, in that call too."""
         inputs, targets = self._inputs_targets(batch)
-        if self._update_pending and self._zero_pending:
-            assert self._opt_state is not None
-            assert self._grads is not None
-            self._params, self._opt_state, loss, self._rest, self._grads = self._compile(
-                "update_then_grad"
-            )(self._params, self._rest, self._opt_state, self._grads, inputs, targets)
-            self._update_pending = self._zero_pending = False
-            return loss
-        self._flush()
-        loss, self._rest, self._grads = self._compile("grad")(
-            self._params, self._rest, self._grads, inputs, targets
+        if self._opt_state is None:
+            self._ensure_optimizer()
+        if self._update_pending and not self._zero_pending:
+            self._flush()  # the gradients outlive the update: apply it on its own
+        self._params, self._opt_state, loss, self._rest, self._grads = self._compile("train")(
+            self._params, self._rest, self._opt_state, self._grads, inputs, targets,
+            apply=self._update_pending,
         )
+        self._update_pending = self._zero_pending = False
         return loss
 
     def backward(self, loss: Any) -> None:
