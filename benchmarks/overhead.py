@@ -1,6 +1,7 @@
-"""What hookline costs per training step, next to the raw PyTorch loop and Lightning.
+"""What hookline costs per training step, next to the raw PyTorch loop and Lightning, and next
+to a raw jitted JAX loop.
 
-    python benchmarks/overhead.py            # the full run (a few minutes on 2 cores)
+    python benchmarks/overhead.py            # the full run (about 6 minutes on 2 cores)
     python benchmarks/overhead.py --quick    # a small run, for the test suite
     python benchmarks/overhead.py --json results.json
 
@@ -18,11 +19,19 @@ Contenders run interleaved, one after the other in each repetition, in this proc
 * ``lightning-bare`` / ``lightning-defaults``: Lightning without progress bar, logger and
   checkpointing, and with its defaults (when the ``bench`` extra is installed).
 
+When JAX is installed (the ``jax`` extra), the same workload again on JAX, against its own
+baseline: ``raw-jax``, a loop over one ``jax.jit``-compiled Optax step (the same MLP as a Flax
+NNX module, split into pytrees once), then ``hookline-jax-bare`` and ``hookline-jax-defaults``
+on a :class:`~hookline.backends.jax.JaxTask`.  Every JAX contender compiles its step inside
+the timed run, as a script does once per process: compilation is part of the cost per run.
+
 For each contender it prints the median time per step of the 3-epoch run, the overhead per step
 over the raw loop and the ratio to it, and splits that overhead in two: what each further step
-costs and what the 3-epoch run costs whatever its length (set-up, run files, threads, and the
-checkpoint and metrics written at each epoch's end), the latter measured by running every
-contender again, interleaved the same way, on one batch per epoch.
+costs and what the 3-epoch run costs whatever its length (set-up, run files, threads,
+compilation, and the checkpoint and metrics written at each epoch's end).  The cost of a further
+step comes from running every contender again, interleaved the same way, for twice as many
+epochs: the difference per step, against the raw loop's.  Its ratio (the last column) is what
+a long run converges to.
 
 Then micro-benchmarks: the cost of one hook call through hookline's dispatch with 0, 1 and 10
 implementations next to a direct pluggy call, the pluggy calls an empty hook costs in a run,
@@ -152,8 +161,11 @@ def lightning_contender(defaults: bool) -> Callable[[DataLoader[Any], int, Path]
     return run
 
 
-def contenders() -> dict[str, Callable[[DataLoader[Any], int, Path], float]]:
-    found: dict[str, Callable[[DataLoader[Any], int, Path], float]] = {
+Contender = Callable[[Any, int, Path], float]
+
+
+def torch_contenders() -> dict[str, Contender]:
+    found: dict[str, Contender] = {
         "raw": raw, "hookline-bare": hookline_bare, "hookline-defaults": hookline_defaults,
     }
     try:
@@ -164,48 +176,148 @@ def contenders() -> dict[str, Callable[[DataLoader[Any], int, Path], float]]:
     return found
 
 
+# -- the JAX contenders: the same workload on JAX ------------------------------------------------
+
+
+def jax_suite() -> tuple[Callable[[int], Any], dict[str, Contender]] | None:
+    """``(make_data, contenders)`` on JAX, the raw jitted loop first; None without JAX."""
+    try:
+        import jax
+        import optax
+        from flax import nnx
+    except ImportError:
+        print("JAX is not installed (pip install -e '.[jax]'): skipping its contenders")
+        return None
+    from hookline.backends.arrays import ArrayBatches
+    from hookline.backends.jax import JaxTask, cross_entropy
+
+    class MLP(nnx.Module):
+        def __init__(self, rngs: nnx.Rngs) -> None:
+            self.hidden = nnx.Linear(FEATURES, HIDDEN, rngs=rngs)
+            self.output = nnx.Linear(HIDDEN, CLASSES, rngs=rngs)
+
+        def __call__(self, inputs: Any) -> Any:
+            return self.output(nnx.relu(self.hidden(inputs)))
+
+    def make_data(samples: int) -> ArrayBatches:
+        generator = torch.Generator().manual_seed(0)  # the torch suite's very samples
+        inputs = torch.randn(samples, FEATURES, generator=generator).numpy()
+        labels = (inputs[:, 0] > 0).astype("int32")
+        return ArrayBatches(inputs, labels, BATCH, shuffle=True, seed=1)
+
+    def raw_jax(data: ArrayBatches, epochs: int, _: Path) -> float:
+        started = time.perf_counter()
+        graphdef, params, rest = nnx.split(MLP(nnx.Rngs(0)), nnx.Param, ...)
+        optimizer = optax.sgd(LR)
+        state = optimizer.init(params)
+
+        @jax.jit
+        def step(params: Any, state: Any, inputs: Any, targets: Any) -> Any:
+            def loss(params: Any) -> Any:
+                return cross_entropy(nnx.merge(graphdef, params, rest)(inputs), targets)
+
+            value, grads = jax.value_and_grad(loss)(params)
+            updates, state = optimizer.update(grads, state, params)
+            return optax.apply_updates(params, updates), state, value
+
+        for _epoch in range(epochs):
+            for inputs, targets in data:
+                params, state, value = step(params, state, inputs, targets)
+        jax.block_until_ready(value)
+        return time.perf_counter() - started
+
+    def make_task() -> JaxTask:
+        return JaxTask(
+            MLP(nnx.Rngs(0)), cross_entropy, optax.inject_hyperparams(optax.sgd)(learning_rate=LR)
+        )
+
+    def jax_bare(data: ArrayBatches, epochs: int, _: Path) -> float:
+        started = time.perf_counter()
+        trainer = Trainer(make_task(), manager=PluginManager())
+        trainer.fit(data, epochs=epochs)
+        jax.block_until_ready(trainer.loss)
+        return time.perf_counter() - started
+
+    def jax_defaults(data: ArrayBatches, epochs: int, folder: Path) -> float:
+        quiet = contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO())
+        with quiet[0], quiet[1], warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            started = time.perf_counter()
+            model = hookline.Model(make_task(), manager=PluginManager())
+            model.train(data, epochs=epochs, project=str(folder), name="bench", plots=False)
+            assert model.trainer is not None
+            jax.block_until_ready(model.trainer.loss)
+            return time.perf_counter() - started
+
+    contenders = {
+        "raw-jax": raw_jax, "hookline-jax-bare": jax_bare, "hookline-jax-defaults": jax_defaults,
+    }
+    return make_data, contenders
+
+
 def interleaved(
-    runs: dict[str, Callable[[DataLoader[Any], int, Path], float]],
-    data: DataLoader[Any], epochs: int, repeats: int,
+    runs: dict[str, Contender], data: Any, epochs: int, repeats: int
 ) -> dict[str, list[tuple[float, float]]]:
-    """Each contender's seconds for ``epochs`` epochs of ``data``, paired with the raw loop's
-    seconds of the same round, over ``repeats`` rounds that rotate who goes first."""
+    """Each contender's seconds for ``epochs`` epochs of ``data``, paired with the baseline's
+    (the first contender's) seconds of the same round, over ``repeats`` rounds that rotate
+    who goes first."""
+    baseline = next(iter(runs))
     times: dict[str, list[float]] = {name: [] for name in runs}
     with tempfile.TemporaryDirectory() as folder:
-        raw(data, 1, Path(folder))  # warm-up: first-call costs in torch
+        runs[baseline](data, 1, Path(folder))  # warm-up: first-call costs in the framework
         for round_index in range(repeats):
             names = list(runs)
             shift = round_index % len(names)
             for name in names[shift:] + names[:shift]:
                 times[name].append(runs[name](data, epochs, Path(folder) / name))
-    # The machine's speed drifts over minutes (a shared VM): every comparison with the raw loop
+    # The machine's speed drifts over minutes (a shared VM): every comparison with the baseline
     # is made within a round, then the median over rounds is taken, which cancels the drift.
-    return {name: list(zip(values, times["raw"], strict=True)) for name, values in times.items()}
+    return {name: list(zip(values, times[baseline], strict=True)) for name, values in times.items()}
 
 
-def overhead(samples: int, epochs: int, repeats: int) -> dict[str, dict[str, float]]:
-    """Per contender: the median seconds per step, the overhead per step over the raw loop and
-    the ratio to it; then the part of the overhead that a run costs whatever its length
-    (set-up, run files, threads, epoch ends), measured on one batch per epoch, and the rest,
-    which is what each step costs."""
-    torch.set_num_threads(1)
+def overhead(
+    make_data: Callable[[int], Any], runs: dict[str, Contender], samples: int, epochs: int,
+    repeats: int,
+) -> dict[str, dict[str, float]]:
+    """Per contender: the median seconds per step of an ``epochs``-epoch run, the overhead per
+    step over the baseline (the first contender) and the ratio to it.  Then that overhead
+    split in two, from a second series of runs twice as long: what a further step costs (the
+    difference between the two lengths, per step), also as a ratio to what a further step of
+    the baseline costs, and what a run costs whatever its length (set-up, run files, threads,
+    compilation, epoch ends): the rest."""
     data = make_data(samples)
     steps = epochs * len(data)
-    runs = contenders()
     full = interleaved(runs, data, epochs, repeats)
-    tiny = interleaved(runs, make_data(BATCH), epochs, repeats)
+    double = interleaved(runs, data, 2 * epochs, repeats)
+
+    def further_step_us(name: str) -> float:
+        # each round's difference between the two lengths, so that drift between rounds cancels
+        extra = [long - short for (long, _), (short, _) in zip(double[name], full[name],
+                                                                strict=True)]
+        return statistics.median(extra) / steps * 1e6
+
+    baseline_step_us = further_step_us(next(iter(runs)))
     results = {}
     for name, pairs in full.items():
         overhead_us = statistics.median(value - raw for value, raw in pairs) / steps * 1e6
-        per_run_ms = statistics.median(value - raw for value, raw in tiny[name]) * 1e3
+        per_step_us = further_step_us(name) - baseline_step_us
         results[name] = {
             "step_us": statistics.median(value for value, _ in pairs) / steps * 1e6,
             "overhead_us": overhead_us,
             "ratio": statistics.median(value / raw for value, raw in pairs),
-            "per_run_ms": per_run_ms,
-            "per_step_us": overhead_us - per_run_ms * 1e3 / steps,
+            "per_run_ms": (overhead_us - per_step_us) * steps / 1e3,
+            "per_step_us": per_step_us,
+            "step_ratio": 1 + per_step_us / baseline_step_us,
         }
     return results
+
+
+def print_table(steps: dict[str, dict[str, float]]) -> None:
+    print(f"\n{'contender':<22}{'us/step':>10}{'overhead us':>13}{'x raw':>8}"
+          f"{'= ms/run':>10}{'+ us/step':>11}{'step x raw':>12}")
+    for name, row in steps.items():
+        print(f"{name:<22}{row['step_us']:>10.1f}{row['overhead_us']:>13.1f}{row['ratio']:>8.3f}"
+              f"{row['per_run_ms']:>10.2f}{row['per_step_us']:>11.1f}{row['step_ratio']:>12.3f}")
 
 
 # -- micro-benchmarks ---------------------------------------------------------------------------
@@ -331,14 +443,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     print(f"torch {torch.__version__}, 1 thread; {samples} samples, batch {BATCH}, 3 epochs, "
           f"{repeats} interleaved rounds")
-    steps = overhead(samples, 3, repeats)
-    print(f"\n{'contender':<20}{'us/step':>10}{'overhead us':>13}{'x raw':>8}"
-          f"{'= ms/run':>10}{'+ us/step':>11}")
-    for name, row in steps.items():
-        print(f"{name:<20}{row['step_us']:>10.1f}{row['overhead_us']:>13.1f}{row['ratio']:>8.3f}"
-              f"{row['per_run_ms']:>10.2f}{row['per_step_us']:>11.1f}")
-    print("overhead = a cost per run whatever its length (set-up, files, threads, epoch ends;\n"
-          "measured on one batch per epoch) spread over the steps, + a cost per step")
+    torch.set_num_threads(1)
+    steps = overhead(make_data, torch_contenders(), samples, 3, repeats)
+    suite = jax_suite()
+    if suite is not None:
+        import jax
+
+        print(f"jax {jax.__version__} on {jax.devices()[0].platform}: the same workload")
+        steps.update(overhead(*suite, samples, 3, repeats))
+    print_table(steps)
+    print("overhead = a cost per run whatever its length (set-up, files, threads, compilation,\n"
+          "epoch ends) spread over the steps, + a cost per further step (from runs twice as\n"
+          "long); step x raw = a further step's cost against the baseline's (raw, raw-jax)")
     micro: dict[str, float] = dispatch_costs(calls)
     micro["pluggy calls for empty hooks in a run"] = empty_hook_pluggy_calls(samples)
     micro.update(import_times(runs))

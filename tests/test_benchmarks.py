@@ -28,12 +28,16 @@ def test_quick_benchmark_reports_every_contender(tmp_path):
     expected = {"raw", "hookline-bare", "hookline-defaults"}
     if importlib.util.find_spec("lightning") is not None:
         expected |= {"lightning-bare", "lightning-defaults"}
+    if importlib.util.find_spec("jax") is not None:
+        expected |= {"raw-jax", "hookline-jax-bare", "hookline-jax-defaults"}
     assert set(results["steps"]) == expected
     for name, row in results["steps"].items():
         assert row["step_us"] > 0, name
         assert f"\n{name} " in result.stdout  # printed side by side, too
-    raw = results["steps"]["raw"]
-    assert (raw["ratio"], raw["overhead_us"], raw["per_run_ms"], raw["per_step_us"]) == (1, 0, 0, 0)
+    for baseline in {"raw", "raw-jax"} & set(results["steps"]):
+        raw = results["steps"][baseline]
+        assert (raw["ratio"], raw["overhead_us"], raw["per_run_ms"], raw["per_step_us"],
+                raw["step_ratio"]) == (1, 0, 0, 0, 1)
     micro = results["micro"]
     for implementations in (0, 1, 10):
         assert micro[f"hookline dispatch, {implementations} impl"] > 0

@@ -40,7 +40,9 @@ def _plain(value: Any, where: str) -> Any:
         return plain
     if isinstance(value, (list, tuple)):
         return [_plain(item, f"{where}[{index}]") for index, item in enumerate(value)]
-    if isinstance(value, (jax.Array, np.ndarray, np.generic)):
+    if isinstance(value, jax.Array):
+        return _array_bytes(np.asarray(jax.device_get(value)))  # an explicit transfer
+    if isinstance(value, (np.ndarray, np.generic)):
         return _array_bytes(np.asarray(value))
     raise TypeError(f"{where}: a {type(value).__name__} cannot be stored in a checkpoint")
 

@@ -249,7 +249,7 @@ class JaxTask:
         state = self.optimizer.init(params)
         self._opt_state, self._opt_def = jax.tree_util.tree_flatten(state)
         self._lr_positions = _learning_rate_paths(state)
-        self._lrs = [float(self._opt_state[index]) for index in self._lr_positions]
+        self._lrs = [self.to_float(self._opt_state[index]) for index in self._lr_positions]
 
     def shard(self, data: Iterable[Any], epoch: int | None) -> Iterable[Any]:
         return data
@@ -364,7 +364,9 @@ class JaxTask:
         return value  # JAX values carry no autograd history
 
     def to_float(self, value: Any) -> float:
-        return float(value)
+        """One explicit device-to-host transfer (``jax.device_get``): under
+        ``jax.transfer_guard_device_to_host("disallow")`` it is the only one allowed."""
+        return float(jax.device_get(value))
 
     # -- learning rates ----------------------------------------------------------------------
 
@@ -458,7 +460,7 @@ class JaxTask:
                 _as_leaf(value, template, f"optimizer[{index}]")
                 for index, (value, template) in enumerate(zip(saved, self._opt_state, strict=True))
             ]
-            self._lrs = [float(saved[index]) for index in self._lr_positions]
+            self._lrs = [self.to_float(saved[index]) for index in self._lr_positions]
         elif self.optimizer is not None:
             warnings.warn(
                 "the checkpoint holds no optimizer state: the optimizer starts afresh (its "
@@ -510,7 +512,7 @@ def _plain_key(leaf: Any) -> Any:
 
 def _as_leaf(value: Any, template: Any, where: str) -> Any:
     """``value`` (a saved array) as a device array shaped and typed like ``template``."""
-    array = np.asarray(value)
+    array = np.asarray(jax.device_get(value))  # explicit: a saved state may be on the device
     if _is_key(template):
         expected = jax.random.key_data(template)
         if array.shape != expected.shape:
