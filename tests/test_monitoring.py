@@ -53,8 +53,42 @@ def test_plain_progress_lines_are_bounded_by_the_interval(backend):
     assert len(chatty_lines) == 2 * (4 + 1)  # every log interval (4 steps), then the epoch's end
     assert [line.split()[2] for line in chatty_lines[:5]] == ["4/16", "8/16", "12/16", "16/16",
                                                               "16/16"]
-    last_loss = recorder.of("train")[-1]["metrics"]["train/loss"]
-    assert f"loss {last_loss:.4g}" in chatty_lines[-1]
+    last_interval = recorder.of("train")[-1]["metrics"]["train/loss"]
+    assert f"loss {last_interval:.4g}" in chatty_lines[-2]  # the last log interval's line
+    epoch_loss = recorder.of("epoch")[-1]["metrics"]["train/loss"]
+    assert f"loss {epoch_loss:.4g}" in chatty_lines[-1]  # the epoch's end: its mean
+
+
+def test_each_epochs_line_shows_that_epochs_loss_even_without_a_log_interval(backend):
+    stream = io.StringIO()
+    recorder = LogRecorder()
+    manager = PluginManager()
+    trainer = Trainer(backend.make_task(), [ProgressBar(stream), recorder], manager=manager)
+    # 16 steps an epoch, a log interval every 50 steps: epoch 1 has none, epoch 4 has one
+    trainer.fit(backend.batches(256, 16), epochs=4, log_every_n_steps=50)
+    lines = stream.getvalue().splitlines()
+    ends = [line for line in lines if " 16/16 " in line]
+    epoch_losses = [record["metrics"]["train/loss"] for record in recorder.of("epoch")]
+    assert len(ends) == len(epoch_losses) == 4
+    for line, loss in zip(ends, epoch_losses, strict=True):
+        assert f"loss {loss:.4g} " in line
+    assert len(set(epoch_losses)) == 4  # each line's value is its own epoch's
+
+
+def test_a_terminal_bar_ends_on_its_epochs_loss(backend):
+    terminal = Terminal()
+    recorder = LogRecorder()
+    trainer = Trainer(
+        backend.make_task(), [ProgressBar(terminal), recorder], manager=PluginManager()
+    )
+    trainer.fit(backend.batches(256, 16), epochs=2, log_every_n_steps=50)
+    bars = terminal.getvalue().rstrip("\n").split("\n")  # each epoch's draws, "\r" apart
+    losses = [record["metrics"]["train/loss"] for record in recorder.of("epoch")]
+    assert len(bars) == len(losses) == 2
+    for bar, loss in zip(bars, losses, strict=True):
+        first, last = bar.split("\r")[1], bar.split("\r")[-1]
+        assert "loss" not in first  # epoch 2 does not start on epoch 1's loss
+        assert last.endswith(f"loss {loss:.4g}]")
 
 
 def test_a_terminal_gets_a_tqdm_bar_refreshed_at_a_bounded_rate(backend):

@@ -3,8 +3,10 @@
 On a terminal it is a tqdm bar per epoch, advanced after every batch.  Anywhere else (a log
 file, CI, a pipe) it writes a plain line at most every ``progress_interval`` seconds, checked
 at the log intervals (``log_every_n_steps``), and one when the epoch ends, so logs stay
-readable; it then needs no per-batch call at all.  The loss shown is the running mean reported
-at each log interval (``on_log``), so progress never reads a tensor or forces a device sync.
+readable; it then needs no per-batch call at all.  The loss shown during an epoch is the running
+mean of its latest log interval (``on_log``), and at the epoch's end the epoch's mean
+(``train/loss``): always the current epoch's, never one carried over from the previous epoch,
+and progress never reads a tensor or forces a device sync.
 """
 
 from __future__ import annotations
@@ -84,6 +86,7 @@ class ProgressBar(Callback):
         self._label = f"epoch {trainer.epoch + 1}/{trainer.epochs}"
         self._epoch_started = time.monotonic()
         self._next_line = self._epoch_started + interval
+        self.loss = None  # until this epoch's first log interval
         if terminal:
             from tqdm import tqdm
 
@@ -91,8 +94,6 @@ class ProgressBar(Callback):
                 total=self._total, desc=self._label, unit="batch", file=stream,
                 mininterval=interval, dynamic_ncols=True, leave=True,
             )
-            if self.loss is not None:
-                self._bar.set_postfix_str(f"loss {self.loss:.4g}", refresh=False)
 
     def on_train_batch_end(self) -> None:
         if self._bar is not None:
@@ -109,7 +110,12 @@ class ProgressBar(Callback):
             self._write_line(run.batch_idx + 1)
 
     def on_train_epoch_end(self, trainer: Trainer) -> None:
+        epoch_loss = trainer.metrics.get("train/loss")
+        if epoch_loss is not None:
+            self.loss = epoch_loss
         if self._bar is not None:
+            if self.loss is not None:
+                self._bar.set_postfix_str(f"loss {self.loss:.4g}", refresh=False)
             self._bar.close()
             self._bar = None
         else:
