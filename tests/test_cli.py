@@ -73,11 +73,21 @@ def test_demo_trains_to_the_accuracy_bound_and_writes_its_run_directory(demo_run
 
 
 @pytest.mark.slow
-def test_val_reproduces_the_last_epochs_metrics(demo_run):
+def test_val_uses_the_best_weights_and_reproduces_their_epochs_metrics(demo_run):
     cwd, stdout = demo_run
     result = hookline("val", cwd=cwd)
     assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == (
+        "weights: runs/train/exp/weights/best.pt (the latest run's best; weights=PATH to choose)"
+    )
+    run = cwd / "runs" / "train" / "exp"
+    best_epoch = json.loads((run / "summary.json").read_text())["best"]["epoch"]
+    rows = list(csv.DictReader((run / "results.csv").read_text().splitlines()))
     reported = float(re.search(r"val/accuracy (\S+)", result.stdout).group(1))
+    assert reported == pytest.approx(float(rows[best_epoch - 1]["val/accuracy"]), abs=1e-4)
+    last = hookline("val", "weights=runs/train/exp/weights/last.pt", cwd=cwd)
+    assert not last.stdout.startswith("weights:")  # a file the user named goes unannounced
+    reported = float(re.search(r"val/accuracy (\S+)", last.stdout).group(1))
     assert reported == pytest.approx(last_epoch_accuracy(stdout), abs=1e-4)
 
 
@@ -103,10 +113,10 @@ def test_export_artifacts_reproduce_the_trained_model(demo_run, format_name):
     assert result.returncode == 0, result.stderr
     weights = cwd / "runs" / "train" / "exp" / "weights"
     suffix = {"torchscript": ".torchscript", "pt2": ".pt2", "onnx": ".onnx"}[format_name]
-    artifact = weights / f"last{suffix}"
-    assert f"exported {format_name} to runs/train/exp/weights/last{suffix}" in result.stdout
+    artifact = weights / f"best{suffix}"  # exported from the run's best weights, by default
+    assert f"exported {format_name} to runs/train/exp/weights/best{suffix}" in result.stdout
 
-    checkpoint = load_checkpoint(weights / "last.pt")
+    checkpoint = load_checkpoint(weights / "best.pt")
     settings = Options()
     DigitsRecipe().hookline_add_options(settings)
     model = DigitsRecipe().task_from_weights(settings.resolve({}), checkpoint["task"]).model.eval()
@@ -396,8 +406,8 @@ def test_another_recipe_trains_validates_and_exports_through_the_command_line(
     loss = float(re.search(r"val/loss (\S+)", capsys.readouterr().out).group(1))
     assert loss < 0.01  # y = sum(x) + 0.5 is learnt
     assert cli.main(["export", "format=pt2", f"recipe={recipe}", "--no-plugins"]) == 0
-    assert "exported pt2 to" in capsys.readouterr().out
-    exported = tmp_path / "runs" / "train" / "exp" / "weights" / "last.pt2"
+    exported = Path(capsys.readouterr().out.split("exported pt2 to ")[1].strip())
+    assert exported == Path("runs") / "train" / "exp" / "weights" / "best.pt2"
     model = torch.export.load(str(exported)).module()
     assert model(torch.ones(2, 3)).shape == (2, 1)
     assert cli.main(["settings", "--recipe", recipe, "--json", "--no-plugins"]) == 0

@@ -4,6 +4,7 @@ line; and that hookline's import and ``--help`` load no JAX."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -190,8 +191,14 @@ def test_the_jax_demo_trains_validates_predicts_and_exports_on_the_command_line(
     validated = hookline_command("val", cwd=tmp_path)
     assert validated.returncode == 0, validated.stderr
     assert validated.stderr == ""  # no warning: the weights alone are what val needs
+    assert validated.stdout.startswith(
+        "weights: runs/train/exp/weights/best.pt (the latest run's best; weights=PATH to choose)"
+    )
+    with open(run / "results.csv", newline="") as file:
+        at_best = next(row for row in csv.DictReader(file)
+                       if int(row["epoch"]) == summary["best"]["epoch"])
     accuracy = float(validated.stdout.split("val/accuracy")[1].split()[0])
-    assert accuracy == pytest.approx(summary["final_metrics"]["val/accuracy"], abs=1e-4)
+    assert accuracy == pytest.approx(float(at_best["val/accuracy"]), abs=1e-4)
     predicted = hookline_command("predict", cwd=tmp_path)
     assert predicted.returncode == 0, predicted.stderr
     rows = (tmp_path / "runs" / "predict" / "exp" / "predictions.csv").read_text().splitlines()
@@ -199,7 +206,7 @@ def test_the_jax_demo_trains_validates_predicts_and_exports_on_the_command_line(
     assert len(rows) == 1 + 359  # a row per sample of the validation split
     exported = hookline_command("export", cwd=tmp_path)
     assert exported.returncode == 0, exported.stderr
-    assert (run / "weights" / "last.stablehlo").exists()
+    assert (run / "weights" / "best.stablehlo").exists()
 
 
 def test_a_jax_run_under_torchrun_settings_is_one_line_and_exit_2(tmp_path):

@@ -77,4 +77,4 @@ def test_the_jax_demo_trains_on_the_gpu_and_exports(tmp_path):
     assert summary["final_metrics"]["val/accuracy"] >= 0.95
     exported = hookline("export", f"recipe={JAX_DEMO}")
     assert exported.returncode == 0, exported.stderr
-    assert (tmp_path / "runs" / "train" / "exp" / "weights" / "last.stablehlo").exists()
+    assert (tmp_path / "runs" / "train" / "exp" / "weights" / "best.stablehlo").exists()

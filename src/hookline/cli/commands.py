@@ -34,7 +34,8 @@ from hookline.settings import Settings
 
 
 def checkpoint_for(command: str, given: dict[str, Any]) -> Path | None:
-    """The checkpoint a command reads: ``weights=`` (else the latest run's) for ``val``,
+    """The checkpoint a command reads: ``weights=`` (else the latest run's best, which is
+    printed) for ``val``,
     ``predict`` and ``export``; ``resume=PATH`` for ``train``, where ``resume=auto`` means the
     named run's own ``last.pt`` when there is one (a requeued job carries on), else a new run
     in that directory."""
@@ -50,8 +51,12 @@ def checkpoint_for(command: str, given: dict[str, Any]) -> Path | None:
             return last
         return None if resume in (None, "") else Path(str(resume))
     weights = given.get("weights")
-    project = Path(str(given.get("project", "runs")))
-    path = Path(str(weights)) if weights not in (None, "") else latest_weights(project)
+    if weights not in (None, ""):
+        path = Path(str(weights))
+    else:
+        path = latest_weights(Path(str(given.get("project", "runs"))))
+        which = "best" if path.name == "best.pt" else "last"
+        print(f"weights: {path} (the latest run's {which}; weights=PATH to choose)")
     given["weights"] = str(path)
     return path
 

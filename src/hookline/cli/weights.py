@@ -1,4 +1,4 @@
-"""Which checkpoint a command reads: ``weights=`` (or ``resume=``), else the newest run's."""
+"""Which checkpoint a command reads: ``weights=`` (or ``resume=``), else the newest run's best."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from hookline.errors import UserError
 
 
 def latest_weights(project: Path) -> Path:
-    """The newest ``last.pt`` under ``project/train``.
+    """The weights of the newest training run under ``project/train`` (the run whose
+    ``last.pt`` was written last): its ``best.pt`` when it has one, else its ``last.pt``.
 
     :raises UserError: when there is none.
     """
@@ -20,4 +21,5 @@ def latest_weights(project: Path) -> Path:
             f"no weights given and none found under {project / 'train'}: "
             "run `hookline train` first or pass weights=PATH"
         )
-    return candidates[-1]
+    best = candidates[-1].with_name("best.pt")
+    return best if best.is_file() else candidates[-1]
