@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 
 import numpy as np
@@ -71,11 +72,13 @@ def test_explicit_mode_overrides_auto(backend, manager):
     assert trainer.epoch == 1
 
 
-def test_restore_best_weights_puts_back_the_best_epochs_state(backend, manager):
+def test_restore_best_weights_puts_back_the_best_epochs_state_and_says_so(backend, manager):
     weights = []
+    stream = io.StringIO()
     trainer = Trainer(
         backend.make_task(),
-        [EarlyStopping(patience=2, restore_best_weights=True), Script("val/loss", [3, 1, 2, 2, 0])],
+        [EarlyStopping(patience=2, restore_best_weights=True, stream=stream),
+         Script("val/loss", [3, 1, 2, 2, 0])],
         manager=manager,
     )
     trainer.add_callback(
@@ -86,6 +89,54 @@ def test_restore_best_weights_puts_back_the_best_epochs_state(backend, manager):
     final = backend.weights(trainer.task)
     assert all(np.array_equal(final[name], weights[1][name]) for name in final)
     assert not all(np.array_equal(final[name], weights[3][name]) for name in final)
+    assert stream.getvalue() == "early stopping: restored the weights of epoch 2 (val/loss 1)\n"
+
+
+def test_a_baseline_never_beaten_still_restores_the_best_epoch_seen(backend, manager):
+    weights = []
+    stream = io.StringIO()
+    stopper = EarlyStopping(patience=3, baseline=3.0, restore_best_weights=True, stream=stream)
+    trainer = Trainer(backend.make_task(), [stopper, Script("val/loss", [5, 4, 4.5])],
+                      manager=manager)
+    trainer.add_callback(
+        "on_fit_epoch_end", lambda trainer: weights.append(backend.weights(trainer.task))
+    )
+    trainer.fit(backend.batches(8, 4), epochs=3)
+    assert stopper.best_epoch is None  # the baseline was never beaten ...
+    final = backend.weights(trainer.task)
+    assert all(np.array_equal(final[name], weights[1][name]) for name in final)  # ... epoch 2
+    assert stream.getvalue() == (
+        "early stopping: restored the weights of epoch 2 (val/loss 4; the baseline 3 was never "
+        "beaten)\n"
+    )
+
+
+class RealLoss(Callback):
+    """Each epoch's validation loss as the validator computed it."""
+
+    def __init__(self) -> None:
+        self.losses: list[float] = []
+
+    @hookimpl(trylast=True)
+    def on_fit_epoch_end(self, metrics):
+        self.losses.append(metrics["val/loss"])
+
+
+def test_validating_after_a_restore_evaluates_the_restored_weights(backend, tmp_path):
+    import hookline
+
+    real = RealLoss()
+    # a scripted score peaks at epoch 2 (index 1); the real validation loss keeps falling
+    plugins = [real, Script("score", [0.1, 0.9, 0.5, 0.4])]
+    model = hookline.Model(backend.make_task(), plugins, manager=hookline.PluginManager())
+    val = backend.batches(64, 16, seed=1)
+    model.train(
+        backend.batches(64, 16), val, epochs=4, project=str(tmp_path), monitor="score",
+        restore_best_weights=True, patience=5, verbose=False, progress=False, plots=False,
+        resources=False, summary=False,
+    )
+    assert model.validate(val)["val/loss"] == pytest.approx(real.losses[1], rel=1e-6)
+    assert real.losses[1] != pytest.approx(real.losses[-1], rel=1e-6)
 
 
 def test_settings_override_constructor_arguments_only_when_given(backend, manager):

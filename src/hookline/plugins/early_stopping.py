@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import copy
 import math
+import sys
 import warnings
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TextIO
 
 from hookline.engine import Trainer
 from hookline.manager import Callback
@@ -28,7 +29,11 @@ class EarlyStopping(Callback):
     :param check_finite: stop as soon as the metric is NaN or infinite.
     :param stopping_threshold: stop as soon as the metric reaches this (a good-enough goal).
     :param divergence_threshold: stop as soon as the metric is worse than this.
-    :param restore_best_weights: at the end of training, put back the best epoch's task state.
+    :param restore_best_weights: at the end of training, put back the task state of the best
+        epoch seen and say so (one line).  When ``baseline`` is never beaten, that is still the
+        best epoch seen, as in Keras: a run that never reached the baseline ends on its best
+        weights, not its last.
+    :param stream: where the restore is announced (standard output by default).
 
     Each is also a setting of the same name (``patience=5`` on the command line).  Its counters
     travel in checkpoints, so a resumed run stops at the same epoch as an uninterrupted one.
@@ -64,6 +69,7 @@ class EarlyStopping(Callback):
         stopping_threshold: float | None = None,
         divergence_threshold: float | None = None,
         restore_best_weights: bool = False,
+        stream: TextIO | None = None,
     ) -> None:
         self.monitor, self.mode, self.patience, self.min_delta = monitor, mode, patience, min_delta
         self.baseline, self.start_from_epoch = baseline, start_from_epoch
@@ -75,7 +81,11 @@ class EarlyStopping(Callback):
         self.best: float | None = None
         self.best_epoch: int | None = None
         self.stopped_epoch: int | None = None
+        #: The best value seen and its epoch, baseline or not: what a restore puts back.
+        self.best_seen: float | None = None
+        self.best_seen_epoch: int | None = None
         self.best_state: dict[str, Any] | None = None
+        self.stream = stream
         self._warned = False
 
     def hookline_add_options(self, options: Options) -> None:
@@ -105,15 +115,18 @@ class EarlyStopping(Callback):
                     "validation ran (yet); only epochs that validate count", stacklevel=2
                 )
             return
-        reason = self._reason(value, resolve_mode(self.monitor, self.mode))
+        mode = resolve_mode(self.monitor, self.mode)
+        if math.isfinite(value) and improves(value, self.best_seen, mode, 0.0):
+            self.best_seen, self.best_seen_epoch = value, trainer.epoch
+            if self.restore_best_weights:
+                self.best_state = copy.deepcopy(trainer.task.state_dict())
+        reason = self._reason(value, mode)
         if reason is not None:
             self.stopped_epoch = trainer.epoch
             trainer.request_stop(f"early stopping: {reason}")
             return
-        if improves(value, self.best, resolve_mode(self.monitor, self.mode), self.min_delta):
+        if improves(value, self.best, mode, self.min_delta):
             self.best, self.best_epoch, self.wait = value, trainer.epoch, 0
-            if self.restore_best_weights:
-                self.best_state = copy.deepcopy(trainer.task.state_dict())
             return
         self.wait += 1
         if self.wait >= self.patience:
@@ -139,16 +152,28 @@ class EarlyStopping(Callback):
             return  # the run is not over: it resumes with the weights it had
         if self.restore_best_weights and self.best_state is not None:
             trainer.task.load_state_dict(self.best_state)
+            assert self.best_seen_epoch is not None
+            beaten = self.baseline is None or self.best_epoch is not None
+            note = "" if beaten else f"; the baseline {self.baseline:g} was never beaten"
+            if trainer.is_main:
+                print(
+                    f"early stopping: restored the weights of epoch {self.best_seen_epoch + 1} "
+                    f"({self.monitor} {self.best_seen:.6g}{note})",
+                    file=self.stream if self.stream is not None else sys.stdout, flush=True,
+                )
 
     def state_dict(self) -> dict[str, Any]:
         return {
             "wait": self.wait, "best": self.best, "best_epoch": self.best_epoch,
-            "stopped_epoch": self.stopped_epoch, "best_state": self.best_state,
+            "stopped_epoch": self.stopped_epoch, "best_seen": self.best_seen,
+            "best_seen_epoch": self.best_seen_epoch, "best_state": self.best_state,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.wait, self.best, self.best_epoch = state["wait"], state["best"], state["best_epoch"]
         self.stopped_epoch, self.best_state = state["stopped_epoch"], state["best_state"]
+        self.best_seen = state.get("best_seen", self.best)  # written before best_seen existed
+        self.best_seen_epoch = state.get("best_seen_epoch", self.best_epoch)
 
 
 def _at_least_as_good(value: float, reference: float, mode: str) -> bool:
