@@ -72,6 +72,7 @@ def main() -> None:
     parser.add_argument("--resume", default="")
     parser.add_argument("--raise-on-rank", type=int, default=None)
     parser.add_argument("--raise-at-epoch", type=int, default=2)
+    parser.add_argument("--f1", action="store_true", help="add torchmetrics' macro F1")
     args = parser.parse_args()
     args.record.mkdir(parents=True, exist_ok=True)
     recipe = DigitsRecipe()
@@ -84,7 +85,12 @@ def main() -> None:
         plugins.append(StopOnOneRank(args.stop_on_rank, args.stop_at_step))
     if args.raise_on_rank is not None:
         plugins.append(RaiseOnOneRank(args.raise_on_rank, args.raise_at_epoch))
-    model = Model(recipe.task(settings), plugins, manager=PluginManager())
+    task = recipe.task(settings)
+    if args.f1:  # a stateful metric: each rank sees half the validation set
+        from torchmetrics.classification import MulticlassF1Score
+
+        task.metrics["f1"] = MulticlassF1Score(num_classes=10, average="macro")
+    model = Model(task, plugins, manager=PluginManager())
     model.train(
         train, val, epochs=args.epochs, project=args.project, exist_ok=True,
         save_every_n_steps=args.save_every_n_steps, resume=args.resume, patience=100,

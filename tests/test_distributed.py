@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import re
@@ -17,6 +18,8 @@ import psutil
 import pytest
 
 torch = pytest.importorskip("torch")
+
+from torch.utils.data import DataLoader  # noqa: E402
 
 from hookline import PluginManager, Validator  # noqa: E402
 from hookline.backends.torch.demo import DigitsRecipe  # noqa: E402
@@ -68,7 +71,9 @@ def test_two_ranks_train_the_demo_to_the_bound_and_only_rank_zero_writes(tmp_pat
 
 
 def test_metrics_agree_across_ranks_and_are_the_mean_over_all_samples(tmp_path):
-    torchrun(str(JOB), "runs", "record", "--epochs", "3", cwd=tmp_path)
+    f1 = importlib.util.find_spec("torchmetrics") is not None
+    torchrun(str(JOB), "runs", "record", "--epochs", "3", *(["--f1"] if f1 else []),
+             cwd=tmp_path)
     rank0, rank1 = records(tmp_path / "record", 0), records(tmp_path / "record", 1)
     assert rank0 == rank1
     assert [entry["epoch"] for entry in rank0] == [0, 1, 2]
@@ -83,6 +88,14 @@ def test_metrics_agree_across_ranks_and_are_the_mean_over_all_samples(tmp_path):
     alone = Validator(task, manager=PluginManager()).validate(val)
     for name in ("val/loss", "val/accuracy"):
         assert rank0[-1]["metrics"][name] == pytest.approx(alone[name], rel=1e-5), name
+    if f1:  # synced by torchmetrics over the ranks: the F1 of the whole split, on both
+        from sklearn.metrics import f1_score
+
+        inputs, labels = next(iter(DataLoader(val.dataset, batch_size=len(val.dataset))))
+        with torch.no_grad():
+            predicted = task.model(inputs).argmax(dim=1).numpy()
+        expected = f1_score(labels.numpy(), predicted, average="macro")
+        assert rank0[-1]["metrics"]["val/f1"] == pytest.approx(expected, abs=1e-6)
     final = json.loads((tmp_path / "record" / "final0.json").read_text())
     assert final["world_size"] == 2
 

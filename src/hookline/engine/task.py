@@ -14,7 +14,7 @@ payloads that load without running code (:meth:`Task.save_checkpoint`), learning
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -22,8 +22,30 @@ Stage = Literal["fit", "validate", "predict", "export"]
 
 
 @runtime_checkable
+class StatefulMetric(Protocol):
+    """A metric accumulated over batches and computed once over all of them (F1, AUC, ...,
+    which no mean of per-batch values gives); a ``torchmetrics.Metric`` is one."""
+
+    def update(self, outputs: Any, targets: Any) -> None:
+        """Add a batch's outputs and targets (on the device)."""
+
+    def compute(self) -> Any:
+        """The metric over everything added since :meth:`reset`."""
+
+    def reset(self) -> None:
+        """Forget everything added."""
+
+
+@runtime_checkable
 class Task(Protocol):
-    """What the engine needs from a framework backend."""
+    """What the engine needs from a framework backend.
+
+    A task whose metrics include :class:`StatefulMetric` objects also has two methods the
+    validator calls when present (they are optional, so they are not members of the protocol):
+    ``reset_metrics()`` before a validation run, and ``compute_metrics()`` after it, returning
+    each stateful metric's value over every batch, as a scalar in the framework's type, the
+    same on every process.
+    """
 
     #: Optimizer steps happen every this many training batches (and at the end of an epoch).
     accumulate_grad_batches: int
@@ -128,3 +150,15 @@ class Task(Protocol):
 
     def export(self, format: str, path: Path) -> Path:
         """Write the model in ``format`` to ``path`` and return the file written."""
+
+
+def split_metrics(
+    metrics: Mapping[str, Any],
+) -> tuple[dict[str, Callable[..., Any]], dict[str, StatefulMetric]]:
+    """``metrics`` as ``(functions, stateful)``: the callables ``f(outputs, targets)`` averaged
+    over samples, and the :class:`StatefulMetric` objects computed once over a whole run."""
+    stateful = {
+        name: metric for name, metric in metrics.items() if isinstance(metric, StatefulMetric)
+    }
+    functions = {name: metric for name, metric in metrics.items() if name not in stateful}
+    return functions, stateful

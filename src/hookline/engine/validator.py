@@ -1,4 +1,12 @@
-"""The validation phase: evaluate a task on data and report sample-weighted mean metrics.
+"""The validation phase: evaluate a task on data and report its metrics.
+
+Per-batch values (the loss, metric functions) become sample-weighted means over the whole
+set.  Stateful metrics (objects with ``update``/``compute``/``reset``, such as
+``torchmetrics`` ones, for F1, AUC and the like, which no mean of per-batch values gives) are
+the task's: the validator resets them first (``Task.reset_metrics``), the task updates them on
+the device in each ``validation_step``, and their values over the whole set, synced over
+processes, come from ``Task.compute_metrics`` at the end.  Both methods are optional: a task
+without stateful metrics need not have them.
 
 Hook order of :meth:`Validator.validate` (stand-alone)::
 
@@ -60,6 +68,9 @@ class Validator(Phase):
         self.metrics = {}
         self.call("on_val_start", validator=self)
         task.train_mode(False)
+        reset = getattr(task, "reset_metrics", None)
+        if reset is not None:
+            reset()
         means: dict[str, Mean] = {}
         for batch_idx, batch in enumerate(task.shard(data, None)):
             self.call("on_val_batch_start", validator=self, batch=batch, batch_idx=batch_idx)
@@ -73,5 +84,8 @@ class Validator(Phase):
             )
         for key, mean in means.items():
             self.metrics[f"val/{key}"] = mean.result()
+        compute = getattr(task, "compute_metrics", None)
+        for key, value in (compute() if compute is not None else {}).items():
+            self.metrics[f"val/{key}"] = task.to_float(value)
         self.call("on_val_end", validator=self, metrics=self.metrics)
         return self.metrics

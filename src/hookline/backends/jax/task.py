@@ -30,7 +30,7 @@ from hookline.backends.host_random import python_numpy_random_state, set_python_
 from hookline.backends.jax import export as jax_export
 from hookline.backends.jax.payload import load_payload, save_payload
 from hookline.distributed import env_world_size
-from hookline.engine.task import Stage
+from hookline.engine.task import Stage, StatefulMetric, split_metrics
 from hookline.errors import UserError
 
 LossFn = Callable[[jax.Array, Any], jax.Array]
@@ -76,8 +76,11 @@ class JaxTask:
     :param optimizer: an ``optax.GradientTransformation``.  Build it with
         ``optax.inject_hyperparams(optax.adamw)(learning_rate=...)`` so that the learning
         rate is exposed to plugins (the LR schedule plugin sets it between steps).
-    :param metrics: name to ``f(outputs, targets) -> scalar``, computed on the device and
-        reported in validation as ``val/<name>`` next to ``val/loss``.
+    :param metrics: name to ``f(outputs, targets) -> scalar``, computed on the device inside
+        the compiled evaluation and averaged over samples; or to a stateful metric with
+        ``update``/``compute``/``reset`` (updated with each batch's outputs, computed once
+        over the whole set: right for F1, AUC, ...); reported in validation as
+        ``val/<name>`` next to ``val/loss``.
     :param accumulate_grad_batches: accumulate gradients over this many batches per step.
     :param grad_clip_norm: clip the gradients' global norm to this value before each step
         (as ``torch.nn.utils.clip_grad_norm_`` does).
@@ -99,7 +102,7 @@ class JaxTask:
         loss: LossFn,
         optimizer: optax.GradientTransformation | None = None,
         *,
-        metrics: Mapping[str, MetricFn] | None = None,
+        metrics: Mapping[str, MetricFn | StatefulMetric] | None = None,
         accumulate_grad_batches: int = 1,
         grad_clip_norm: float | None = None,
         postprocess: Callable[[jax.Array], Any] | None = None,
@@ -120,6 +123,7 @@ class JaxTask:
         self.loss = loss
         self.optimizer = optimizer
         self.metrics = dict(metrics or {})
+        self._functions, self._stateful = split_metrics(self.metrics)
         self.accumulate_grad_batches = accumulate_grad_batches
         self.grad_clip_norm = grad_clip_norm
         self.postprocess = postprocess
@@ -207,12 +211,12 @@ class JaxTask:
 
     def _evaluate(
         self, params: Leaves, rest: Leaves, inputs: Any, targets: Any
-    ) -> dict[str, jax.Array]:
+    ) -> tuple[dict[str, jax.Array], jax.Array]:
         outputs = self._merge(params, rest, training=False)(inputs)
         results = {"loss": self.loss(outputs, targets).astype(jnp.float32)}
-        for name, metric in self.metrics.items():
-            results[name] = jnp.asarray(metric(outputs, targets), jnp.float32)
-        return results
+        for name, function in self._functions.items():
+            results[name] = jnp.asarray(function(outputs, targets), jnp.float32)
+        return results, outputs
 
     def _predict(self, params: Leaves, rest: Leaves, inputs: Any) -> Any:
         outputs = self._merge(params, rest, training=False)(inputs)
@@ -231,6 +235,11 @@ class JaxTask:
     # -- set-up --------------------------------------------------------------------------------
 
     def setup(self, stage: Stage) -> None:
+        # again at each phase, so that metrics added to the dict in between count
+        functions, self._stateful = split_metrics(self.metrics)
+        if functions != self._functions:
+            self._compiled.pop("evaluate", None)  # the compiled evaluation computes them
+            self._functions = functions
         if stage == "fit":
             self._ensure_optimizer()
 
@@ -350,10 +359,20 @@ class JaxTask:
     def validation_step(self, batch: Any) -> dict[str, jax.Array]:
         self._flush()
         inputs, targets = self._inputs_targets(batch)
-        results: dict[str, jax.Array] = self._compile("evaluate")(
-            self._params, self._rest, inputs, targets
-        )
+        results: dict[str, jax.Array]
+        results, outputs = self._compile("evaluate")(self._params, self._rest, inputs, targets)
+        for metric in self._stateful.values():
+            metric.update(outputs, targets)
         return results
+
+    def reset_metrics(self) -> None:
+        """Clear the stateful metrics before a validation run."""
+        for metric in self._stateful.values():
+            metric.reset()
+
+    def compute_metrics(self) -> dict[str, Any]:
+        """Each stateful metric over the whole run."""
+        return {name: metric.compute() for name, metric in self._stateful.items()}
 
     def predict_step(self, batch: Any) -> Any:
         self._flush()

@@ -32,7 +32,7 @@ from hookline.backends.torch.distributed import (
 )
 from hookline.backends.torch.export import EXPORT_SUFFIXES, ExportError, export_model
 from hookline.distributed import env_world_size
-from hookline.engine.task import Stage
+from hookline.engine.task import Stage, StatefulMetric, split_metrics
 from hookline.errors import UserError
 
 LossFn = Callable[[Any, Any], torch.Tensor]
@@ -85,8 +85,11 @@ class TorchTask:
     :param loss: ``loss(outputs, targets)`` returning a scalar tensor.
     :param optimizer: an optimizer, or a factory ``f(parameters) -> optimizer`` (created at the
         start of training, after the model is on its device).
-    :param metrics: name to ``f(outputs, targets) -> scalar tensor``, reported in validation
-        as ``val/<name>`` next to ``val/loss``.
+    :param metrics: name to ``f(outputs, targets) -> scalar tensor`` (averaged over samples),
+        or to a stateful metric with ``update``/``compute``/``reset`` such as a
+        ``torchmetrics.Metric`` (computed once over the whole set: right for F1, AUC, ...,
+        and synced over processes under torchrun, which torchmetrics does in ``compute``);
+        reported in validation as ``val/<name>`` next to ``val/loss``.
     :param device: ``"auto"`` (CUDA when present, else CPU), or any torch device string.
     :param accumulate_grad_batches: accumulate gradients over this many batches per step.
     :param grad_clip_norm: clip the gradients' total norm to this value before each step.
@@ -114,7 +117,7 @@ class TorchTask:
         loss: LossFn,
         optimizer: torch.optim.Optimizer | OptimizerFactory | None = None,
         *,
-        metrics: Mapping[str, MetricFn] | None = None,
+        metrics: Mapping[str, MetricFn | StatefulMetric] | None = None,
         device: str | torch.device | None = "auto",
         accumulate_grad_batches: int = 1,
         grad_clip_norm: float | None = None,
@@ -140,6 +143,7 @@ class TorchTask:
         self.model = model
         self.loss = loss
         self.metrics = dict(metrics or {})
+        self._functions, self._stateful = split_metrics(self.metrics)
         self.accumulate_grad_batches = accumulate_grad_batches
         self.grad_clip_norm = grad_clip_norm
         self.precision = precision
@@ -170,11 +174,16 @@ class TorchTask:
     # -- set-up --------------------------------------------------------------------------------
 
     def setup(self, stage: Stage) -> None:
+        # again at each phase, so that metrics added to the dict in between count
+        self._functions, self._stateful = split_metrics(self.metrics)
         if self.distributed:
             self._join_group()
         if not self._placed:
             self.model.to(self.device)
             self._placed = True
+        for metric in self._stateful.values():
+            if isinstance(metric, nn.Module):  # torchmetrics: its state on the device too
+                metric.to(self.device)
         if stage == "fit":
             self._ensure_optimizer()
             if self.world_size > 1 and self._ddp is None:
@@ -333,9 +342,22 @@ class TorchTask:
         with self._autocast:
             outputs = self.model(inputs)
             results = {"loss": self.loss(outputs, targets).float()}
-        for name, metric in self.metrics.items():
-            results[name] = metric(outputs.float(), targets).float()
+        for name, function in self._functions.items():
+            results[name] = function(outputs.float(), targets).float()
+        for metric in self._stateful.values():
+            metric.update(outputs.float(), targets)
         return results
+
+    def reset_metrics(self) -> None:
+        """Clear the stateful metrics before a validation run."""
+        for metric in self._stateful.values():
+            metric.reset()
+
+    @torch.no_grad()
+    def compute_metrics(self) -> dict[str, torch.Tensor]:
+        """Each stateful metric over the whole run (a torchmetrics metric syncs its state over
+        processes here)."""
+        return {name: metric.compute() for name, metric in self._stateful.items()}
 
     @torch.no_grad()
     def predict_step(self, batch: Any) -> Any:
