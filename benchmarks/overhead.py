@@ -17,7 +17,11 @@ Contenders run interleaved, one after the other in each repetition, in this proc
   monitor, the run summary), except ``plots``: drawing ``results.png`` is a fixed cost per
   epoch (tens of milliseconds), not a cost per step;
 * ``lightning-bare`` / ``lightning-defaults``: Lightning without progress bar, logger and
-  checkpointing, and with its defaults (when the ``bench`` extra is installed).
+  checkpointing, and with its defaults (when the ``bench`` extra is installed);
+* ``ignite-bare`` / ``ignite-handlers``: a PyTorch Ignite ``Engine`` whose step returns the
+  loss tensor (no ``.item()``), alone and with its ``Checkpoint`` (model and optimizer, every
+  epoch), ``EarlyStopping`` (on the epoch's last loss) and ``ProgressBar`` handlers (when the
+  ``bench`` extra is installed).
 
 When JAX is installed (the ``jax`` extra), the same workload again on JAX, against its own
 baseline: ``raw-jax``, a loop over one ``jax.jit``-compiled Optax step (the same MLP as a Flax
@@ -164,6 +168,42 @@ def lightning_contender(defaults: bool) -> Callable[[DataLoader[Any], int, Path]
 Contender = Callable[[Any, int, Path], float]
 
 
+def ignite_contender(handlers: bool) -> Contender:
+    from ignite.engine import Engine, Events
+    from ignite.handlers import Checkpoint, DiskSaver, EarlyStopping, ProgressBar
+
+    def run(data: DataLoader[Any], epochs: int, folder: Path) -> float:
+        model = make_model()
+        optimizer = torch.optim.SGD(model.parameters(), lr=LR)
+
+        def step(engine: Engine, batch: Any) -> torch.Tensor:
+            inputs, targets = batch
+            loss = nn.functional.cross_entropy(model(inputs), targets)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            return loss.detach()  # no .item(): no host sync per step
+
+        with contextlib.redirect_stderr(io.StringIO()):
+            started = time.perf_counter()
+            trainer = Engine(step)
+            if handlers:
+                folder.mkdir(parents=True, exist_ok=True)
+                saver = DiskSaver(str(folder), require_empty=False)
+                checkpoint = Checkpoint({"model": model, "optimizer": optimizer}, saver)
+                trainer.add_event_handler(Events.EPOCH_COMPLETED, checkpoint)
+                stopper = EarlyStopping(
+                    patience=10, score_function=lambda engine: -float(engine.state.output),
+                    trainer=trainer,
+                )
+                trainer.add_event_handler(Events.EPOCH_COMPLETED, stopper)
+                ProgressBar(file=io.StringIO()).attach(trainer)
+            trainer.run(data, max_epochs=epochs)
+            return time.perf_counter() - started
+
+    return run
+
+
 def torch_contenders() -> dict[str, Contender]:
     found: dict[str, Contender] = {
         "raw": raw, "hookline-bare": hookline_bare, "hookline-defaults": hookline_defaults,
@@ -173,6 +213,11 @@ def torch_contenders() -> dict[str, Contender]:
         found["lightning-defaults"] = lightning_contender(defaults=True)
     except ImportError:
         print("lightning is not installed (pip install -e '.[bench]'): skipping it")
+    try:
+        found["ignite-bare"] = ignite_contender(handlers=False)
+        found["ignite-handlers"] = ignite_contender(handlers=True)
+    except ImportError:
+        print("pytorch-ignite is not installed (pip install -e '.[bench]'): skipping it")
     return found
 
 

@@ -28,6 +28,8 @@ def test_quick_benchmark_reports_every_contender(tmp_path):
     expected = {"raw", "hookline-bare", "hookline-defaults"}
     if importlib.util.find_spec("lightning") is not None:
         expected |= {"lightning-bare", "lightning-defaults"}
+    if importlib.util.find_spec("ignite") is not None:
+        expected |= {"ignite-bare", "ignite-handlers"}
     if importlib.util.find_spec("jax") is not None:
         expected |= {"raw-jax", "hookline-jax-bare", "hookline-jax-defaults"}
     assert set(results["steps"]) == expected

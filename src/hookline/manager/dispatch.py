@@ -1,14 +1,22 @@
-"""The dispatch table: per hook, the caller of the implementations that are due a call.
+"""The dispatch table: per hook, the implementations that are due a call.
 
 The engine tests ``name in table`` before it even builds a hook's arguments, so a hook with no
 implementation costs one dict lookup.  Left out of the table: hooks nobody implements, the
 hooks of rank-zero-only plugins on other ranks, and the hooks a plugin declares idle under its
 settings (``idle_hooks()``).
+
+An entry (:class:`DueHook`) runs its implementations through the manager's hook executor,
+the very path of ``pluggy.HookCaller.__call__`` (so hook-call monitoring, ``--trace-hooks``
+and the test recorder see every call) without what that call repeats each time: the check
+that every argument of the specification was passed (the engine always passes them all) and
+the copy of the implementation list (the table is rebuilt, never changed in place, when
+plugins come and go).  That makes a call through hookline cheaper than a direct pluggy call.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple
 
 import pluggy
 
@@ -18,16 +26,33 @@ from hookline.distributed import is_rank_zero_only
 SETTINGS_HOOKS = frozenset({"hookline_add_options", "hookline_configure"})
 
 
+class DueHook(NamedTuple):
+    """A hook's implementations due a call, and how to call them (a tuple: the manager
+    unpacks it in one step)."""
+
+    hookexec: Callable[..., Any]
+    name: str
+    impls: list[pluggy.HookImpl]
+    firstresult: bool
+
+    def __call__(self, **kwargs: Any) -> Any:
+        return self.hookexec(self.name, self.impls, kwargs, self.firstresult)
+
+    def get_hookimpls(self) -> list[pluggy.HookImpl]:
+        return list(self.impls)
+
+
 def due_callers(
     manager: pluggy.PluginManager, hook_names: Iterable[str], rank: int
-) -> dict[str, pluggy.HookCaller]:
-    """Hook name to caller, for the hooks of ``hook_names`` with an implementation due a call."""
+) -> dict[str, DueHook]:
+    """Hook name to :class:`DueHook`, for the hooks of ``hook_names`` with an implementation
+    due a call."""
     idle: dict[int, frozenset[str]] = {}
     for plugin in manager.get_plugins():
         idle_hooks = getattr(plugin, "idle_hooks", None)
         if callable(idle_hooks):
             idle[id(plugin)] = frozenset(idle_hooks())
-    table: dict[str, pluggy.HookCaller] = {}
+    table: dict[str, DueHook] = {}
     for name in hook_names:
         caller: pluggy.HookCaller = getattr(manager.hook, name)
         impls = caller.get_hookimpls()
@@ -43,5 +68,7 @@ def due_callers(
                 continue
             if skipped:
                 caller = manager.subset_hook_caller(name, skipped)
-        table[name] = caller
+        firstresult = bool(caller.spec.opts.get("firstresult", False)) if caller.spec else False
+        # the manager's own executor (pluggy's, inherited): it honours hook-call monitoring
+        table[name] = DueHook(manager._hookexec, name, caller.get_hookimpls(), firstresult)
     return table

@@ -20,7 +20,7 @@ from hookline.distributed import env_rank
 from hookline.errors import add_note
 from hookline.hookspecs import ALIASES
 from hookline.manager.callback import PLAIN_IMPL, Callback, FunctionCallback
-from hookline.manager.dispatch import due_callers
+from hookline.manager.dispatch import DueHook, due_callers
 from hookline.manager.entry_points import distribution_label, load_entry_points, report
 from hookline.manager.errors import PluginLoadError, PluginValidationError, UnknownHookError
 from hookline.manager.faults import DEFAULT_SETTING, SETTING, FaultPolicy, PluginFailure
@@ -56,7 +56,7 @@ class PluginManager(pluggy.PluginManager):
             for name, caller in vars(self.hook).items()
             if isinstance(caller, pluggy.HookCaller)
         )
-        self._dispatch: dict[str, pluggy.HookCaller] = {}
+        self._dispatch: dict[str, DueHook] = {}
         self._entry_point_dists: dict[str, importlib.metadata.Distribution | None] = {}
         self._callbacks: dict[tuple[str, Callable[..., Any]], str] = {}
         #: This process's rank; on other ranks than zero, the hooks of rank-zero-only plugins
@@ -88,8 +88,10 @@ class PluginManager(pluggy.PluginManager):
         return self._hook_names
 
     @property
-    def dispatch(self) -> Mapping[str, pluggy.HookCaller]:
-        """Hook name to caller, for the hooks that have at least one implementation due a call.
+    def dispatch(self) -> Mapping[str, DueHook]:
+        """Hook name to its due implementations (:class:`~hookline.manager.dispatch.DueHook`,
+        callable with the hook's arguments), for the hooks that have at least one
+        implementation due a call.
 
         A live view: it is updated in place on every register/unregister and configuration,
         so a loop may hold it and test ``name in dispatch`` before building a call's arguments.
@@ -103,15 +105,16 @@ class PluginManager(pluggy.PluginManager):
         :raises UnknownHookError: when ``hook_name`` is neither a hook nor an alias (checked
             only when the table has no entry, so a hook with implementations pays nothing).
         """
-        caller = self._dispatch.get(hook_name)
-        if caller is None:
+        due = self._dispatch.get(hook_name)
+        if due is None:
             if hook_name in self._hook_names:
                 return []
             if hook_name in ALIASES:
                 return self.call(ALIASES[hook_name], **kwargs)
             fix = unknown_hook_hint(hook_name, self._hook_names)
             raise UnknownHookError(f"{hook_name!r} is not a hookline hook; {fix}")
-        result: list[Any] = caller(**kwargs)
+        hookexec, name, impls, firstresult = due
+        result: list[Any] = hookexec(name, impls, kwargs, firstresult)
         return result
 
     def call_every(self, hook_name: str, /, **kwargs: Any) -> list[Any]:
