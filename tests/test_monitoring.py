@@ -152,8 +152,10 @@ def test_cpu_and_memory_figures_are_plausible_on_this_machine(backend):
     rss_now = psutil.Process().memory_info().rss / 1024**2
     for record in recorder.of("epoch"):
         metrics = record["metrics"]
-        # a busy loop in one thread: about one core (the machine is shared, so leave room)
-        assert 30 <= metrics["resources/cpu_percent_mean"] <= 100 * psutil.cpu_count() + 10
+        # a busy loop in one thread: about one core; at most every core.  Sampled every
+        # 20 ms, while a process's CPU time advances in 10 ms ticks: one sample may read up to
+        # half as much again, so the bound leaves that room (it was exceeded by 7% in CI)
+        assert 30 <= metrics["resources/cpu_percent_mean"] <= 150 * psutil.cpu_count()
         assert metrics["resources/cpu_percent_max"] >= metrics["resources/cpu_percent_mean"]
         assert 0.5 * rss_now <= metrics["resources/rss_mb_mean"] <= 1.5 * rss_now
         assert 0 < metrics["resources/system_memory_percent_max"] <= 100
@@ -368,6 +370,15 @@ def test_results_png_is_drawn_off_the_loop_at_most_every_interval_and_at_the_end
 
     monkeypatch.setattr(plots, "draw", counting)
     fit(backend, [ResultsPlot(plot_interval=3600)], epochs=5, save_dir=tmp_path)
-    # the first epoch in the background (the file appears early), every epoch at the end
-    assert drawn == [("hookline-plots", 1), ("MainThread", 5)]
+    # a run shorter than the interval: one drawing, of every epoch, when it ends
+    assert drawn == [("MainThread", 5)]
     assert (tmp_path / "results.png").stat().st_size > 0
+    drawn.clear()
+    fit(backend, [ResultsPlot(plot_interval=0)], epochs=5, save_dir=tmp_path / "often")
+    # no interval: each epoch's end starts a drawing in the background unless one is under
+    # way; the end draws again only if an epoch is missing from the last drawing
+    background = [epochs for thread, epochs in drawn if thread == "hookline-plots"]
+    assert background[0] == 1
+    assert background == sorted(background)
+    assert [epochs for thread, epochs in drawn if thread == "MainThread"] in ([], [5])
+    assert max(epochs for _, epochs in drawn) == 5

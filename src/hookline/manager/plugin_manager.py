@@ -32,6 +32,14 @@ if TYPE_CHECKING:
     import importlib.metadata
 
 
+#: Parsed attributes per (plugin class, hook catalog), shared by every manager.
+_CLASS_PARSES: dict[tuple[type, frozenset[str]], dict[str, pluggy.HookimplOpts | None]] = {}
+#: The entry of a class's parses that says it passed validation (no attribute has this name).
+_VALID = " validated"
+#: The hook specifications parsed from :mod:`hookline.hookspecs`, by attribute name.
+_CATALOG_SPECS: dict[str, pluggy.HookspecOpts | None] = {}
+
+
 class PluginManager(pluggy.PluginManager):
     """hookline's plugin manager (a :class:`pluggy.PluginManager` for project ``hookline``).
 
@@ -145,9 +153,13 @@ class PluginManager(pluggy.PluginManager):
             raise first
         return results
 
-    def _refresh_dispatch(self) -> None:
-        table = due_callers(self, self._hook_names, self.rank)
-        self._dispatch.clear()  # in place: holders of ``dispatch`` see the change
+    def _refresh_dispatch(self, hook_names: Iterable[str] | None = None) -> None:
+        """Rebuild the dispatch table's entries for ``hook_names`` (all hooks by default), in
+        place: holders of :attr:`dispatch` see the change."""
+        names = self._hook_names if hook_names is None else frozenset(hook_names)
+        table = due_callers(self, names, self.rank)
+        for name in names:
+            self._dispatch.pop(name, None)
         self._dispatch.update(table)
 
     def set_rank(self, rank: int) -> None:
@@ -157,6 +169,15 @@ class PluginManager(pluggy.PluginManager):
             self._refresh_dispatch()
 
     # -- registration --------------------------------------------------------------------------
+
+    def parse_hookspec_opts(self, module_or_class: Any, name: str) -> pluggy.HookspecOpts | None:
+        """pluggy's, remembered for hookline's own catalog (every manager reads the same)."""
+        if module_or_class is not hookspecs:
+            return super().parse_hookspec_opts(module_or_class, name)
+        if name not in _CATALOG_SPECS:
+            _CATALOG_SPECS[name] = super().parse_hookspec_opts(module_or_class, name)
+        opts = _CATALOG_SPECS[name]
+        return None if opts is None else opts.copy()
 
     def parse_hookimpl_opts(self, plugin: Any, name: str) -> pluggy.HookimplOpts | None:
         """Find hook implementations: decorated ones, undecorated methods of a
@@ -168,8 +189,21 @@ class PluginManager(pluggy.PluginManager):
             parsed = self._parsing[1]
             if name not in parsed:
                 parsed[name] = self._parse(plugin, name)
-            return parsed[name]
+            opts = parsed[name]
+            return None if opts is None else opts.copy()  # pluggy keeps one per implementation
         return self._parse(plugin, name)
+
+    def _class_parses(self, plugin: Any) -> dict[str, pluggy.HookimplOpts | None] | None:
+        """The parsed attributes that ``plugin`` shares with every instance of its class, under
+        this catalog (kept across managers: registering the built-ins again costs no static
+        lookups), or None when the plugin is a module or class, or holds callables of its own
+        (functions given to ``add_callback``, say), which only it can say."""
+        if isinstance(plugin, ModuleType) or inspect.isclass(plugin):
+            return None
+        own = getattr(plugin, "__dict__", {})
+        if any(callable(value) for value in own.values()):
+            return None
+        return _CLASS_PARSES.setdefault((type(plugin), self._hook_names), {})
 
     def _parse(self, plugin: Any, name: str) -> pluggy.HookimplOpts | None:
         opts = super().parse_hookimpl_opts(plugin, name)
@@ -202,13 +236,19 @@ class PluginManager(pluggy.PluginManager):
             name = self._free_name(self.get_canonical_name(plugin))
         if self.is_blocked(name):
             return None
-        self._parsing = (plugin, {})
+        shared = self._class_parses(plugin)
+        self._parsing = (plugin, shared if shared is not None else {})
         try:
-            check_plugin(self, plugin, name)
+            # a class checked once under this catalog is valid for all its instances
+            if shared is None or _VALID not in shared:
+                check_plugin(self, plugin, name)
+                if shared is not None:
+                    shared[_VALID] = None
             registered = self._register_validated(plugin, name)
         finally:
             self._parsing = None
-        self._refresh_dispatch()
+        if registered is not None:  # only the hooks it implements change
+            self._refresh_dispatch(self._hooks_of(plugin))
         if registered is not None:
             self._faults.apply(plugin)
             self.hook.on_plugin_registered.call_historic(
@@ -225,11 +265,18 @@ class PluginManager(pluggy.PluginManager):
                 super().unregister(plugin, name)
             raise PluginValidationError(plugin, str(error)) from error
 
+    def _hooks_of(self, plugin: Any) -> list[str]:
+        """The hooks ``plugin`` implements."""
+        return [caller.name for caller in self.get_hookcallers(plugin) or ()]
+
     def unregister(self, plugin: Any = None, name: str | None = None) -> Any:
         """Unregister a plugin by object or name; its hooks stop firing at once."""
+        if plugin is None and name is not None:
+            plugin = self.get_plugin(name)
+        hooks = self._hooks_of(plugin)
         removed = super().unregister(plugin, name)
         self._faults.forget(removed)
-        self._refresh_dispatch()
+        self._refresh_dispatch(hooks)
         return removed
 
     def _free_name(self, base: str) -> str:

@@ -1,10 +1,12 @@
 """``results.png``: one panel per metric over the epochs.
 
-Drawing a figure costs about half a second, so it stays off the training loop: the plot is
-redrawn in a background thread, at most every ``plot_interval`` seconds (the first epoch's
-end always draws, so the file appears early), and drawn once more when training ends, with
-every epoch.  A user watching the file sees it refresh during a long run; a short run pays
-for about two drawings.
+Drawing a figure costs about a quarter of a second (importing matplotlib a third), so it
+stays off the training loop: matplotlib is imported in a background thread when training
+starts, the plot is redrawn in a background thread once ``plot_interval`` seconds have passed
+since the last drawing (or since training started), and drawn once more when training ends,
+with every epoch.  A user watching the file sees it refresh during a long run; a run shorter
+than ``plot_interval`` pays for one drawing, at its end.  The panels are placed by fixed
+margins: matplotlib's constrained layout would double the cost of a drawing.
 
 A quantity reported as a mean and a maximum (the resource monitor's ``..._mean`` and
 ``..._max``) shares one panel.  Drawing uses matplotlib's Agg canvas directly, without pyplot:
@@ -44,6 +46,12 @@ def panels(history: list[dict[str, float]]) -> dict[str, list[str]]:
     return grouped
 
 
+def _import_matplotlib() -> None:
+    """Import what :func:`draw` needs (a third of a second), off the training loop."""
+    import matplotlib.backends.backend_agg
+    import matplotlib.figure  # noqa: F401
+
+
 def draw(history: list[dict[str, float]], path: Path) -> None:
     """Draw ``history`` (one dict per epoch, with ``epoch``) into the PNG file ``path``."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -52,7 +60,13 @@ def draw(history: list[dict[str, float]], path: Path) -> None:
     grouped = panels(history)
     columns = min(4, max(1, len(grouped)))
     rows = max(1, math.ceil(len(grouped) / columns))
-    figure = Figure(figsize=(3.6 * columns, 2.8 * rows), dpi=100, layout="constrained")
+    width, height = 3.6 * columns, 2.8 * rows
+    figure = Figure(figsize=(width, height), dpi=100)
+    # fixed margins in inches (titles above, tick labels and the x label below)
+    figure.subplots_adjust(
+        left=0.6 / width, right=1 - 0.15 / width, bottom=0.5 / height, top=1 - 0.35 / height,
+        wspace=0.35, hspace=0.75 if rows > 1 else 0.2,
+    )
     FigureCanvasAgg(figure)
     axes = figure.subplots(rows, columns, squeeze=False).ravel()
     for ax, (title, names) in zip(axes, grouped.items(), strict=False):
@@ -102,6 +116,8 @@ class ResultsPlot(Callback):
         self._failure: BaseException | None = None
         self._last_draw = -math.inf
         self._drawn = 0  # epochs in the last drawing
+        self._importer: threading.Thread | None = None
+        self._said_missing = False
 
     def hookline_add_options(self, options: Options) -> None:
         options.add_attributes(self, self.SETTINGS, owner="plots")
@@ -124,7 +140,14 @@ class ResultsPlot(Callback):
 
     def on_pretrain_routine_start(self) -> None:
         self.history, self._ending = [], None
-        self._last_draw, self._drawn = -math.inf, 0
+        self._last_draw, self._drawn = time.monotonic(), 0  # the first drawing waits too
+        if self._available is None:
+            self._available = importlib.util.find_spec("matplotlib") is not None
+        if self._available and self._importer is None:  # ready by the first drawing
+            self._importer = threading.Thread(
+                target=_import_matplotlib, name="hookline-plots-import", daemon=True
+            )
+            self._importer.start()
 
     def on_fit_epoch_end(self, trainer: Trainer, metrics: Mapping[str, float]) -> None:
         self._ending = (trainer.epoch + 1, metrics)
@@ -134,11 +157,12 @@ class ResultsPlot(Callback):
             return
         if self._available is None:
             self._available = importlib.util.find_spec("matplotlib") is not None
-            if not self._available:
+        if not self._available:
+            if not self._said_missing:
+                self._said_missing = True
                 stream = self.stream if self.stream is not None else sys.stderr
                 stream.write("plots: matplotlib is not installed, so results.png is not "
                              "drawn (pip install 'hookline[plots]')\n")
-        if not self._available:
             return
         self.history = [row for row in self.history if row["epoch"] < epoch + 1]
         self.history.append({"epoch": epoch + 1, **metrics})
@@ -171,6 +195,9 @@ class ResultsPlot(Callback):
 
     def teardown(self) -> None:
         """Wait for a drawing under way, then draw every epoch once more if any is missing."""
+        if self._importer is not None:
+            self._importer.join()
+            self._importer = None
         if self._worker is not None:
             self._worker.join()
             self._worker = None
