@@ -106,7 +106,7 @@ def test_a_terminal_gets_a_tqdm_bar_refreshed_at_a_bounded_rate(backend):
 
 
 def test_results_png_has_a_panel_per_metric_and_survives_resume(backend, tmp_path):
-    pytest.importorskip("matplotlib")
+    pytest.importorskip("PIL")
     plot = ResultsPlot()
     fit(backend, [plot], epochs=2, save_dir=tmp_path, checkpoint=True)
     png = (tmp_path / "results.png").read_bytes()
@@ -124,12 +124,12 @@ def test_results_png_has_a_panel_per_metric_and_survives_resume(backend, tmp_pat
     }
 
 
-def test_without_matplotlib_plots_say_so_once_and_training_goes_on(backend, tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "matplotlib", None)
+def test_without_pillow_plots_say_so_once_and_training_goes_on(backend, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "PIL", None)
     monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: None)
     stream = io.StringIO()
     fit(backend, [ResultsPlot(stream)], epochs=2, save_dir=tmp_path)
-    assert stream.getvalue().count("matplotlib is not installed") == 1
+    assert stream.getvalue().count("Pillow is not installed") == 1
     assert not (tmp_path / "results.png").exists()
 
 

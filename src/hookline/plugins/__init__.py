@@ -92,7 +92,7 @@ BUILTINS: tuple[Builtin, ...] = (
         "plots",
         "hookline.plugins.plots:ResultsPlot",
         "draw results.png, a panel per metric: in the background every plot_interval s "
-        "and at the end (needs matplotlib)",
+        "and at the end (needs Pillow)",
     ),
     Builtin(
         "resources",

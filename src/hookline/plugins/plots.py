@@ -1,23 +1,20 @@
 """``results.png``: one panel per metric over the epochs.
 
-Drawing a figure costs about a quarter of a second (importing matplotlib a third), so it
-stays off the training loop: matplotlib is imported in a background thread when training
-starts, the plot is redrawn in a background thread once ``plot_interval`` seconds have passed
-since the last drawing (or since training started), and drawn once more when training ends,
-with every epoch.  A user watching the file sees it refresh during a long run; a run shorter
-than ``plot_interval`` pays for one drawing, at its end.  The panels are placed by fixed
-margins: matplotlib's constrained layout would double the cost of a drawing.
+The chart is drawn with Pillow (:mod:`hookline.plugins.support.charts`): a few milliseconds,
+where matplotlib took a third of a second to import and a quarter to draw.  It still stays off
+the training loop: it is redrawn in a background thread once ``plot_interval`` seconds have
+passed since the last drawing (or since training started), and drawn once more when training
+ends, with every epoch.  A user watching the file sees it refresh during a long run; a run
+shorter than ``plot_interval`` draws it once, at its end.
 
 A quantity reported as a mean and a maximum (the resource monitor's ``..._mean`` and
-``..._max``) shares one panel.  Drawing uses matplotlib's Agg canvas directly, without pyplot:
-no window, no display needed, no global figure state.  When matplotlib is not installed the
-plugin says so once and draws nothing (``pip install 'hookline[plots]'``).
+``..._max``) shares one panel, with a legend.  No window or display is needed.  When Pillow is
+not installed the plugin says so once and draws nothing (``pip install 'hookline[plots]'``).
 """
 
 from __future__ import annotations
 
 import importlib.util
-import io
 import math
 import sys
 import threading
@@ -29,6 +26,7 @@ from typing import Any, ClassVar, TextIO
 from hookline.engine import Phase, Trainer
 from hookline.manager import Callback
 from hookline.plugins.support import at_least, atomic_write
+from hookline.plugins.support.charts import draw_panels
 from hookline.settings import Options, Settings
 
 SUFFIXES = ("_mean", "_max")
@@ -46,46 +44,18 @@ def panels(history: list[dict[str, float]]) -> dict[str, list[str]]:
     return grouped
 
 
-def _import_matplotlib() -> None:
-    """Import what :func:`draw` needs (a third of a second), off the training loop."""
-    import matplotlib.backends.backend_agg
-    import matplotlib.figure  # noqa: F401
-
-
 def draw(history: list[dict[str, float]], path: Path) -> None:
     """Draw ``history`` (one dict per epoch, with ``epoch``) into the PNG file ``path``."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    grouped = panels(history)
-    columns = min(4, max(1, len(grouped)))
-    rows = max(1, math.ceil(len(grouped) / columns))
-    width, height = 3.6 * columns, 2.8 * rows
-    figure = Figure(figsize=(width, height), dpi=100)
-    # fixed margins in inches (titles above, tick labels and the x label below)
-    figure.subplots_adjust(
-        left=0.6 / width, right=1 - 0.15 / width, bottom=0.5 / height, top=1 - 0.35 / height,
-        wspace=0.35, hspace=0.75 if rows > 1 else 0.2,
-    )
-    FigureCanvasAgg(figure)
-    axes = figure.subplots(rows, columns, squeeze=False).ravel()
-    for ax, (title, names) in zip(axes, grouped.items(), strict=False):
+    charts = []
+    for title, names in panels(history).items():
+        series = []
         for name in names:
             points = [(row["epoch"], row[name]) for row in history if name in row]
-            epochs, values = zip(*points, strict=True)
             label = name[len(title) + 1 :] if name != title else None
-            ax.plot(epochs, values, marker="o", markersize=3, linewidth=1.5, label=label)
-        ax.set_title(title, fontsize=10)
-        ax.set_xlabel("epoch", fontsize=8)
-        ax.tick_params(labelsize=8)
-        ax.grid(alpha=0.3)
-        if len(names) > 1:
-            ax.legend(fontsize=8)
-    for ax in axes[len(grouped) :]:
-        ax.set_visible(False)
-    image = io.BytesIO()
-    figure.savefig(image, format="png")
-    atomic_write(path, lambda file: file.write(image.getvalue()), durable=False)
+            series.append((label, points))
+        charts.append((title, series))
+    image = draw_panels(charts, x_label="epoch")
+    atomic_write(path, lambda file: file.write(image), durable=False)
 
 
 class ResultsPlot(Callback):
@@ -116,7 +86,6 @@ class ResultsPlot(Callback):
         self._failure: BaseException | None = None
         self._last_draw = -math.inf
         self._drawn = 0  # epochs in the last drawing
-        self._importer: threading.Thread | None = None
         self._said_missing = False
 
     def hookline_add_options(self, options: Options) -> None:
@@ -141,13 +110,6 @@ class ResultsPlot(Callback):
     def on_pretrain_routine_start(self) -> None:
         self.history, self._ending = [], None
         self._last_draw, self._drawn = time.monotonic(), 0  # the first drawing waits too
-        if self._available is None:
-            self._available = importlib.util.find_spec("matplotlib") is not None
-        if self._available and self._importer is None:  # ready by the first drawing
-            self._importer = threading.Thread(
-                target=_import_matplotlib, name="hookline-plots-import", daemon=True
-            )
-            self._importer.start()
 
     def on_fit_epoch_end(self, trainer: Trainer, metrics: Mapping[str, float]) -> None:
         self._ending = (trainer.epoch + 1, metrics)
@@ -156,12 +118,12 @@ class ResultsPlot(Callback):
         if phase != "epoch" or not isinstance(run, Trainer) or run.save_dir is None:
             return
         if self._available is None:
-            self._available = importlib.util.find_spec("matplotlib") is not None
+            self._available = importlib.util.find_spec("PIL") is not None
         if not self._available:
             if not self._said_missing:
                 self._said_missing = True
                 stream = self.stream if self.stream is not None else sys.stderr
-                stream.write("plots: matplotlib is not installed, so results.png is not "
+                stream.write("plots: Pillow is not installed, so results.png is not "
                              "drawn (pip install 'hookline[plots]')\n")
             return
         self.history = [row for row in self.history if row["epoch"] < epoch + 1]
@@ -195,9 +157,6 @@ class ResultsPlot(Callback):
 
     def teardown(self) -> None:
         """Wait for a drawing under way, then draw every epoch once more if any is missing."""
-        if self._importer is not None:
-            self._importer.join()
-            self._importer = None
         if self._worker is not None:
             self._worker.join()
             self._worker = None
