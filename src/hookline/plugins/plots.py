@@ -25,8 +25,7 @@ from typing import Any, ClassVar, TextIO
 
 from hookline.engine import Phase, Trainer
 from hookline.manager import Callback
-from hookline.plugins.support import at_least, atomic_write
-from hookline.plugins.support.charts import draw_panels
+from hookline.plugins.support import at_least, atomic_write, draw_panels
 from hookline.settings import Options, Settings
 
 SUFFIXES = ("_mean", "_max")

@@ -264,9 +264,9 @@ class JaxTask:
         return data
 
     def weighted_sum(self, values: Sequence[Any], weights: Sequence[int]) -> Any:
-        scalars = [value if jnp.ndim(value) == 0 else value.reshape(()) for value in values]
-        stacked = jnp.stack(scalars)
-        return jnp.dot(stacked.astype(jnp.float32), np.asarray(weights, np.float32))
+        """One compiled call (per number of values), not an operation per value: eager
+        ``jnp.stack`` of fifty scalars costs fifty dispatches, most of a log interval."""
+        return _weighted_sum(list(values), np.asarray(weights, np.float32))
 
     def reduce_sum(self, value: Any) -> Any:
         return value
@@ -522,6 +522,12 @@ class JaxTask:
             return self._merge(params, rest, training=False)(inputs)
 
         return jax_export.export_function(forward, np.asarray(self.example_input), format, path)
+
+
+@jax.jit
+def _weighted_sum(values: list[Any], weights: jax.Array) -> jax.Array:
+    stacked = jnp.stack([jnp.reshape(value, ()).astype(jnp.float32) for value in values])
+    return jnp.dot(stacked, weights)
 
 
 def _plain_key(leaf: Any) -> Any:

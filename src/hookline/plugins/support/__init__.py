@@ -5,8 +5,10 @@
 * :mod:`~hookline.plugins.support.monitor`: ``min``/``max`` modes and the best value so far.
 * :mod:`~hookline.plugins.support.formatting`: plain values and metric lines.
 * :mod:`~hookline.plugins.support.trackers`: the base of the experiment-tracker loggers.
+* :mod:`~hookline.plugins.support.charts`: line charts drawn into a PNG with Pillow.
 """
 
+from hookline.plugins.support.charts import draw_panels
 from hookline.plugins.support.checks import at_least, monitored, require
 from hookline.plugins.support.files import atomic_write, check_run_name, claim_run_dir
 from hookline.plugins.support.formatting import QUIET_PREFIXES, format_metrics, plain
@@ -22,6 +24,7 @@ __all__ = [
     "atomic_write",
     "check_run_name",
     "claim_run_dir",
+    "draw_panels",
     "format_metrics",
     "hyperparameters",
     "improves",
