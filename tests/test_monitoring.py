@@ -382,3 +382,19 @@ def test_results_png_is_drawn_off_the_loop_at_most_every_interval_and_at_the_end
     assert background == sorted(background)
     assert [epochs for thread, epochs in drawn if thread == "MainThread"] in ([], [5])
     assert max(epochs for _, epochs in drawn) == 5
+
+
+def test_the_chart_copes_with_flat_missing_and_non_finite_values(tmp_path):
+    pytest.importorskip("PIL")
+    from PIL import Image
+
+    import hookline.plugins.plots as plots
+
+    history = [
+        {"epoch": 1, "train/loss": float("nan"), "lr": 0.1},
+        {"epoch": 2, "train/loss": 0.5, "lr": 0.1, "val/loss": float("inf")},
+        {"epoch": 3, "train/loss": 0.25, "lr": 0.1},
+    ]
+    plots.draw(history, tmp_path / "results.png")
+    with Image.open(tmp_path / "results.png") as image:
+        assert image.size == (3 * 360, 280)  # a panel each for train/loss, lr and val/loss

@@ -63,7 +63,7 @@ class ResultsPlot(Callback):
 
     The history is part of the checkpoint, so a resumed run's plot shows every epoch.
 
-    :param stream: where the line about a missing matplotlib goes; standard error by default.
+    :param stream: where the line about a missing Pillow goes; standard error by default.
     :param plot_interval: the least number of seconds between two drawings during training
         (also a setting); 0 redraws at every epoch's end.
     """

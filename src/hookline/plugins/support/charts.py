@@ -2,7 +2,7 @@
 axes with rounded ticks, a line (with a dot per point) per series, and a legend when a panel
 holds more than one series.
 
-A figure of eight panels takes a few milliseconds to draw (matplotlib needs about a third of a
+A figure of eight panels takes about 20 milliseconds to draw (matplotlib needs about a third of a
 second to import and a quarter to draw the same), which is what lets ``results.png`` be drawn
 at the end of every run without making the run noticeably longer.
 """
