@@ -520,10 +520,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         import jax
 
         print(f"jax {jax.__version__} on {jax.devices()[0].platform}: the same workload")
-        jax_steps = overhead(*suite, samples, 3, repeats)
-        steady_steps = 3 * len(suite[0](samples)) * 2 - len(suite[0](samples))
-        for name, row in jax_steps.items():  # further steps: after the first epoch, paired
-            pairs = list(zip(STEADY[(name, 6)], STEADY[("raw-jax", 6)], strict=True))
+        epochs = 3
+        jax_steps = overhead(*suite, samples, epochs, repeats)
+        # further steps: those after the first epoch of the runs twice as long, paired by round
+        steady_steps = (2 * epochs - 1) * len(suite[0](samples))
+        for name, row in jax_steps.items():
+            pairs = list(zip(STEADY[(name, 2 * epochs)], STEADY[("raw-jax", 2 * epochs)],
+                             strict=True))
             row["per_step_us"] = statistics.median(a - b for a, b in pairs) / steady_steps * 1e6
             row["step_ratio"] = statistics.median(a / b for a, b in pairs)
         steps.update(jax_steps)

@@ -26,6 +26,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from hookline.backends.batches import batch_parts
 from hookline.backends.host_random import python_numpy_random_state, set_python_numpy_random_state
 from hookline.backends.jax import export as jax_export
 from hookline.backends.jax.payload import load_payload, save_payload
@@ -128,7 +129,6 @@ class JaxTask:
         self.grad_clip_norm = grad_clip_norm
         self.postprocess = postprocess
         self.example_input = example_input
-        self.training = True
         graphdef, params, rest = nnx.split(model, nnx.Param, ...)  # type: ignore[misc]
         self._graphdef = graphdef
         self._params_template, self._rest_template = params, rest
@@ -272,34 +272,19 @@ class JaxTask:
         return value
 
     def train_mode(self, enabled: bool) -> None:
-        """Recorded only: training steps always run the module in training mode, evaluation
-        and prediction in evaluation mode (each compiled with its mode)."""
-        self.training = enabled
+        """Nothing to switch: training steps always run the module in training mode,
+        evaluation and prediction in evaluation mode (each compiled with its mode)."""
 
     # -- batches -------------------------------------------------------------------------------
 
-    @staticmethod
-    def _parts(batch: Any) -> tuple[Any, Any]:
-        if isinstance(batch, (tuple, list)):
-            if len(batch) == 2:
-                return batch[0], batch[1]
-            if len(batch) == 1:
-                return batch[0], None
-            raise ValueError(
-                f"a batch tuple must be (inputs, targets) or (inputs,), got {len(batch)} items"
-            )
-        if isinstance(batch, Mapping):
-            return batch["inputs"], batch.get("targets")
-        return batch, None
-
     def _inputs_targets(self, batch: Any) -> tuple[Any, Any]:
-        inputs, targets = self._parts(batch)
+        inputs, targets = batch_parts(batch)
         if self.example_input is None:
             self.example_input = np.asarray(inputs[:2])
         return inputs, targets
 
     def batch_size(self, batch: Any) -> int:
-        inputs, _ = self._parts(batch)
+        inputs, _ = batch_parts(batch)
         return int(inputs.shape[0]) if hasattr(inputs, "shape") else len(inputs)
 
     # -- steps ---------------------------------------------------------------------------------

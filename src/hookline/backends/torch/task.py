@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from hookline.backends.batches import batch_parts
 from hookline.backends.torch import state as torch_state
 from hookline.backends.torch.distributed import (
     destroy_group,
@@ -259,33 +260,19 @@ class TorchTask:
 
     # -- batches -------------------------------------------------------------------------------
 
-    @staticmethod
-    def _parts(batch: Any) -> tuple[Any, Any]:
-        if isinstance(batch, (tuple, list)):  # first: the common case, and the cheap check
-            if len(batch) == 2:
-                return batch[0], batch[1]
-            if len(batch) == 1:
-                return batch[0], None
-            raise ValueError(
-                f"a batch tuple must be (inputs, targets) or (inputs,), got {len(batch)} items"
-            )
-        if isinstance(batch, Mapping):
-            return batch["inputs"], batch.get("targets")
-        return batch, None
-
     def _to_device(self, value: Any) -> Any:
         if isinstance(value, torch.Tensor) and value.device != self.device:
             return value.to(self.device, non_blocking=True)
         return value
 
     def _inputs_targets(self, batch: Any) -> tuple[Any, Any]:
-        inputs, targets = self._parts(batch)
+        inputs, targets = batch_parts(batch)
         if self.example_input is None and isinstance(inputs, torch.Tensor):
             self.example_input = inputs[:2].detach().clone()  # moved to the CPU at export
         return self._to_device(inputs), self._to_device(targets)
 
     def batch_size(self, batch: Any) -> int:
-        inputs, _ = self._parts(batch)
+        inputs, _ = batch_parts(batch)
         return inputs.shape[0] if isinstance(inputs, torch.Tensor) else len(inputs)
 
     # -- steps ---------------------------------------------------------------------------------
