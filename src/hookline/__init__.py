@@ -17,6 +17,8 @@ _EXPORTS = {
     "Callback": "hookline.manager",
     "CheckpointError": "hookline.errors",
     "Exporter": "hookline.engine",
+    "HOOK_API_VERSION": "hookline.hookspecs",
+    "HookDeprecationWarning": "hookline.manager",
     "Model": "hookline.api",
     "Options": "hookline.settings",
     "Phase": "hookline.engine",
@@ -36,15 +38,20 @@ _EXPORTS = {
     "UserError": "hookline.errors",
     "Validator": "hookline.engine",
     "default_manager": "hookline.manager",
+    "every": "hookline.manager",
     "hookimpl": "hookline.manager",
+    "hookspec": "hookline.manager",
+    "once": "hookline.manager",
     "load_checkpoint": "hookline.engine",
 }
 
 __all__ = [
     "ALIASES",
+    "HOOK_API_VERSION",
     "Callback",
     "CheckpointError",
     "Exporter",
+    "HookDeprecationWarning",
     "Model",
     "Options",
     "Phase",
@@ -65,8 +72,11 @@ __all__ = [
     "Validator",
     "__version__",
     "default_manager",
+    "every",
     "hookimpl",
+    "hookspec",
     "load_checkpoint",
+    "once",
 ]
 
 
@@ -95,9 +105,10 @@ if TYPE_CHECKING:
         load_checkpoint,
     )
     from hookline.errors import CheckpointError, UserError
-    from hookline.hookspecs import ALIASES
+    from hookline.hookspecs import ALIASES, HOOK_API_VERSION
     from hookline.manager import (
         Callback,
+        HookDeprecationWarning,
         PluginDisabledWarning,
         PluginFailure,
         PluginInfo,
@@ -107,6 +118,9 @@ if TYPE_CHECKING:
         PluginValidationError,
         UnknownHookError,
         default_manager,
+        every,
         hookimpl,
+        hookspec,
+        once,
     )
     from hookline.settings import Options, Settings, SettingsError

@@ -1,5 +1,7 @@
-"""Built-in flags: the settings that turn built-in plugins on and off (``verbose=True``,
-``plots=False``, ...), applied by :class:`hookline.Model` and the ``hookline`` command.
+"""Plugin flags: the settings that turn plugins on and off, applied by :class:`hookline.Model`
+and the ``hookline`` command.  Each built-in has one (``verbose=True``, ``plots=False``, ...),
+and so does each installed plugin, under its entry point's name (``gradnorm=False``): on by
+default, since installed means discovered.
 
 The engine and the plugin manager know no built-in plugin: a bare :class:`hookline.Trainer`
 runs exactly the plugins it was given.  The table of built-ins is
@@ -17,19 +19,22 @@ from hookline.manager.listing import is_builtin
 from hookline.plugins import BUILTINS, DEFAULT_FLAGS
 from hookline.settings import Options
 
-__all__ = ["DEFAULT_FLAGS", "FLAGS_PLUGIN", "BuiltinFlags", "apply_flags"]
+__all__ = ["DEFAULT_FLAGS", "FLAGS_PLUGIN", "PluginFlags", "apply_flags"]
 
-#: The name :func:`apply_flags` registers :class:`BuiltinFlags` under.
-FLAGS_PLUGIN = "builtin-flags"
+#: The name :func:`apply_flags` registers :class:`PluginFlags` under.
+FLAGS_PLUGIN = "plugin-flags"
 
 
-class BuiltinFlags(Callback):
-    """Declares one true/false setting per built-in, whose default says whether it is on, so
-    that the flags are checked, listed by ``hookline settings`` and recorded with the run's
-    other settings."""
+class PluginFlags(Callback):
+    """Declares one true/false setting per built-in and per installed plugin, whose default
+    says whether it is on, so that the flags are checked, listed by ``hookline settings`` and
+    recorded with the run's other settings.  Keeps the installed plugins a flag turned off, to
+    register them again when a flag turns them on."""
 
     def __init__(self, manager: PluginManager) -> None:
         self.manager = manager
+        #: Installed plugins turned off by their flag, by name.
+        self.switched_off: dict[str, Any] = {}
 
     def hookline_add_options(self, options: Options) -> None:
         for builtin in BUILTINS:
@@ -37,12 +42,18 @@ class BuiltinFlags(Callback):
                 builtin.flag, self.manager.has_plugin(builtin.flag), help=builtin.help,
                 owner="hookline",
             )
+        for name, distribution in self.manager.entry_point_plugins().items():
+            options.add(
+                name, self.manager.has_plugin(name), owner=distribution,
+                help=f"the installed plugin {name!r}: on (true) or off",
+            )
 
 
 def apply_flags(manager: PluginManager, values: Mapping[str, Any]) -> None:
-    """Register (true) or unregister (false) the built-in that each flag in ``values`` names;
-    a flag given as text (``"false"``) is read like any other setting.  Also registers
-    :class:`BuiltinFlags`, so that the flags are settings of the run.
+    """Register (true) or unregister (false) the built-in or installed plugin that each flag in
+    ``values`` names; a flag given as text (``"false"``) is read like any other setting.  An
+    installed plugin whose flag is not in ``values`` is on.  Also registers
+    :class:`PluginFlags`, so that the flags are settings of the run.
 
     :raises hookline.SettingsError: for a flag whose value is not a boolean.
     """
@@ -54,13 +65,16 @@ def apply_flags(manager: PluginManager, values: Mapping[str, Any]) -> None:
                 f"has the name of hookline's built-in {builtin.flag!r} plugin "
                 f"({builtin.target}); rename its entry point",
             )
-    if not isinstance(manager.get_plugin(FLAGS_PLUGIN), BuiltinFlags):
-        if manager.has_plugin(FLAGS_PLUGIN):
+    flags_plugin = manager.get_plugin(FLAGS_PLUGIN)
+    if not isinstance(flags_plugin, PluginFlags):
+        if flags_plugin is not None:
             manager.refuse(FLAGS_PLUGIN, "has a name hookline reserves; rename its entry point")
-        manager.register(BuiltinFlags(manager), FLAGS_PLUGIN)
+        flags_plugin = PluginFlags(manager)
+        manager.register(flags_plugin, FLAGS_PLUGIN)
+    installed = manager.entry_point_plugins()
     flags = Options()
-    for builtin in BUILTINS:
-        flags.add(builtin.flag, False, help=builtin.help, owner="hookline")
+    for name in [builtin.flag for builtin in BUILTINS] + list(installed):
+        flags.add(name, False, help="on or off", owner="hookline")
     chosen = flags.resolve({name: value for name, value in values.items() if name in flags})
     for builtin in BUILTINS:
         if builtin.flag in values and chosen[builtin.flag] != manager.has_plugin(builtin.flag):
@@ -68,6 +82,13 @@ def apply_flags(manager: PluginManager, values: Mapping[str, Any]) -> None:
                 manager.register(builtin.create(), builtin.flag)
             else:
                 manager.unregister(name=builtin.flag)
+    switched_off = flags_plugin.switched_off
+    for name in installed:
+        wanted = chosen[name] if name in values else True
+        if wanted and name in switched_off:
+            manager.register(switched_off.pop(name), name)
+        elif not wanted and manager.has_plugin(name):
+            switched_off[name] = manager.unregister(name=name)
 
 
 def with_defaults(settings: Mapping[str, Any]) -> dict[str, Any]:

@@ -29,7 +29,14 @@ if TYPE_CHECKING:
 
 PROJECT = "hookline"
 
+#: The version of the hook API: the catalog's hooks, their arguments and their meaning.  The
+#: minor number grows when hooks are added, the major one when a hook is removed or changes
+#: meaning.  A plugin may declare the versions it supports (``hookline_api = ">=1.1,<2"``).
+HOOK_API_VERSION = "1.1"
+
 hookspec = pluggy.HookspecMarker(PROJECT)
+"""Marks a function as a hook specification: hookline's catalog uses it, and so does a plugin
+that declares events of its own (see :class:`hookline.PluginManager`)."""
 
 # ---------------------------------------------------------------------------------------------
 # Plugin system
@@ -569,3 +576,10 @@ ALIASES: Mapping[str, str] = MappingProxyType(
 """Other names a hook answers to, mapped to the catalog's name.  ``on_epoch_end`` is the end of
 the whole epoch with validation metrics (Keras' meaning); ``optimizer_step`` is the Ultralytics
 name of the hook before the step.  An implementation or callback may use either name."""
+
+RENAMED: Mapping[str, str] = MappingProxyType({})
+"""Hooks renamed since the first hook API, old name to new.  An implementation under the old
+name keeps working (it is registered for the new hook) and gets a
+:class:`~hookline.manager.HookDeprecationWarning` naming the new one.  No catalog hook has been
+renamed yet; a plugin that declares hooks of its own may rename them the same way (a
+``RENAMED`` mapping next to its hook specifications)."""

@@ -80,6 +80,9 @@ class Options:
 
     def __init__(self) -> None:
         self._options: dict[str, Option] = {}
+        #: The owner of a setting declared without ``owner=``: the plugin manager sets it to
+        #: the name of the plugin whose ``hookline_add_options`` is running.
+        self.default_owner = ""
 
     def add(
         self,
@@ -97,12 +100,14 @@ class Options:
         :param help: one line saying what it does.
         :param type: the value's type; taken from ``default`` unless the default is ``None``,
             where it is required.
-        :param owner: who declared it (shown in errors and ``hookline`` help).
+        :param owner: who declared it (shown in errors and by ``hookline settings``); by
+            default the registered name of the plugin declaring it.
 
         Several plugins may declare the same name with the same type (``monitor`` is read by
         checkpointing, early stopping and the plateau scheduler): one user value then reaches
         all of them.  The first declaration's default and help are kept.
         """
+        owner = owner or self.default_owner
         if type is None:
             if default is None:
                 raise SettingsError(f"setting {name!r} has default None: give its type")

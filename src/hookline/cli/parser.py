@@ -61,7 +61,16 @@ def build_parser() -> argparse.ArgumentParser:
     settings.add_argument("--json", action="store_true", help="machine-readable output")
     listing = commands.add_parser("plugins", parents=[choice], help="list installed plugins")
     listing.add_argument("--json", action="store_true", help="machine-readable output")
-    hooks = commands.add_parser("hooks", help="list every hook with its documentation")
+    new_plugin = commands.add_parser(
+        "new-plugin", help="write a new plugin package (hookline-NAME) that passes its tests"
+    )
+    new_plugin.add_argument("name", metavar="NAME", help="the plugin's name, e.g. gradnorm")
+    new_plugin.add_argument("--dir", type=Path, default=Path("."), metavar="FOLDER",
+                            help="where to write hookline-NAME/ (default: here)")
+    hooks = commands.add_parser(
+        "hooks", parents=[choice],
+        help="list every hook with its documentation (with those installed plugins declare)",
+    )
     hooks.add_argument("--markdown", action="store_true", help="write the reference page")
     return parser
 

@@ -1,14 +1,18 @@
 """``hookline hooks``: the hook catalog, as text or as the reference page docs/hooks.md.
 
-Everything comes from :mod:`hookline.hookspecs`: its :data:`~hookline.hookspecs.SECTIONS`,
-:data:`~hookline.hookspecs.ALIASES` and each hook's docstring and signature.
+The catalog comes from :mod:`hookline.hookspecs`: its :data:`~hookline.hookspecs.SECTIONS`,
+:data:`~hookline.hookspecs.ALIASES` and each hook's docstring and signature.  The text also
+lists the hooks that installed plugins declare (custom events), with the plugin of each.
 """
 
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
+from typing import Any
 
 from hookline import hookspecs
+from hookline.manager import PluginManager
 
 #: Hook names of the frameworks people port callbacks from, next to hookline's:
 #: (hookline hook, Ultralytics, Keras, Lightning), "-" where a framework has no such hook.
@@ -53,25 +57,37 @@ PORTING = (
 )
 
 
-def signature(name: str) -> str:
-    """``name(arg, ...)`` of a hook."""
-    parameters = inspect.signature(getattr(hookspecs, name)).parameters
+def signature(name: str, spec: Callable[..., Any] | None = None) -> str:
+    """``name(arg, ...)`` of a hook (of the catalog, unless its specification is given)."""
+    function = spec if spec is not None else getattr(hookspecs, name)
+    parameters = [p for p in inspect.signature(function).parameters if p != "self"]
     return f"{name}({', '.join(parameters)})"
 
 
-def documentation(name: str) -> str:
+def documentation(name: str, spec: Callable[..., Any] | None = None) -> str:
     """A hook's docstring, dedented."""
-    return inspect.getdoc(getattr(hookspecs, name)) or ""
+    return inspect.getdoc(spec if spec is not None else getattr(hookspecs, name)) or ""
 
 
-def hooks_text() -> str:
-    """The catalog for a terminal: each section, each hook's signature and documentation."""
+def hooks_text(manager: PluginManager | None = None) -> str:
+    """The catalog for a terminal: each section, each hook's signature and documentation; then
+    the hooks that ``manager``'s plugins declared."""
     parts = []
-    for section, names in hookspecs.SECTIONS:
+    sections: list[tuple[str, list[tuple[str, Callable[..., Any] | None, str]]]] = [
+        (section, [(name, None, "") for name in names]) for section, names in hookspecs.SECTIONS
+    ]
+    if manager is not None and manager.custom_hooks:
+        declared = []
+        for name, plugin in sorted(manager.custom_hooks.items()):
+            spec = getattr(manager.hook, name).spec
+            declared.append((name, spec.function, f"    (declared by plugin {plugin!r})\n"))
+        sections.append(("Declared by plugins", declared))
+    for section, hooks in sections:
         parts.append(f"== {section} ==\n")
-        for name in names:
-            parts.append(f"\n{signature(name)}\n")
-            parts.append("    " + documentation(name).replace("\n", "\n    ").rstrip() + "\n")
+        for name, spec, origin in hooks:
+            parts.append(f"\n{signature(name, spec)}\n{origin}")
+            text = documentation(name, spec)
+            parts.append("    " + text.replace("\n", "\n    ").rstrip() + "\n")
         parts.append("\n")
     return "".join(parts)
 

@@ -47,6 +47,10 @@ class Phase:
         self.metrics: dict[str, float] = {}
         #: Where the run writes its files (plugins write there; the engine never does).
         self.save_dir: Path | None = None
+        #: What plugins report about the run, by key (the profile table under ``profile``,
+        #: ...): the summary plugin adds each entry to ``summary.json``.  Emptied when a run
+        #: starts.
+        self.report: dict[str, Any] = {}
         self.should_stop = False
         self.stop_reason: str | None = None
         #: This process's rank and the number of processes (1 outside torch.distributed).
@@ -87,6 +91,7 @@ class Phase:
     def _configure(self, arguments: Mapping[str, Any], settings: Mapping[str, Any]) -> None:
         self.settings = self.manager.configure(settings)
         self.args = {**arguments, **self.settings}
+        self.report = {}
         self.should_stop = False
         self.stop_reason = None
 

@@ -6,10 +6,10 @@ and the same plugins run on every backend.  Values the task returns (losses, met
 the framework's own type, on its device: the engine only adds and scales them, and turns them
 into floats with :meth:`Task.to_float` at log intervals and epoch ends, never per batch.
 
-Beyond the training loop, the protocol covers what plugins need from a framework: checkpoint
-payloads that load without running code (:meth:`Task.save_checkpoint`), learning rates
-(:meth:`Task.learning_rates`), random state, and final, unscaled gradients
-(:meth:`Task.unscale_gradients`).
+Beyond the training loop, the protocol covers what plugins need from a framework: the model's
+parameters (:meth:`Task.parameters`), checkpoint payloads that load without running code
+(:meth:`Task.save_checkpoint`), learning rates (:meth:`Task.learning_rates`), random state,
+and final, unscaled gradients (:meth:`Task.unscale_gradients`).
 """
 
 from __future__ import annotations
@@ -124,6 +124,10 @@ class Task(Protocol):
     def set_random_state(self, state: Mapping[str, Any], data: Iterable[Any] | None) -> None:
         """Put back what :meth:`random_state` returned; with ``data=None``, only the global
         generators (not those of the data)."""
+
+    def parameters(self) -> dict[str, Any]:
+        """The model's parameters by name, as the framework's arrays on their device (no copy
+        to the host): for plugins that watch weights.  Read them; never change them."""
 
     def learning_rates(self) -> list[float]:
         """The learning rate of each of the optimizer's parameter groups, in order."""

@@ -94,6 +94,8 @@ class Trainer(Phase):
         self._epoch_rng: Any = None
         self._batches_done = 0
         self._epoch_complete = False
+        #: The next optimizer step at which an event filter's due state changes (-1: none).
+        self._filter_step = -1
         #: Whether the run was interrupted (:meth:`interrupt`) rather than finished or stopped.
         self.interrupted = False
 
@@ -142,7 +144,10 @@ class Trainer(Phase):
         self.log_every_n_steps = log_every_n_steps
         self.val_every_n_epochs = val_every_n_epochs
         self.train_data = train_data
-        return self._guarded(lambda: self._fit(train_data, val_data))
+        try:
+            return self._guarded(lambda: self._fit(train_data, val_data))
+        finally:
+            self._filter_step = self.manager.filter_position(None, None)  # out of training
 
     def _fit(self, train_data: Iterable[Any], val_data: Iterable[Any] | None) -> dict[str, float]:
         self.call("on_pretrain_routine_start", trainer=self)
@@ -203,6 +208,7 @@ class Trainer(Phase):
         """One epoch; true when it was interrupted before its end (no end hooks ran)."""
         task = self.task
         self.metrics = {}
+        self._filter_step = self.manager.filter_position(self.global_step, self.epoch)
         self.call("on_train_epoch_start", trainer=self)
         task.train_mode(True)
         accumulate = max(1, int(getattr(task, "accumulate_grad_batches", 1)))
@@ -295,6 +301,8 @@ class Trainer(Phase):
             self.call("on_before_optimizer_step", trainer=self)
         self.task.optimizer_step()
         self.global_step += 1
+        if self.global_step == self._filter_step:  # an event filter's due state changes
+            self._filter_step = self.manager.filter_position(self.global_step, self.epoch)
         if "on_params_update" in hooks:
             self.call("on_params_update", trainer=self)
         if "on_before_zero_grad" in hooks:
@@ -319,8 +327,9 @@ class Trainer(Phase):
         ``task`` (model, optimizer, ...), ``progress`` (the epoch to continue, the batches of it
         already done, the optimizer steps, the epoch's running losses, the random state at the
         epoch's start and now), ``metrics``, and ``plugins``: each registered plugin that has a
-        ``state_dict()`` method stores it under its name, then ``on_save_checkpoint`` fires so
-        that any plugin can add more.  Call it between batches (from a hook), not mid-batch.
+        ``state_dict()`` method stores it under its state key (its ``state_key`` attribute,
+        else its registered name), then ``on_save_checkpoint`` fires so that any plugin can
+        add more.  Call it between batches (from a hook), not mid-batch.
         """
         complete = self._epoch_complete or self._batches_done == 0
         progress: dict[str, Any] = {
@@ -332,11 +341,9 @@ class Trainer(Phase):
             "epoch_rng": None if complete else self._epoch_rng,
             "rng": self.task.random_state(self.train_data),
         }
-        plugins = {}
-        for name, plugin in self.manager.list_name_plugin():
-            state_dict = getattr(plugin, "state_dict", None)
-            if plugin is not None and callable(state_dict):
-                plugins[name] = state_dict()
+        plugins = {
+            key: plugin.state_dict() for key, plugin in self.manager.stateful_plugins().items()
+        }
         checkpoint: dict[str, Any] = {
             "task": self.task.state_dict(),
             "progress": progress,
@@ -363,12 +370,13 @@ class Trainer(Phase):
         self.global_step = int(resume["global_step"])
         self._resume = resume
         orphans = []
-        for name, state in checkpoint.get("plugins", {}).items():
-            plugin = self.manager.get_plugin(name)
+        stateful = self.manager.stateful_plugins()
+        for key, state in checkpoint.get("plugins", {}).items():
+            plugin = stateful.get(key)
             if plugin is not None and callable(getattr(plugin, "load_state_dict", None)):
                 plugin.load_state_dict(state)
             else:
-                orphans.append(name)
+                orphans.append(key)
         if orphans:
             warnings.warn(
                 f"the checkpoint holds the state of plugins that are not here to receive it: "

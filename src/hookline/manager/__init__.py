@@ -8,11 +8,15 @@ it: no engine, no backend and no built-in plugin.
 * :mod:`~hookline.manager.entry_points`: discovery of installed plugins (group ``hookline``).
 * :mod:`~hookline.manager.listing`: what ``hookline plugins`` reports.
 * :mod:`~hookline.manager.faults`: what happens when a plugin raises (``raise`` or ``disable``).
+* :mod:`~hookline.manager.filters`: event filters (``@every(steps=N)``, ``@once(step=N)``).
+* :mod:`~hookline.manager.timing`: timing plugins' implementations (profile, slow plugins).
+* :mod:`~hookline.manager.compat`: the hook-API range a plugin declares; renamed hooks.
 * :mod:`~hookline.manager.plugin_manager`: :class:`PluginManager`, which ties them together.
 """
 
-from hookline.hookspecs import ALIASES
+from hookline.hookspecs import ALIASES, HOOK_API_VERSION, hookspec
 from hookline.manager.callback import Callback, hookimpl
+from hookline.manager.compat import HookDeprecationWarning
 from hookline.manager.errors import (
     PluginLoadError,
     PluginLoadWarning,
@@ -20,12 +24,15 @@ from hookline.manager.errors import (
     UnknownHookError,
 )
 from hookline.manager.faults import PluginDisabledWarning, PluginFailure
+from hookline.manager.filters import every, once
 from hookline.manager.listing import PluginInfo
 from hookline.manager.plugin_manager import PluginManager, default_manager
 
 __all__ = [
     "ALIASES",
+    "HOOK_API_VERSION",
     "Callback",
+    "HookDeprecationWarning",
     "PluginDisabledWarning",
     "PluginFailure",
     "PluginInfo",
@@ -35,5 +42,8 @@ __all__ = [
     "PluginValidationError",
     "UnknownHookError",
     "default_manager",
+    "every",
     "hookimpl",
+    "hookspec",
+    "once",
 ]

@@ -2,8 +2,9 @@
 
 The engine tests ``name in table`` before it even builds a hook's arguments, so a hook with no
 implementation costs one dict lookup.  Left out of the table: hooks nobody implements, the
-hooks of rank-zero-only plugins on other ranks, and the hooks a plugin declares idle under its
-settings (``idle_hooks()``).
+hooks of rank-zero-only plugins on other ranks, the hooks a plugin declares idle under its
+settings (``idle_hooks()``), and filtered implementations that are not due
+(:mod:`hookline.manager.filters`).
 
 An entry (:class:`DueHook`) runs its implementations through the manager's hook executor,
 the very path of ``pluggy.HookCaller.__call__`` (so hook-call monitoring, ``--trace-hooks``
@@ -43,10 +44,13 @@ class DueHook(NamedTuple):
 
 
 def due_callers(
-    manager: pluggy.PluginManager, hook_names: Iterable[str], rank: int
+    manager: pluggy.PluginManager,
+    hook_names: Iterable[str],
+    rank: int,
+    not_due: Callable[[str, object], bool],
 ) -> dict[str, DueHook]:
     """Hook name to :class:`DueHook`, for the hooks of ``hook_names`` with an implementation
-    due a call."""
+    due a call (``not_due(hook, plugin)``: whether a filter keeps one out for now)."""
     idle: dict[int, frozenset[str]] = {}
     for plugin in manager.get_plugins():
         idle_hooks = getattr(plugin, "idle_hooks", None)
@@ -63,6 +67,7 @@ def due_callers(
                 impl.plugin for impl in impls
                 if (rank != 0 and is_rank_zero_only(impl.plugin))
                 or name in idle.get(id(impl.plugin), ())
+                or not_due(name, impl.plugin)
             ]
             if len(skipped) == len(impls):
                 continue

@@ -9,7 +9,9 @@ last-registered first); ``wrapper=True`` implementations run around all of them.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterable, Mapping
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from types import MappingProxyType, ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -18,15 +20,16 @@ import pluggy
 from hookline import hookspecs
 from hookline.distributed import env_rank
 from hookline.errors import add_note
-from hookline.hookspecs import ALIASES
 from hookline.manager.callback import PLAIN_IMPL, Callback, FunctionCallback
+from hookline.manager.compat import API_ATTRIBUTE, HookDeprecationWarning, incompatibility
 from hookline.manager.dispatch import DueHook, due_callers
 from hookline.manager.entry_points import distribution_label, load_entry_points, report
 from hookline.manager.errors import PluginLoadError, PluginValidationError, UnknownHookError
 from hookline.manager.faults import DEFAULT_SETTING, SETTING, FaultPolicy, PluginFailure
+from hookline.manager.filters import FilterTable, filter_of
 from hookline.manager.listing import PluginInfo, hookline_version, is_builtin
-from hookline.manager.validation import check_plugin, unknown_hook_hint
-from hookline.settings import Options, Settings
+from hookline.manager.validation import check_plugin, check_specs, unknown_hook_hint
+from hookline.settings import Options, Settings, SettingsError
 
 if TYPE_CHECKING:
     import importlib.metadata
@@ -38,6 +41,9 @@ _CLASS_PARSES: dict[tuple[type, frozenset[str]], dict[str, pluggy.HookimplOpts |
 _VALID = " validated"
 #: The hook specifications parsed from :mod:`hookline.hookspecs`, by attribute name.
 _CATALOG_SPECS: dict[str, pluggy.HookspecOpts | None] = {}
+#: The attribute in which a plugin declares hooks of its own (a class or module of
+#: ``@hookline.hookspec`` functions).
+HOOKSPECS_ATTRIBUTE = "hookspecs"
 
 
 class PluginManager(pluggy.PluginManager):
@@ -53,18 +59,29 @@ class PluginManager(pluggy.PluginManager):
       :meth:`call`, which refuses a name that is no hook;
     * the fault policy (:mod:`hookline.manager.faults`): a failing plugin whose policy is
       ``disable`` is reported, recorded in :attr:`failures` and unregistered, and the run
-      goes on.
+      goes on;
+    * custom events: a plugin with a ``hookspecs`` attribute (a class of
+      ``@hookline.hookspec`` functions) adds those hooks when it is registered; they are then
+      dispatched, validated and listed like the catalog's (:meth:`add_hookspecs`);
+    * event filters (:mod:`hookline.manager.filters`): ``@hookline.every(steps=N)`` and
+      ``@hookline.once(...)`` implementations stay out of the dispatch table until due;
+    * compatibility (:mod:`hookline.manager.compat`): a plugin's ``hookline_api`` range is
+      checked, and renamed hooks keep working under their old names with a warning;
+    * plugin state: each plugin with a ``state_dict`` has a unique :meth:`state_key`.
     """
 
     def __init__(self) -> None:
         super().__init__(hookspecs.PROJECT)
-        self.add_hookspecs(hookspecs)
-        self._hook_names = frozenset(
-            name
-            for name, caller in vars(self.hook).items()
-            if isinstance(caller, pluggy.HookCaller)
-        )
+        self._hook_names: frozenset[str] = frozenset()
+        #: Every other name a hook answers to: aliases and renamed hooks' old names (the
+        #: catalog's and those of plugins' hooks, filled by add_hookspecs).
+        self._aliases: dict[str, str] = {}
+        self._renamed: dict[str, str] = {}
+        #: The hooks plugins declared, with the name of the plugin that declared each.
+        self.custom_hooks: dict[str, str] = {}
         self._dispatch: dict[str, DueHook] = {}
+        self._filters = FilterTable()
+        self._spec_sources: list[Any] = []  # the objects whose hookspecs were added
         self._entry_point_dists: dict[str, importlib.metadata.Distribution | None] = {}
         self._callbacks: dict[tuple[str, Callable[..., Any]], str] = {}
         #: This process's rank; on other ranks than zero, the hooks of rank-zero-only plugins
@@ -78,6 +95,7 @@ class PluginManager(pluggy.PluginManager):
         # first, then pluggy's register asks again (a static lookup per attribute is costly)
         self._parsing: tuple[Any, dict[str, pluggy.HookimplOpts | None]] | None = None
         self._faults = FaultPolicy(self)
+        self.add_hookspecs(hookspecs)
 
     @property
     def failures(self) -> list[PluginFailure]:
@@ -92,8 +110,30 @@ class PluginManager(pluggy.PluginManager):
 
     @property
     def hook_names(self) -> frozenset[str]:
-        """The names of every hook in the catalog (aliases not included)."""
+        """The names of every hook: the catalog's and those plugins declared (aliases not
+        included)."""
         return self._hook_names
+
+    @property
+    def aliases(self) -> Mapping[str, str]:
+        """Every other name a hook answers to (aliases, renamed hooks' old names) -> hook."""
+        return MappingProxyType(self._aliases)
+
+    def add_hookspecs(self, module_or_class: Any) -> None:
+        """Add hook specifications (functions marked ``@hookline.hookspec``) after creation:
+        the new hooks are dispatched, validated and listed like the catalog's.  A
+        ``RENAMED`` mapping next to them (old name to new) keeps old names working, with a
+        :class:`HookDeprecationWarning`; an ``ALIASES`` mapping adds other names."""
+        super().add_hookspecs(module_or_class)
+        for table in ("ALIASES", "RENAMED"):
+            self._aliases.update(getattr(module_or_class, table, None) or {})
+        self._renamed.update(getattr(module_or_class, "RENAMED", None) or {})
+        names = frozenset(
+            name for name, caller in vars(self.hook).items()
+            if isinstance(caller, pluggy.HookCaller) and caller.has_spec()
+        )
+        added, self._hook_names = names - self._hook_names, names
+        self._refresh_dispatch(added)
 
     @property
     def dispatch(self) -> Mapping[str, DueHook]:
@@ -117,9 +157,9 @@ class PluginManager(pluggy.PluginManager):
         if due is None:
             if hook_name in self._hook_names:
                 return []
-            if hook_name in ALIASES:
-                return self.call(ALIASES[hook_name], **kwargs)
-            fix = unknown_hook_hint(hook_name, self._hook_names)
+            if hook_name in self._aliases:
+                return self.call(self._aliases[hook_name], **kwargs)
+            fix = unknown_hook_hint(hook_name, self._hook_names, self._aliases)
             raise UnknownHookError(f"{hook_name!r} is not a hookline hook; {fix}")
         hookexec, name, impls, firstresult = due
         result: list[Any] = hookexec(name, impls, kwargs, firstresult)
@@ -135,17 +175,11 @@ class PluginManager(pluggy.PluginManager):
         if caller is None:
             return self.call(hook_name, **kwargs)  # no implementation, or not a hook: raises
         errors: list[tuple[str, Exception]] = []
-        replaced: list[tuple[pluggy.HookImpl, Callable[..., Any]]] = []
-        for impl in caller.get_hookimpls():
-            if not (impl.wrapper or impl.hookwrapper):
-                replaced.append((impl, impl.function))
-                collecting = collect_errors(impl.function, impl.plugin_name, errors)
-                setattr(impl, "function", collecting)  # noqa: B010 - pluggy marks it Final
-        try:
+        with self._each_implementation(
+            caller.get_hookimpls(),
+            lambda function, plugin_name: collect_errors(function, plugin_name, errors),
+        ):
             results: list[Any] = caller(**kwargs)
-        finally:
-            for impl, function in replaced:
-                setattr(impl, "function", function)  # noqa: B010
         if errors:
             first = errors[0][1]
             for plugin_name, error in errors[1:]:
@@ -153,14 +187,71 @@ class PluginManager(pluggy.PluginManager):
             raise first
         return results
 
+    @staticmethod
+    @contextmanager
+    def _each_implementation(
+        impls: Iterable[pluggy.HookImpl],
+        wrap: Callable[[Callable[..., Any], str], Callable[..., Any]],
+    ) -> Iterator[None]:
+        """For the duration of the block, each of ``impls`` (wrappers aside) runs as
+        ``wrap(its function, its plugin's name)``."""
+        replaced: list[tuple[pluggy.HookImpl, Callable[..., Any]]] = []
+        for impl in impls:
+            if not (impl.wrapper or impl.hookwrapper):
+                replaced.append((impl, impl.function))
+                setattr(impl, "function", wrap(impl.function, impl.plugin_name))  # noqa: B010
+        try:
+            yield
+        finally:
+            for impl, function in replaced:
+                setattr(impl, "function", function)  # noqa: B010 - pluggy marks it Final
+
     def _refresh_dispatch(self, hook_names: Iterable[str] | None = None) -> None:
         """Rebuild the dispatch table's entries for ``hook_names`` (all hooks by default), in
         place: holders of :attr:`dispatch` see the change."""
         names = self._hook_names if hook_names is None else frozenset(hook_names)
-        table = due_callers(self, names, self.rank)
+        table = due_callers(self, names, self.rank, self._filters.not_due)
         for name in names:
             self._dispatch.pop(name, None)
         self._dispatch.update(table)
+
+    def refresh_dispatch(self) -> None:
+        """Rebuild the dispatch table: for a plugin whose :meth:`~hookline.Callback.idle_hooks`
+        changed mid-run (registration and configuration rebuild it anyway)."""
+        self._refresh_dispatch()
+
+    @property
+    def has_filters(self) -> bool:
+        """Whether any registered implementation has an event filter."""
+        return bool(self._filters.filters)
+
+    def filter_position(self, step: int | None, epoch: int | None) -> int:
+        """Tell the manager where the training run is (optimizer step and 0-based epoch;
+        None for both outside training), so that filtered implementations that are due enter
+        the dispatch table and the others leave it.  Returns the next step at which to call
+        again (-1: none).  The trainer calls it; nothing else needs to."""
+        changed, following = self._filters.move(step, epoch)
+        if changed:
+            self._refresh_dispatch(changed)
+        return following
+
+    def add_hookcall_monitoring(
+        self,
+        before: Callable[[str, Sequence[pluggy.HookImpl], Mapping[str, Any]], None],
+        after: Callable[
+            [pluggy.Result[Any], str, Sequence[pluggy.HookImpl], Mapping[str, Any]], None
+        ],
+    ) -> Callable[[], None]:
+        """pluggy's, with the dispatch table following: its entries call through the
+        monitored executor from now on, and through the plain one again after the undo."""
+        undo = super().add_hookcall_monitoring(before, after)
+        self._refresh_dispatch()
+
+        def undo_and_refresh() -> None:
+            undo()
+            self._refresh_dispatch()
+
+        return undo_and_refresh
 
     def set_rank(self, rank: int) -> None:
         """Tell the manager this process's rank (read from ``RANK`` when it was created)."""
@@ -210,13 +301,20 @@ class PluginManager(pluggy.PluginManager):
         if opts is None:
             if not isinstance(plugin, Callback | FunctionCallback):
                 return None
-            if name not in self._hook_names and name not in ALIASES:
+            if name not in self._hook_names and name not in self._aliases:
                 return None
             if not callable(inspect.getattr_static(plugin, name, None)):
                 return None
             opts = PLAIN_IMPL.copy()  # pluggy keeps it: one per implementation
-        if name in ALIASES and not opts.get("specname"):
-            opts = {**opts, "specname": ALIASES[name]}
+        if name in self._aliases and not opts.get("specname"):
+            opts = {**opts, "specname": self._aliases[name]}
+            if name in self._renamed:
+                warnings.warn(
+                    f"hookline: {self.get_canonical_name(plugin)} implements {name!r}, which "
+                    f"was renamed {self._renamed[name]!r}; it still works under the old name, "
+                    "for now",
+                    HookDeprecationWarning, stacklevel=2,
+                )
         return opts
 
     def get_canonical_name(self, plugin: Any) -> str:
@@ -236,6 +334,13 @@ class PluginManager(pluggy.PluginManager):
             name = self._free_name(self.get_canonical_name(plugin))
         if self.is_blocked(name):
             return None
+        problem = incompatibility(getattr(plugin, API_ATTRIBUTE, None))
+        if problem is not None:
+            raise PluginValidationError(plugin, f"plugin {name!r} {problem}")
+        specs = getattr(plugin, HOOKSPECS_ATTRIBUTE, None)
+        if specs is not None and not isinstance(specs, FunctionCallback):
+            self._add_plugin_hookspecs(specs, name)
+        self._check_state_key(plugin, name)
         shared = self._class_parses(plugin)
         self._parsing = (plugin, shared if shared is not None else {})
         try:
@@ -248,8 +353,8 @@ class PluginManager(pluggy.PluginManager):
         finally:
             self._parsing = None
         if registered is not None:  # only the hooks it implements change
+            self._record_filters(plugin)
             self._refresh_dispatch(self._hooks_of(plugin))
-        if registered is not None:
             self._faults.apply(plugin)
             self.hook.on_plugin_registered.call_historic(
                 kwargs={"plugin": plugin, "manager": self}
@@ -265,6 +370,25 @@ class PluginManager(pluggy.PluginManager):
                 super().unregister(plugin, name)
             raise PluginValidationError(plugin, str(error)) from error
 
+    def _add_plugin_hookspecs(self, specs: Any, name: str) -> None:
+        """Add the hooks a plugin declares (its ``hookspecs``), once per declaring object."""
+        if specs is hookspecs or any(specs is source for source in self._spec_sources):
+            return
+        known = self._hook_names
+        problem = check_specs(specs, known, self._aliases, self.custom_hooks)
+        if problem is not None:
+            raise PluginValidationError(specs, f"plugin {name!r}: {problem}")
+        self.add_hookspecs(specs)
+        self._spec_sources.append(specs)
+        self.custom_hooks.update(dict.fromkeys(self._hook_names - known, name))
+
+    def _record_filters(self, plugin: Any) -> None:
+        for caller in self.get_hookcallers(plugin) or ():
+            for impl in caller.get_hookimpls():
+                event_filter = filter_of(impl.function) if impl.plugin is plugin else None
+                if event_filter is not None:
+                    self._filters.add(plugin, caller.name, event_filter)
+
     def _hooks_of(self, plugin: Any) -> list[str]:
         """The hooks ``plugin`` implements."""
         return [caller.name for caller in self.get_hookcallers(plugin) or ()]
@@ -276,8 +400,37 @@ class PluginManager(pluggy.PluginManager):
         hooks = self._hooks_of(plugin)
         removed = super().unregister(plugin, name)
         self._faults.forget(removed)
+        self._filters.forget(removed)
         self._refresh_dispatch(hooks)
         return removed
+
+    # -- plugin state --------------------------------------------------------------------------
+
+    def state_key(self, name: str) -> str:
+        """The key under which the plugin registered as ``name`` keeps its state in a
+        checkpoint: its ``state_key`` attribute, else its registered name."""
+        key = getattr(self.get_plugin(name), "state_key", None)
+        return key if isinstance(key, str) and key else name
+
+    def stateful_plugins(self) -> dict[str, Any]:
+        """State key to plugin, for every registered plugin that has a ``state_dict()``."""
+        return {
+            self.state_key(name): plugin for name, plugin in self.list_name_plugin()
+            if plugin is not None and callable(getattr(plugin, "state_dict", None))
+        }
+
+    def _check_state_key(self, plugin: Any, name: str) -> None:
+        if not callable(getattr(plugin, "state_dict", None)):
+            return
+        own = getattr(plugin, "state_key", None)
+        key = own if isinstance(own, str) and own else name
+        holder = self.stateful_plugins().get(key)
+        if holder is not None and holder is not plugin:
+            raise PluginValidationError(
+                plugin,
+                f"plugin {name!r}: its state would be saved under {key!r}, the key of another "
+                "registered plugin's state; give each instance its own state_key attribute",
+            )
 
     def _free_name(self, base: str) -> str:
         if self.get_plugin(base) is None:
@@ -302,8 +455,8 @@ class PluginManager(pluggy.PluginManager):
             )
         if (event, function) in self._callbacks:
             raise ValueError(f"{function!r} is already a callback for {event!r}")
-        if event not in self._hook_names and event not in ALIASES:
-            fix = unknown_hook_hint(event, self._hook_names)
+        if event not in self._hook_names and event not in self._aliases:
+            fix = unknown_hook_hint(event, self._hook_names, self._aliases)
             raise PluginValidationError(function, f"unknown hook {event!r}; {fix}")
         plugin_name = self._free_name(f"callback:{event}:{function.__qualname__}")
         self.register(FunctionCallback(event, function), plugin_name)
@@ -345,6 +498,11 @@ class PluginManager(pluggy.PluginManager):
         self._entry_point_dists.update(loaded)
         return list(loaded)
 
+    def entry_point_plugins(self) -> dict[str, str]:
+        """The plugins loaded from entry points (registered now or not), each with its
+        distribution as ``name version``."""
+        return {name: distribution_label(dist) for name, dist in self._entry_point_dists.items()}
+
     def refuse(self, name: str, reason: str) -> None:
         """Unregister the plugin registered as ``name`` and report why, naming its
         distribution: a :class:`PluginLoadWarning` (the plugin is skipped), or in strict mode
@@ -383,24 +541,46 @@ class PluginManager(pluggy.PluginManager):
 
     def options(self) -> Options:
         """Every setting the registered plugins declare (fires ``hookline_add_options``), and
-        the manager's own ``plugin_errors`` (see :mod:`hookline.manager.faults`)."""
+        the manager's own ``plugin_errors`` (see :mod:`hookline.manager.faults`).  A setting
+        declared without ``owner=`` is owned by the plugin that declared it (its registered
+        name), as ``hookline settings`` shows."""
         options = Options()
         options.add(
             SETTING, DEFAULT_SETTING, owner="hookline",
             help="on a plugin failure: default, raise or disable; NAME:POLICY for one plugin",
         )
-        self.call("hookline_add_options", options=options)
+
+        def owned(function: Callable[..., Any], plugin_name: str) -> Callable[..., Any]:
+            def declare(*args: Any) -> Any:
+                options.default_owner = plugin_name
+                try:
+                    return function(*args)
+                finally:
+                    options.default_owner = ""
+
+            return declare
+
+        with self._each_implementation(self.hook.hookline_add_options.get_hookimpls(), owned):
+            self.call("hookline_add_options", options=options)
         return options
 
     def configure(self, values: Mapping[str, Any] = MappingProxyType({})) -> Settings:
         """Check ``values`` against :meth:`options` and hand the result to the plugins
         (``hookline_configure``).
 
-        :raises hookline.settings.SettingsError: for an unknown setting or a wrong type.
+        A plugin refuses a value by raising :class:`~hookline.SettingsError` (or a
+        ``ValueError``, which becomes one naming the plugin): one line and exit status 2 on
+        the command line.
+
+        :raises hookline.settings.SettingsError: for an unknown setting, a wrong type or a
+            value a plugin refuses.
         """
         settings = self.options().resolve(values)
         self._faults.configure(settings)
-        self.call("hookline_configure", settings=settings)
+        with self._each_implementation(
+            self.hook.hookline_configure.get_hookimpls(), refusals_as_settings_errors
+        ):
+            self.call("hookline_configure", settings=settings)
         self._refresh_dispatch()  # settings may have made hooks idle (or busy again)
         return settings
 
@@ -414,6 +594,23 @@ def default_manager(strict: bool = False) -> PluginManager:
     manager = PluginManager()
     manager.load_entrypoint_plugins(strict=strict)
     return manager
+
+
+def refusals_as_settings_errors(
+    function: Callable[..., Any], plugin_name: str
+) -> Callable[..., Any]:
+    """``function`` (a ``hookline_configure`` implementation) with a ``ValueError`` it raises
+    turned into a :class:`SettingsError` that names the plugin."""
+
+    def configure(*args: Any) -> Any:
+        try:
+            return function(*args)
+        except SettingsError:
+            raise
+        except ValueError as error:
+            raise SettingsError(f"plugin {plugin_name!r} refused its settings: {error}") from None
+
+    return configure
 
 
 def collect_errors(

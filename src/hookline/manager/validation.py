@@ -4,28 +4,32 @@ when the plugin is registered (naming the plugin, the hook and the fix), never m
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from hookline.hookspecs import ALIASES
+from hookline.hookspecs import ALIASES, PROJECT
 from hookline.manager.callback import Callback
 from hookline.manager.errors import PluginValidationError
+from hookline.manager.filters import UNFILTERABLE, filter_of
 from hookline.settings import closest
 
 if TYPE_CHECKING:
     from hookline.manager.plugin_manager import PluginManager
 
 
-def unknown_hook_hint(name: str, known: Iterable[str]) -> str:
+def unknown_hook_hint(
+    name: str, known: Iterable[str], aliases: Iterable[str] = ALIASES
+) -> str:
     """``did you mean 'x'?`` for the closest hook or alias, else where the catalog is."""
-    hint = closest(name, set(known) | set(ALIASES))
+    hint = closest(name, set(known) | set(aliases))
     return f"did you mean {hint!r}?" if hint else "run `hookline hooks` for the catalog."
 
 
 def check_plugin(manager: PluginManager, plugin: Any, name: str) -> None:
     """Raise :class:`PluginValidationError` for the first problem among ``plugin``'s
     implementations: an unknown hook (or a Callback method ``on_...`` that is none), an
-    argument the hook does not offer, or an argument with a default value."""
+    argument the hook does not offer, an argument with a default value, or an event filter on
+    a hook that fires outside the training epochs."""
     for attr in dir(plugin):
         opts = manager.parse_hookimpl_opts(plugin, attr)
         if opts is None:
@@ -38,11 +42,41 @@ def check_plugin(manager: PluginManager, plugin: Any, name: str) -> None:
             if opts.get("optionalhook"):
                 continue
             _unknown_hook(manager, plugin, name, attr, hook_name)
-        _check_arguments(manager, plugin, name, hook_name, getattr(plugin, attr))
+        function = getattr(plugin, attr)
+        _check_arguments(manager, plugin, name, hook_name, function)
+        if hook_name in UNFILTERABLE and filter_of(function) is not None:
+            raise PluginValidationError(
+                plugin,
+                f"plugin {name!r}, hook {hook_name!r}: an event filter "
+                f"({filter_of(function)}) on a hook that fires outside the training epochs "
+                "would never be due; filter a hook of the epoch or batch instead",
+            )
+
+
+def check_specs(
+    specs: Any, known: Iterable[str], aliases: Mapping[str, str], declared: Mapping[str, str]
+) -> str | None:
+    """What is wrong with the hook specifications a plugin declares, or None: none at all, a
+    name that is already a hook or an alias (``declared``: custom hook to its plugin), or an
+    argument with a default (pluggy would never pass it)."""
+    marker = f"{PROJECT}_spec"
+    found = [attr for attr in dir(specs) if getattr(getattr(specs, attr, None), marker, None)]
+    if not found:
+        return (f"its hookspecs ({specs!r}) hold no function marked @hookline.hookspec")
+    taken = set(known) | set(aliases)
+    for attr in found:
+        if attr in taken:
+            owner = f"plugin {declared[attr]!r}" if attr in declared else "hookline's catalog"
+            return f"it declares hook {attr!r}, which {owner} already has; choose another name"
+        for parameter in inspect.signature(getattr(specs, attr)).parameters.values():
+            if parameter.default is not parameter.empty:
+                return (f"its hook {attr!r} gives argument {parameter.name!r} a default value; "
+                        "a hook's callers always pass every argument: remove the default")
+    return None
 
 
 def _unknown_hook(manager: PluginManager, plugin: Any, name: str, attr: str, hook: str) -> None:
-    fix = unknown_hook_hint(hook, manager.hook_names)
+    fix = unknown_hook_hint(hook, manager.hook_names, manager.aliases)
     raise PluginValidationError(
         plugin, f"plugin {name!r}: {attr!r} is not a hookline hook ({hook!r}); {fix}"
     )

@@ -183,6 +183,9 @@ class LinearRegressionTask:
             raise CheckpointError(f"checkpoint {source!r} holds no hookline checkpoint")
         return loaded
 
+    def parameters(self) -> dict[str, Any]:
+        return {"weight": list(self.weight), "bias": self.bias}
+
     def state_dict(self) -> dict[str, Any]:
         return {"weight": list(self.weight), "bias": self.bias, "lr": self.lr}
 

@@ -383,6 +383,14 @@ class JaxTask:
                 "(learning_rate=1e-3)"
             )
 
+    def parameters(self) -> dict[str, Any]:
+        """The ``nnx.Param`` leaves by path (``['hidden']['kernel']``), as device arrays; a
+        pending update is applied first."""
+        self._flush()
+        params = jax.tree_util.tree_unflatten(self._params_def, self._params)
+        flat = jax.tree_util.tree_flatten_with_path(nnx.to_pure_dict(params))[0]
+        return {jax.tree_util.keystr(path): value for path, value in flat}
+
     def learning_rates(self) -> list[float]:
         """The ``learning_rate`` of each ``optax.inject_hyperparams`` transformation (kept on
         the host as well, so reading it costs no transfer)."""

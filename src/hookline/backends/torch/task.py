@@ -375,6 +375,10 @@ class TorchTask:
         """Loads with ``torch.load(weights_only=True)``: nothing in the file is run."""
         return torch_state.load_payload(data, source)
 
+    def parameters(self) -> dict[str, Any]:
+        """``model.named_parameters()``, detached (the same storage: no copy)."""
+        return {name: value.detach() for name, value in self.model.named_parameters()}
+
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {"model": self.model.state_dict()}
         if self.optimizer is not None:
