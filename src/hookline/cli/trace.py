@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from hookline.manager import PluginManager
+from hookline.manager.timing import ImplementationTimer
 
 
 def trace_hooks(manager: PluginManager, stream: Any = None) -> Callable[[], None]:
@@ -19,33 +20,20 @@ def trace_hooks(manager: PluginManager, stream: Any = None) -> Callable[[], None
     without a time.  Plugins registered after the trace started are listed without a time.
     """
     out = stream if stream is not None else sys.stderr
-    calls: list[tuple[float, list[tuple[str, float]]]] = []
-    originals: list[tuple[Any, Callable[..., Any]]] = []
+    calls: list[tuple[float, dict[str, float]]] = []
 
-    def timed(function: Callable[..., Any], plugin: str) -> Callable[..., Any]:
-        def run(*args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
-            try:
-                return function(*args, **kwargs)
-            finally:
-                if calls:
-                    calls[-1][1].append((plugin, time.perf_counter() - started))
+    def record(plugin: str, hook: str, seconds: float) -> None:
+        if calls:
+            calls[-1][1][plugin] = seconds
 
-        return run
-
-    for name in manager.hook_names:
-        for impl in getattr(manager.hook, name).get_hookimpls():
-            if not (impl.wrapper or impl.hookwrapper):
-                originals.append((impl, impl.function))
-                setattr(impl, "function", timed(impl.function, impl.plugin_name))  # noqa: B010
+    timer = ImplementationTimer(manager, record=record)
 
     def before(hook_name: str, impls: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
-        calls.append((time.perf_counter(), []))
+        calls.append((time.perf_counter(), {}))
 
     def after(outcome: Any, hook_name: str, impls: Sequence[Any], kwargs: Any) -> None:
-        started, ran = calls.pop()
+        started, durations = calls.pop()
         elapsed = (time.perf_counter() - started) * 1000
-        durations = dict(ran)
         plugins = ", ".join(
             f"{impl.plugin_name} {durations[impl.plugin_name] * 1000:.3f} ms"
             if impl.plugin_name in durations else impl.plugin_name
@@ -57,7 +45,6 @@ def trace_hooks(manager: PluginManager, stream: Any = None) -> Callable[[], None
 
     def undo() -> None:
         undo_monitoring()
-        for impl, function in originals:
-            setattr(impl, "function", function)  # noqa: B010
+        timer.stop()
 
     return undo

@@ -105,6 +105,17 @@ BUILTINS: tuple[Builtin, ...] = (
         "print and save (summary.json) the run's summary: best epoch, time, stop reason, files",
     ),
     Builtin(
+        "slow_plugins",
+        "hookline.plugins.slow_plugins:SlowPluginCheck",
+        "warn once when a plugin's per-batch hooks take over slow_plugin_share of the step",
+    ),
+    Builtin(
+        "profile",
+        "hookline.plugins.profile:HookProfile",
+        "time every plugin's hooks; print the table at the end and add it to summary.json",
+        default=False,
+    ),
+    Builtin(
         "webhook",
         "hookline.plugins.webhook:Webhook",
         "POST Slack-compatible messages on chosen events (webhook_url=...)",

@@ -3,9 +3,10 @@ directory.
 
 It says how the run ended (finished, stopped early and why, or failed and with what), how many
 epochs completed and how long the run took (set-up included), the best value of the monitored
-metric and its epoch, the last epoch's metrics, the files the run wrote, and the plugins a
-failure disabled (``plugin_failures``: plugin, hook, error).  A resumed run counts the time,
-the epochs and the best result from before the interruption (all kept in the checkpoint).
+metric and its epoch, the last epoch's metrics, the files the run wrote, the plugins a
+failure disabled (``plugin_failures``: plugin, hook, error), and what other plugins reported
+about the run (:attr:`hookline.Phase.report`: the profile table, ...).  A resumed run counts
+the time, the epochs and the best result from before the interruption (all kept in the checkpoint).
 """
 
 from __future__ import annotations
@@ -143,6 +144,7 @@ class RunSummary(Callback):
             "models": [_shown(path, run.save_dir) for path in self._models if path.is_file()],
             "plugin_failures": [failure.as_dict() for failure in failures],
         }
+        summary.update({key: value for key, value in run.report.items() if key not in summary})
         if run.save_dir is not None and run.save_dir.is_dir():
             summary["files"] = [name for name in run_files(run.save_dir)
                                 if name != "summary.json"]

@@ -1,0 +1,119 @@
+"""The hook profile (``profile=True``): the time each plugin spends in each hook.
+
+At the end of a training run it prints a table, hook by hook and plugin by plugin (calls,
+total milliseconds, mean microseconds), and reports it to the run summary
+(``summary.json``, key ``profile``).  A hook's own row is the time of its calls as a whole,
+dispatch included; its plugins' rows add up to a little less.  Off by default, and then it
+costs nothing: the timers exist only while a profiled run lasts.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, TextIO
+
+from hookline.engine import Phase, Trainer
+from hookline.manager import Callback, hookimpl
+from hookline.manager.timing import ImplementationTimer, Times
+
+#: Hooks left out of the profile: they run before the profile starts or while it ends.
+UNPROFILED = frozenset({
+    "on_plugin_registered", "hookline_add_options", "hookline_configure",
+    "on_pretrain_routine_start", "teardown",
+})
+
+
+class HookProfile(Callback):
+    """Times every plugin's hook implementations during a training run and reports the table.
+
+    :param stream: where to print the table; standard output by default.
+    """
+
+    rank_zero_only = True
+    error_policy = "disable"  # an observer: a failure drops it, the run goes on
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream
+        #: The last run's table (also in the run's ``report`` under ``profile``).
+        self.table: dict[str, Any] = {}
+        self._timer: ImplementationTimer | None = None
+        self._hook_times: dict[str, Times] = {}
+        self._started: list[float] = []
+        self._undo_monitoring: Any = None
+
+    @hookimpl(trylast=True)  # the other plugins' set-up is not profiled: it ran before
+    def on_pretrain_routine_start(self, trainer: Trainer) -> None:
+        manager = trainer.manager
+        own_name = manager.get_name(self) or ""
+        hooks = manager.hook_names - UNPROFILED
+        self._hook_times = {}
+        self._started = []
+        self._timer = ImplementationTimer(manager, hooks, exclude=[own_name])
+
+        def before(hook: str, impls: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+            self._started.append(time.perf_counter())
+
+        def after(outcome: Any, hook: str, impls: Sequence[Any], kwargs: Any) -> None:
+            started = self._started.pop()
+            if hook in hooks and any(impl.plugin_name != own_name for impl in impls):
+                times = self._hook_times.setdefault(hook, Times())
+                times.calls += 1
+                times.seconds += time.perf_counter() - started
+
+        self._undo_monitoring = manager.add_hookcall_monitoring(before, after)
+
+    @hookimpl(tryfirst=True)  # before the summary, which writes the report
+    def teardown(self, run: Phase) -> None:
+        if self._timer is None or not isinstance(run, Trainer):
+            return
+        self._undo_monitoring()
+        self._timer.stop()
+        self.table = profile_table(self._hook_times, self._timer.times)
+        self._timer = None
+        run.report["profile"] = self.table
+        stream = self.stream if self.stream is not None else sys.stdout
+        stream.write(format_table(self.table))
+        stream.flush()
+
+
+def _row(times: Times) -> dict[str, Any]:
+    return {
+        "calls": times.calls,
+        "total_ms": round(times.seconds * 1000, 3),
+        "mean_us": round(times.seconds / times.calls * 1e6, 1) if times.calls else 0.0,
+    }
+
+
+def profile_table(
+    hook_times: Mapping[str, Times], plugin_times: Mapping[tuple[str, str], Times]
+) -> dict[str, Any]:
+    """The profile as plain data: per hook (slowest first) its calls and time, and its
+    plugins' (slowest first); ``total_ms``: every hook's time."""
+    hooks = []
+    for hook, times in sorted(hook_times.items(), key=lambda item: -item[1].seconds):
+        plugins = [
+            {"plugin": plugin, **_row(own)}
+            for (plugin, name), own in sorted(plugin_times.items(), key=lambda i: -i[1].seconds)
+            if name == hook and own.calls
+        ]
+        hooks.append({"hook": hook, **_row(times), "plugins": plugins})
+    total = sum(times.seconds for times in hook_times.values())
+    return {"total_ms": round(total * 1000, 3), "hooks": hooks}
+
+
+def format_table(table: Mapping[str, Any]) -> str:
+    """The profile table as text: a line per hook, an indented line per plugin."""
+    lines = [
+        "hook profile (a hook's time includes dispatch; its plugins' times are indented)",
+        f"{'hook / plugin':<34} {'calls':>8} {'total ms':>11} {'mean us':>10}",
+    ]
+    for hook in table["hooks"]:
+        lines.append(f"{hook['hook']:<34} {hook['calls']:>8} {hook['total_ms']:>11.3f} "
+                     f"{hook['mean_us']:>10.1f}")
+        for plugin in hook["plugins"]:
+            lines.append(f"  {plugin['plugin']:<32} {plugin['calls']:>8} "
+                         f"{plugin['total_ms']:>11.3f} {plugin['mean_us']:>10.1f}")
+    lines.append(f"{'all hooks':<34} {'':>8} {table['total_ms']:>11.3f}")
+    return "\n".join(lines) + "\n"
