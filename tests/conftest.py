@@ -1,5 +1,5 @@
-"""Shared fixtures: small regression data for the pure-Python toy task, each framework backend
-in turn, and a clean manager."""
+"""Shared fixtures: small regression data for the pure-Python toy task, and shorter names for
+the plugin-author kit's fixtures (hookline's pytest plugin, which pytest loads by itself)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,8 @@ import random
 import pytest
 
 from hookline import PluginManager
+from hookline.backends.tiny import TinyBackend
 from hookline.testing import LinearRegressionTask, make_batches
-from tests import backends
-
-pytest_plugins = ["hookline.testing.fixtures"]
 
 TRUE_WEIGHT = [1.0, -2.0, 0.5]
 TRUE_BIAS = 0.3
@@ -34,19 +32,17 @@ def task() -> LinearRegressionTask:
     return LinearRegressionTask(n_features=len(TRUE_WEIGHT), lr=0.1)
 
 
-@pytest.fixture(params=backends.NAMES)
-def backend(request: pytest.FixtureRequest) -> backends.TorchBackend | backends.JaxBackend:
-    """Each framework backend in turn (skipped where its framework is not installed): plugin
-    tests take it to run unchanged on torch and on JAX."""
-    if not backends.available(request.param):
-        pytest.skip(f"the {request.param} backend is not installed")
-    return backends.backend(request.param)
+@pytest.fixture
+def backend(hookline_backend: TinyBackend) -> TinyBackend:
+    """The kit's ``hookline_backend``: each framework backend in turn, so that plugin tests run
+    unchanged on torch and on JAX."""
+    return hookline_backend
 
 
 @pytest.fixture
-def manager() -> PluginManager:
-    """A manager without entry-point plugins, so that tests see only what they register."""
-    return PluginManager()
+def manager(hookline_manager: PluginManager) -> PluginManager:
+    """The kit's ``hookline_manager``: no entry-point plugins, only what a test registers."""
+    return hookline_manager
 
 
 @pytest.fixture(autouse=True)

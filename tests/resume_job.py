@@ -24,7 +24,7 @@ from hookline import Callback, PluginManager, Trainer
 from hookline.plugins.checkpoint import ModelCheckpoint
 from hookline.plugins.early_stopping import EarlyStopping
 from hookline.plugins.lr_scheduler import LRScheduler
-from tests.backends import backend
+from hookline.testing.backends import backend
 
 EPOCHS = 6
 

@@ -12,11 +12,11 @@ import pytest
 
 import hookline
 from hookline import CheckpointError, PluginManager, Trainer
+from hookline.backends.torch.testing import TorchBackend
 from hookline.engine import checkpoint_file
 from hookline.plugins.checkpoint import ModelCheckpoint
 from hookline.plugins.nan_guard import NanGuard
 from hookline.plugins.support import atomic_write
-from tests.backends import TorchBackend
 from tests.test_early_stopping import Script
 
 

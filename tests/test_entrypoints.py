@@ -1,23 +1,22 @@
 """Entry-point discovery with real packages pip-installed into a fresh virtual environment.
 
-Two distributions are built as wheels and installed into a new venv: the example plugin in
-``examples/hookline-epoch-timer`` and a plugin whose module raises on import.  The new venv
-sees this environment's packages (hookline, pluggy, numpy) through a ``.pth`` file, so no
-download is needed, less any hookline plugin installed here: the two plugins are the only ones
-the new venv sees, whatever else this environment holds.
+Two distributions are built as wheels and installed into a new venv (:mod:`tests.venvs`): the
+example plugin in ``examples/hookline-epoch-timer`` and a plugin whose module raises on import.
+They are the only plugins the new venv sees, whatever else this environment holds.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import site
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+
+from tests.venvs import fresh_venv, pip_install
 
 pytestmark = pytest.mark.slow
 
@@ -66,25 +65,6 @@ broken = "hookline_broken"
 """
 
 
-def declares_hookline_plugins(dist_info: Path) -> bool:
-    entry_points = dist_info / "entry_points.txt"
-    return entry_points.is_file() and "[hookline]" in entry_points.read_text().split()
-
-
-def parent_packages_without_plugins(view: Path) -> Path:
-    """This environment's site-packages, as links in one folder, less the distributions that
-    declare hookline plugins: the venv then sees hookline, pluggy and the rest, but only the
-    plugins these tests install, whatever else is installed here."""
-    view.mkdir()
-    for folder in map(Path, site.getsitepackages()):
-        for entry in folder.iterdir():
-            if entry.name.endswith(".dist-info") and declares_hookline_plugins(entry):
-                continue
-            if not (view / entry.name).exists():
-                (view / entry.name).symlink_to(entry)
-    return view
-
-
 @pytest.fixture(scope="session")
 def plugin_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The interpreter of a fresh venv with both plugin packages pip-installed."""
@@ -102,22 +82,8 @@ def plugin_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
              "-w", str(wheels), str(project)],
             check=True, cwd=root,
         )
-    venv = root / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    python = venv / "bin" / "python"
-    purelib = subprocess.run(
-        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True, capture_output=True, text=True,
-    ).stdout.strip()
-    view = parent_packages_without_plugins(root / "parent-site")
-    (Path(purelib) / "parent_environment.pth").write_text(
-        f"import site; site.addsitedir({str(view)!r})\n"
-    )
-    subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-index",
-         "--no-deps", *map(str, sorted(wheels.glob("*.whl")))],
-        check=True,
-    )
+    python = fresh_venv(root)
+    pip_install(python, *map(str, sorted(wheels.glob("*.whl"))))
     return python
 
 

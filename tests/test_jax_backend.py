@@ -25,7 +25,8 @@ from hookline import CheckpointError, Exporter, PluginManager, Predictor, Traine
 from hookline.backends.arrays import ArrayBatches  # noqa: E402
 from hookline.backends.jax import TaskSettingError, cross_entropy  # noqa: E402
 from hookline.backends.jax.payload import load_payload, save_payload  # noqa: E402
-from tests.backends import JaxBackend, blobs  # noqa: E402
+from hookline.backends.jax.testing import JaxBackend  # noqa: E402
+from hookline.backends.tiny import blobs  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

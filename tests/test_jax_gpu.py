@@ -23,7 +23,7 @@ if not any(device.platform == "gpu" for device in jax.devices()):
     pytest.skip("JAX sees no GPU here", allow_module_level=True)
 
 from hookline import Callback, Model, PluginManager  # noqa: E402
-from tests.backends import JaxBackend  # noqa: E402
+from hookline.backends.jax.testing import JaxBackend  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 JAX_DEMO = "hookline.backends.jax.demo:DigitsRecipe"

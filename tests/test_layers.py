@@ -5,7 +5,7 @@ functions alike; only ``if TYPE_CHECKING:`` blocks are left out, since they neve
 checked against the contract in README.md's Architecture section::
 
     hookspecs (+ errors, settings, distributed)  <-  manager  <-  engine
-        <-  backends, plugins (neither imports the other)  <-  api  <-  cli
+        <-  backends, plugins (neither imports the other)  <-  api  <-  cli  <-  testing
 """
 
 from __future__ import annotations
@@ -30,10 +30,14 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "engine": ("hookline.engine",),
     "backends": ("hookline.backends",),
     "plugins": ("hookline.plugins",),
-    "api": ("hookline.api", "hookline.flags", "hookline.recipe", "hookline.testing"),
+    "api": ("hookline.api", "hookline.flags", "hookline.recipe"),
     "cli": ("hookline.cli", "hookline.__main__"),
+    "testing": ("hookline.testing",),
 }
-RANK = {"base": 0, "manager": 1, "engine": 2, "backends": 3, "plugins": 3, "api": 4, "cli": 5}
+RANK = {
+    "base": 0, "manager": 1, "engine": 2, "backends": 3, "plugins": 3, "api": 4, "cli": 5,
+    "testing": 6,
+}
 FRAMEWORKS = {
     "torch", "jax", "jaxlib", "flax", "optax", "numpy", "tensorflow", "lightning", "sklearn",
 }

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from hookline import PluginManager, Trainer, Validator
-from tests.backends import JaxBackend, TorchBackend, blobs
+from hookline.backends.jax.testing import JaxBackend
+from hookline.backends.tiny import blobs
+from hookline.backends.torch.testing import TorchBackend
 
 sklearn_metrics = pytest.importorskip("sklearn.metrics")
 

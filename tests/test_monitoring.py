@@ -204,7 +204,9 @@ def test_the_gpu_path_reports_each_gpu_through_nvml(backend, monkeypatch):
     nvml = fake_nvml()
     monkeypatch.setitem(sys.modules, "pynvml", nvml)
     if backend.name == "torch":  # and torch's own figures, as once training has put CUDA to use
-        cuda = backend.torch.cuda
+        import torch
+
+        cuda = torch.cuda
         monkeypatch.setattr(cuda, "is_initialized", lambda: True)
         monkeypatch.setattr(cuda, "device_count", lambda: 1)
         monkeypatch.setattr(cuda, "memory_allocated", lambda index: 3 * 1024**2)

@@ -21,20 +21,20 @@ class Boom(RuntimeError):
     pass
 
 
-def test_fit_with_validation_fires_every_training_hook_in_order(task, hook_recorder):
-    trainer = Trainer(task, manager=hook_recorder.manager)
+def test_fit_with_validation_fires_every_training_hook_in_order(task, hookline_recorder):
+    trainer = Trainer(task, manager=hookline_recorder.manager)
     trainer.fit(
         regression_batches(8, 4), regression_batches(4, 4, seed=1), epochs=2, log_every_n_steps=0
     )
     epoch = ["on_train_epoch_start", *BATCH, *BATCH, *EPOCH_END]
-    assert hook_recorder.names == [
+    assert hookline_recorder.names == [
         *SETTINGS, *TRAIN_START, *epoch, *epoch, "on_train_end", "teardown"
     ]
     assert trainer.global_step == 4
-    assert [call.kwargs["batch_idx"] for call in hook_recorder.of("on_train_batch_end")] == [
+    assert [call.kwargs["batch_idx"] for call in hookline_recorder.of("on_train_batch_end")] == [
         0, 1, 0, 1
     ]
-    logged = hook_recorder.of("on_log")
+    logged = hookline_recorder.of("on_log")
     assert [(c.kwargs["phase"], c.kwargs["epoch"], c.kwargs["step"]) for c in logged] == [
         ("epoch", 0, 2), ("epoch", 1, 4)
     ]
@@ -49,75 +49,75 @@ def test_validation_runs_only_on_due_epochs(task, manager):
     assert validated == [1, 3]
 
 
-def test_gradient_accumulation_steps_every_k_batches_and_flushes_the_rest(hook_recorder):
+def test_gradient_accumulation_steps_every_k_batches_and_flushes_the_rest(hookline_recorder):
     from hookline.testing import LinearRegressionTask
 
     task = LinearRegressionTask(3, accumulate_grad_batches=2)
-    trainer = Trainer(task, manager=hook_recorder.manager)
+    trainer = Trainer(task, manager=hookline_recorder.manager)
     trainer.fit(regression_batches(12, 4), epochs=1, log_every_n_steps=0)
     no_step = [*BATCH_HEAD, "on_train_batch_end"]
     stepped = [*BATCH_HEAD, *STEP, "on_train_batch_end"]
-    assert hook_recorder.names == [
+    assert hookline_recorder.names == [
         *SETTINGS, *TRAIN_START, "on_train_epoch_start", *no_step, *stepped, *no_step, *STEP,
         "on_train_epoch_end", "on_fit_epoch_end", "on_log", "on_train_end", "teardown",
     ]
     assert trainer.global_step == 2
 
 
-def test_log_interval_reports_the_running_loss_between_intervals(task, hook_recorder):
-    Trainer(task, manager=hook_recorder.manager).fit(
+def test_log_interval_reports_the_running_loss_between_intervals(task, hookline_recorder):
+    Trainer(task, manager=hookline_recorder.manager).fit(
         regression_batches(16, 4), epochs=1, log_every_n_steps=2
     )
-    logged = [(c.kwargs["phase"], c.kwargs["step"]) for c in hook_recorder.of("on_log")]
+    logged = [(c.kwargs["phase"], c.kwargs["step"]) for c in hookline_recorder.of("on_log")]
     assert logged == [("train", 2), ("train", 4), ("epoch", 4)]
-    positions = [i for i, name in enumerate(hook_recorder.names) if name == "on_log"]
-    assert hook_recorder.names[positions[0] - 1] == "on_train_batch_end"
+    positions = [i for i, name in enumerate(hookline_recorder.names) if name == "on_log"]
+    assert hookline_recorder.names[positions[0] - 1] == "on_train_batch_end"
 
 
-def test_stop_requested_mid_epoch_finishes_that_epoch_and_ends_training(task, hook_recorder):
+def test_stop_requested_mid_epoch_finishes_that_epoch_and_ends_training(task, hookline_recorder):
     def stop_in_second_epoch(trainer, batch_idx):
         if trainer.epoch == 1 and batch_idx == 0:
             trainer.request_stop("enough")
             trainer.request_stop("a later reason does not overwrite the first")
 
-    trainer = Trainer(task, manager=hook_recorder.manager)
+    trainer = Trainer(task, manager=hookline_recorder.manager)
     trainer.add_callback("on_train_batch_end", stop_in_second_epoch)
-    hook_recorder.clear()
+    hookline_recorder.clear()
     trainer.fit(regression_batches(8, 4), regression_batches(4, 4), epochs=5, log_every_n_steps=0)
     first_epoch = ["on_train_epoch_start", *BATCH, *BATCH, *EPOCH_END]
     cut_epoch = ["on_train_epoch_start", *BATCH, *EPOCH_END]
-    assert hook_recorder.names == [
+    assert hookline_recorder.names == [
         *SETTINGS, *TRAIN_START, *first_epoch, *cut_epoch, "on_train_end", "teardown"
     ]
     assert (trainer.epoch, trainer.should_stop, trainer.stop_reason) == (1, True, "enough")
 
 
-def test_stop_at_train_start_runs_no_epoch(task, hook_recorder):
-    trainer = Trainer(task, manager=hook_recorder.manager)
+def test_stop_at_train_start_runs_no_epoch(task, hookline_recorder):
+    trainer = Trainer(task, manager=hookline_recorder.manager)
     trainer.add_callback("on_train_start", lambda trainer: trainer.request_stop("not today"))
-    hook_recorder.clear()
+    hookline_recorder.clear()
     trainer.fit(regression_batches(8, 4), epochs=3)
-    assert hook_recorder.names == [*SETTINGS, *TRAIN_START, "on_train_end", "teardown"]
+    assert hookline_recorder.names == [*SETTINGS, *TRAIN_START, "on_train_end", "teardown"]
 
 
 def test_exception_in_training_fires_on_exception_then_teardown_then_propagates(
-    task, hook_recorder
+    task, hookline_recorder
 ):
     def explode(trainer, batch_idx):
         if trainer.epoch == 1 and batch_idx == 1:
             raise Boom("batch failed")
 
-    trainer = Trainer(task, manager=hook_recorder.manager)
+    trainer = Trainer(task, manager=hookline_recorder.manager)
     trainer.add_callback("on_train_batch_start", explode)
-    hook_recorder.clear()
+    hookline_recorder.clear()
     with pytest.raises(Boom, match="batch failed"):
         trainer.fit(regression_batches(8, 4), regression_batches(4, 4), epochs=3)
     epoch = ["on_train_epoch_start", *BATCH, *BATCH, *EPOCH_END]
-    assert hook_recorder.names == [
+    assert hookline_recorder.names == [
         *SETTINGS, *TRAIN_START, *epoch, "on_train_epoch_start", *BATCH,
         "on_train_batch_start", "on_exception", "teardown",
     ]
-    (call,) = hook_recorder.of("on_exception")
+    (call,) = hookline_recorder.of("on_exception")
     assert isinstance(call.kwargs["exception"], Boom)
     assert call.kwargs["run"] is trainer
 
@@ -134,39 +134,39 @@ def test_failing_teardown_does_not_mask_the_original_error(task, manager):
     assert any("teardown failed too" in note for note in getattr(caught.value, "__notes__", []))
 
 
-def test_validator_alone(task, hook_recorder):
-    validator = Validator(task, manager=hook_recorder.manager)
+def test_validator_alone(task, hookline_recorder):
+    validator = Validator(task, manager=hookline_recorder.manager)
     metrics = validator.validate(regression_batches(12, 4))
     per_batch = ["on_val_batch_start", "on_val_batch_end"]
-    assert hook_recorder.names == [
+    assert hookline_recorder.names == [
         *SETTINGS, "on_val_start", *per_batch * 3, "on_val_end", "on_log", "teardown"
     ]
-    assert hook_recorder.of("on_log")[0].kwargs["phase"] == "val"
+    assert hookline_recorder.of("on_log")[0].kwargs["phase"] == "val"
     assert set(metrics) == {"val/loss", "val/mae"}
     assert validator.trainer is None
 
 
-def test_predictor_collects_every_batch(task, hook_recorder):
-    results = Predictor(task, manager=hook_recorder.manager).predict(regression_batches(8, 4))
+def test_predictor_collects_every_batch(task, hookline_recorder):
+    results = Predictor(task, manager=hookline_recorder.manager).predict(regression_batches(8, 4))
     per_batch = ["on_predict_batch_start", "on_predict_postprocess_end", "on_predict_batch_end"]
-    assert hook_recorder.names == [
+    assert hookline_recorder.names == [
         *SETTINGS, "on_predict_start", *per_batch * 2, "on_predict_end", "teardown"
     ]
     assert [len(batch) for batch in results] == [4, 4]
 
 
-def test_exporter_writes_through_the_task(task, hook_recorder, tmp_path):
-    artifact = Exporter(task, manager=hook_recorder.manager).export("json", tmp_path / "model")
-    assert hook_recorder.names == [*SETTINGS, "on_export_start", "on_export_end", "teardown"]
-    assert hook_recorder.of("on_export_start")[0].kwargs["format"] == "json"
-    assert hook_recorder.of("on_export_end")[0].kwargs["artifact"] == artifact
+def test_exporter_writes_through_the_task(task, hookline_recorder, tmp_path):
+    artifact = Exporter(task, manager=hookline_recorder.manager).export("json", tmp_path / "model")
+    assert hookline_recorder.names == [*SETTINGS, "on_export_start", "on_export_end", "teardown"]
+    assert hookline_recorder.of("on_export_start")[0].kwargs["format"] == "json"
+    assert hookline_recorder.of("on_export_end")[0].kwargs["artifact"] == artifact
     assert artifact.is_file()
 
 
-def test_exporter_refuses_an_unknown_format_before_any_hook(task, hook_recorder, tmp_path):
+def test_exporter_refuses_an_unknown_format_before_any_hook(task, hookline_recorder, tmp_path):
     with pytest.raises(ValueError, match="unknown export format 'onnx'; available: json"):
-        Exporter(task, manager=hook_recorder.manager).export("onnx", tmp_path / "model")
-    assert hook_recorder.names == []
+        Exporter(task, manager=hookline_recorder.manager).export("onnx", tmp_path / "model")
+    assert hookline_recorder.names == []
 
 
 @pytest.mark.parametrize(
@@ -193,17 +193,17 @@ def test_exporter_refuses_an_unknown_format_before_any_hook(task, hook_recorder,
     ids=["validator", "predictor", "exporter"],
 )
 def test_each_phase_reports_an_exception_then_tears_down(
-    task, hook_recorder, make_phase, failing_hook, expected
+    task, hookline_recorder, make_phase, failing_hook, expected
 ):
     if failing_hook is not None:
-        hook_recorder.manager.add_callback(failing_hook, lambda: (_ for _ in ()).throw(Boom()))
-        hook_recorder.clear()
+        hookline_recorder.manager.add_callback(failing_hook, lambda: (_ for _ in ()).throw(Boom()))
+        hookline_recorder.clear()
     with pytest.raises((Boom, OSError)):
-        make_phase(task, hook_recorder.manager)()
-    assert hook_recorder.names == expected
+        make_phase(task, hookline_recorder.manager)()
+    assert hookline_recorder.names == expected
 
 
-def test_checkpoint_state_round_trip_fires_the_state_hooks(task, hook_recorder):
+def test_checkpoint_state_round_trip_fires_the_state_hooks(task, hookline_recorder):
     class Counter(hookline.Callback):
         def __init__(self):
             self.batches = 0
@@ -218,13 +218,13 @@ def test_checkpoint_state_round_trip_fires_the_state_hooks(task, hook_recorder):
             self.batches = checkpoint["plugins"]["counter"]["batches"]
 
     counter = Counter()
-    trainer = Trainer(task, [counter], manager=hook_recorder.manager)
+    trainer = Trainer(task, [counter], manager=hookline_recorder.manager)
     trainer.fit(regression_batches(8, 4), epochs=2)
     checkpoint = trainer.checkpoint_state()
     assert (checkpoint["progress"]["epoch"], checkpoint["progress"]["global_step"]) == (2, 4)
     assert checkpoint["progress"]["batches_done"] == 0
     counter.batches = 0
-    hook_recorder.clear()
+    hookline_recorder.clear()
     trainer.load_checkpoint_state(checkpoint)
-    assert hook_recorder.names == ["on_load_checkpoint"]
+    assert hookline_recorder.names == ["on_load_checkpoint"]
     assert (counter.batches, trainer.start_epoch, trainer.global_step) == (4, 2, 4)

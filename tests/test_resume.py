@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 from hookline import PluginManager, Trainer
+from hookline.backends.tiny import blobs
 from hookline.plugins.checkpoint import ModelCheckpoint
 from hookline.plugins.time_limit import TimeLimit
-from tests import backends
-from tests.backends import blobs
+from hookline.testing import backends
 
 JOB = Path(__file__).with_name("resume_job.py")
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from hookline import Callback, Model, PluginManager
-from tests.backends import blobs
+from hookline.backends.tiny import blobs
 
 REPO = Path(__file__).resolve().parents[1]
 SLOW = "tests.sample_plugins.slow_recipe:SlowDigits"

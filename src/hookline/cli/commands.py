@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from hookline.api import Model
+from hookline.cli.new_plugin import write_plugin
 from hookline.cli.parser import PHASES, CommandError, build_parser, parse_settings
 from hookline.cli.reference import hooks_markdown, hooks_text
 from hookline.cli.resolution import (
@@ -215,8 +216,18 @@ def list_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
+def new_plugin(args: argparse.Namespace) -> int:
+    root = write_plugin(args.name, args.dir)
+    print(f"wrote {root}/: a plugin with a setting, a metric and state, its README and tests")
+    print(f"next: pip install -e {root} && pytest {root}")
+    return 0
+
+
 def show_hooks(args: argparse.Namespace) -> int:
-    sys.stdout.write(hooks_markdown() if args.markdown else hooks_text())
+    if args.markdown:  # the reference page documents hookline's own catalog
+        sys.stdout.write(hooks_markdown())
+    else:
+        sys.stdout.write(hooks_text(make_manager(args)))
     return 0
 
 
@@ -245,6 +256,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return list_plugins(args)
         if args.command == "settings":
             return list_settings(args)
+        if args.command == "new-plugin":
+            return new_plugin(args)
         return show_hooks(args)
     except USER_ERRORS as error:
         print(f"hookline {args.command}: error: {error}", file=sys.stderr)
