@@ -1,39 +1,24 @@
-"""The example third-party plugin (``examples/hookline-epoch-timer``), written against the
-documented API only, runs unchanged on each backend: its metric reaches the CSV logger."""
+"""The example third-party plugin (``examples/hookline-epoch-timer``) is tested with the
+plugin-author kit: pip-installed into a fresh virtual environment, its own test suite (which
+uses hookline's pytest fixtures on each backend and from the command line) passes."""
 
 from __future__ import annotations
 
-import csv
-import importlib.util
 from pathlib import Path
 
-from hookline import PluginManager, Trainer
-from hookline.flags import apply_flags
+import pytest
 
-SOURCE = (
-    Path(__file__).resolve().parents[1] / "examples" / "hookline-epoch-timer" / "src"
-    / "hookline_epoch_timer" / "__init__.py"
-)
+from tests.venvs import fresh_venv, pip_install, run
 
+pytestmark = pytest.mark.slow
 
-def load_example():
-    spec = importlib.util.spec_from_file_location("example_epoch_timer", SOURCE)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(module)
-    return module
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "hookline-epoch-timer"
 
 
-def test_the_example_plugin_reports_its_metric_on_each_backend(backend, tmp_path):
-    manager = PluginManager()
-    manager.register(load_example().EpochTimer(), "epoch_timer")
-    apply_flags(manager, {"csv": True})
-    trainer = Trainer(backend.make_task(), manager=manager)
-    trainer.fit(backend.batches(64, 16), backend.batches(32, 16, seed=1), epochs=2,
-                save_dir=tmp_path, csv=True, epoch_timer_unit="ms")
-    with open(tmp_path / "results.csv", newline="") as file:
-        rows = list(csv.DictReader(file))
-    assert len(rows) == 2
-    assert all(0 < float(row["time/epoch"]) < 60_000 for row in rows)
-    assert all(float(row["val/accuracy"]) >= 0 for row in rows)
+def test_the_example_plugin_passes_its_own_tests_with_the_kit(tmp_path):
+    python = fresh_venv(tmp_path)
+    pip_install(python, str(EXAMPLE))
+    result = run(python, ["-m", "pytest", "-q", "-p", "no:cacheprovider", str(EXAMPLE)],
+                 cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "5 passed" in result.stdout  # 2 backends, the recorder, 2 command-line runs

@@ -14,14 +14,17 @@ import hookline
 class EpochTimer(hookline.Callback):
     """Measures each training epoch, validation included, and reports it as ``time/epoch``."""
 
+    #: The hook-API versions it was written for (a later major version is refused cleanly).
+    hookline_api = ">=1.1,<2"
+    #: An observer: a failure drops it with one line and the run goes on.
+    error_policy = "disable"
+
     def __init__(self) -> None:
         self.scale = 1.0
         self._started = 0.0
 
     def hookline_add_options(self, options: hookline.Options) -> None:
-        options.add(
-            "epoch_timer_unit", "s", help="unit of time/epoch: s or ms", owner="epoch_timer"
-        )
+        options.add("epoch_timer_unit", "s", help="unit of time/epoch: s or ms")
 
     def hookline_configure(self, settings: hookline.Settings) -> None:
         unit = settings["epoch_timer_unit"]
