@@ -38,10 +38,12 @@ step comes from a third series, twice as many epochs: the difference per step, a
 loop's.  Its ratio (the last column) is what a long run converges to.
 
 Then micro-benchmarks: the cost of one hook call through hookline's dispatch with 0, 1 and 10
-implementations next to a direct pluggy call, the pluggy calls an empty hook costs in a run,
-``import hookline`` (and ``import lightning``) in a fresh interpreter, and entry-point
-discovery with 50 installed plugin distributions.  Everything is printed side by side, with
-ratios to the baseline measured in the same run, and written as JSON with ``--json``.
+implementations next to a direct pluggy call, what an event-filtered implementation costs on
+the steps it is not due (against one that tests the step itself), the pluggy calls an empty
+hook costs in a run, ``import hookline`` (and ``import lightning``) in a fresh interpreter,
+and entry-point discovery with 50 installed plugin distributions.  Everything is printed side
+by side, with ratios to the baseline measured in the same run, and written as JSON with
+``--json``.
 """
 
 from __future__ import annotations
@@ -418,6 +420,48 @@ def dispatch_costs(calls: int) -> dict[str, float]:
     return results
 
 
+def filter_costs(steps: int, rounds: int) -> dict[str, float]:
+    """What an implementation that wants every 1000th step costs on the other steps, in
+    nanoseconds per step over a run with no implementation at all (the pure-Python task, one
+    row a batch, so that a step costs microseconds): as an event filter
+    (``@hookline.every(steps=1000)``), and as a plain implementation that tests the step
+    itself.  Runs interleaved; medians of the per-step differences."""
+    from hookline.testing import LinearRegressionTask, make_batches
+
+    class Filtered(Callback):
+        @hookline.every(steps=1000)
+        def on_train_batch_end(self) -> None:
+            pass
+
+    class SelfCounting(Callback):
+        def on_train_batch_end(self, trainer: Trainer) -> None:
+            if trainer.global_step % 1000:
+                return
+
+    if steps >= 1000:
+        raise ValueError("the run must end before step 1000, where the filter is due")
+    data = make_batches([[1.0]] * steps, [1.0] * steps, 1)
+    times: dict[str, list[float]] = {"none": [], "filtered": [], "self-counting": []}
+    plugins: dict[str, list[Any]] = {"none": [], "filtered": [Filtered()],
+                                     "self-counting": [SelfCounting()]}
+    for _ in range(rounds):
+        for name, registered in plugins.items():
+            trainer = Trainer(LinearRegressionTask(1, lr=1e-3), registered,
+                              manager=PluginManager())
+            started = time.perf_counter()
+            trainer.fit(data, epochs=1)
+            times[name].append(time.perf_counter() - started)
+
+    def per_step_ns(name: str) -> float:
+        pairs = zip(times[name], times["none"], strict=True)
+        return statistics.median(a - b for a, b in pairs) / steps * 1e9
+
+    return {
+        "filtered hook, a step it is not due (ns/step)": per_step_ns("filtered"),
+        "hook testing the step itself (ns/step)": per_step_ns("self-counting"),
+    }
+
+
 def empty_hook_pluggy_calls(samples: int) -> int:
     """Pluggy calls made during a run for hooks that have no implementation (target: 0)."""
 
@@ -536,12 +580,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
           "twice as long; on JAX, the steps after the first epoch of those runs, compilation\n"
           "done); step x raw = that step against the baseline's (raw, raw-jax)")
     micro: dict[str, float] = dispatch_costs(calls)
+    micro.update(filter_costs(999, runs * 6))
     micro["pluggy calls for empty hooks in a run"] = empty_hook_pluggy_calls(samples)
     micro.update(import_times(runs))
     micro["discover 50 entry-point plugins (ms)"] = discovery_ms(50, runs)
     print()
     for name, value in micro.items():
-        unit = "" if "(ms)" in name or "calls" in name else " ns/call"
+        unit = "" if "(" in name or "calls" in name else " ns/call"
         print(f"{name:<42}{value:>10.1f}{unit}")
     results = {"steps": steps, "micro": micro, "quick": args.quick}
     if args.json is not None:

@@ -44,6 +44,8 @@ def test_quick_benchmark_reports_every_contender(tmp_path):
     for implementations in (0, 1, 10):
         assert micro[f"hookline dispatch, {implementations} impl"] > 0
         assert micro[f"pluggy direct, {implementations} impl"] > 0
+    assert "filtered hook, a step it is not due (ns/step)" in micro
+    assert micro["hook testing the step itself (ns/step)"] > 0
     assert micro["pluggy calls for empty hooks in a run"] == 0
     assert micro["import hookline (ms)"] > 0
     assert micro["discover 50 entry-point plugins (ms)"] > 0
