@@ -54,7 +54,9 @@ def main() -> None:
     args = parser.parse_args()
     chosen = backend(args.backend)
     if args.backend == "torch":
-        chosen.torch.set_num_threads(1)
+        import torch
+
+        torch.set_num_threads(1)
     generator = np.random.default_rng(0)
     inputs = generator.normal(size=(768, 8)).astype(np.float32)
     labels = (inputs[:, 0] + inputs[:, 1] * inputs[:, 2] > 0).astype(np.int32)
