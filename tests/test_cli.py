@@ -291,14 +291,14 @@ def test_a_checkpoint_write_that_fails_keeps_the_previous_one(tmp_path, monkeypa
     assert load_checkpoint(last)["progress"]["epoch"] == 1  # epoch 1's, intact
 
 
-def test_config_file_settings_are_overridden_by_key_value_words(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
+def test_config_file_settings_are_overridden_by_key_value_words(tmp_path, hookline_cli):
     (tmp_path / "run.yaml").write_text("epochs: 5\nhidden: 16\nverbose: false\n")
-    assert cli.main(["train", "--config", "run.yaml", "epochs=1", "--no-plugins"]) == 0
-    args = (tmp_path / "runs" / "train" / "exp" / "args.yaml").read_text()
+    result = hookline_cli("train", "--config", "run.yaml", "epochs=1", "--no-plugins")
+    assert result.exit_code == 0, result.stderr
+    args = (result.run_dir / "args.yaml").read_text()
     assert "epochs: 1" in args
     assert "hidden: 16" in args
-    assert capsys.readouterr().out == ""
+    assert result.stdout == ""
 
 
 def test_plugins_lists_builtins_as_json(capsys):
@@ -388,30 +388,32 @@ def test_settings_lists_what_each_command_accepts(capsys):
 
 
 def test_another_recipe_trains_validates_and_exports_through_the_command_line(
-    tmp_path, monkeypatch, capsys
+    tmp_path, hookline_cli
 ):
-    monkeypatch.chdir(tmp_path)
     recipe = "tests.sample_plugins.regression_recipe:LinearRecipe"
-    assert cli.main(["train", f"recipe={recipe}", "epochs=5", "features=3", "--no-plugins"]) == 0
-    trained = capsys.readouterr().out
-    assert "val/mae" in trained
-    args = (tmp_path / "runs" / "train" / "exp" / "args.yaml").read_text()
+    trained = hookline_cli("train", f"recipe={recipe}", "epochs=5", "features=3", "--no-plugins")
+    assert trained.exit_code == 0, trained.stderr
+    assert "val/mae" in trained.stdout
+    args = (trained.run_dir / "args.yaml").read_text()
     assert f"recipe: {recipe}" in args
     assert "features: 3" in args
     # a checkpoint is data: the recipe it names is imported only when the user names it again
-    assert cli.main(["val", "--no-plugins"]) == 2
-    assert f"pass recipe={recipe} to use it" in capsys.readouterr().err
+    refused = hookline_cli("val", "--no-plugins")
+    assert refused.exit_code == 2
+    assert f"pass recipe={recipe} to use it" in refused.stderr
     # ... and the recipe's settings (features=3) then come from the checkpoint
-    assert cli.main(["val", f"recipe={recipe}", "--no-plugins"]) == 0
-    loss = float(re.search(r"val/loss (\S+)", capsys.readouterr().out).group(1))
+    validated = hookline_cli("val", f"recipe={recipe}", "--no-plugins")
+    assert validated.exit_code == 0, validated.stderr
+    loss = float(re.search(r"val/loss (\S+)", validated.stdout).group(1))
     assert loss < 0.01  # y = sum(x) + 0.5 is learnt
-    assert cli.main(["export", "format=pt2", f"recipe={recipe}", "--no-plugins"]) == 0
-    exported = Path(capsys.readouterr().out.split("exported pt2 to ")[1].strip())
-    assert exported == Path("runs") / "train" / "exp" / "weights" / "best.pt2"
-    model = torch.export.load(str(exported)).module()
+    exported = hookline_cli("export", "format=pt2", f"recipe={recipe}", "--no-plugins")
+    assert exported.exit_code == 0, exported.stderr
+    artifact = Path(exported.stdout.split("exported pt2 to ")[1].strip())
+    assert artifact == Path("runs") / "train" / "exp" / "weights" / "best.pt2"
+    model = torch.export.load(str(tmp_path / artifact)).module()
     assert model(torch.ones(2, 3)).shape == (2, 1)
-    assert cli.main(["settings", "--recipe", recipe, "--json", "--no-plugins"]) == 0
-    listed = {row["name"]: row["owner"] for row in json.loads(capsys.readouterr().out)}
+    listing = hookline_cli("settings", "--recipe", recipe, "--json", "--no-plugins")
+    listed = {row["name"]: row["owner"] for row in json.loads(listing.stdout)}
     assert (listed["features"], listed["recipe"]) == ("linear", "hookline")
     assert "hidden" not in listed  # the demo's settings belong to the demo
 
