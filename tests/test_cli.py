@@ -372,7 +372,7 @@ def test_settings_lists_what_each_command_accepts(capsys):
     assert {"epochs", "data", "patience", "resume", "monitor", "verbose", "save"} <= set(train)
     assert train["epochs"] == {
         "name": "epochs", "default": 20, "type": "int", "owner": "hookline train",
-        "help": "number of epochs",
+        "help": "number of epochs", "choices": None,
     }
     assert cli.main(["settings", "val", "--json", "--no-plugins"]) == 0
     val = {row["name"] for row in json.loads(capsys.readouterr().out)}

@@ -73,6 +73,18 @@ def test_a_setting_without_owner_belongs_to_the_plugin_that_declares_it(manager)
     assert owners["gradnorm_tag"] == "someone else"
 
 
+def test_a_setting_with_choices_refuses_the_others_naming_them():
+    options = hookline.Options()
+    options.add("unit", "s", choices=("s", "ms"), help="unit")
+    options.add("every", 1, choices=(1, 2, 5), help="every N")
+    assert dict(options.resolve({"unit": "ms", "every": "5"})) == {"unit": "ms", "every": 5}
+    with pytest.raises(hookline.SettingsError,
+                       match=r"^setting 'every' must be one of 1, 2, 5; got 3$"):
+        options.resolve({"every": "3"})
+    with pytest.raises(hookline.SettingsError, match="its default 'h' is not one of its choices"):
+        options.add("scale", "h", choices=("s", "ms"), help="unit")
+
+
 def test_a_value_error_in_configure_is_a_settings_error_naming_the_plugin(manager):
     class Strict(hookline.Callback):
         def hookline_add_options(self, options):

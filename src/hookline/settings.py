@@ -22,13 +22,25 @@ class SettingsError(UserError, ValueError):
 
 @dataclass(frozen=True)
 class Option:
-    """One declared setting: its name, default value, type, help text and owner."""
+    """One declared setting: its name, default value, type, help text, owner, and the values
+    it may take (None: any value of its type)."""
 
     name: str
     default: Any
     type: type
     help: str
     owner: str
+    choices: tuple[Any, ...] | None = None
+
+    def check(self, value: Any) -> Any:
+        """``value`` converted to the type, if it is one of the choices; else SettingsError."""
+        converted = _convert(self, value)
+        if self.choices is not None and converted is not None and converted not in self.choices:
+            allowed = ", ".join(repr(choice) for choice in self.choices)
+            raise SettingsError(
+                f"setting {self.name!r} must be one of {allowed}; got {converted!r}"
+            )
+        return converted
 
 
 _TRUE = {"true", "yes", "on", "1"}
@@ -92,6 +104,7 @@ class Options:
         help: str,
         type: type | None = None,
         owner: str = "",
+        choices: Iterable[Any] | None = None,
     ) -> None:
         """Declare a setting.
 
@@ -102,6 +115,7 @@ class Options:
             where it is required.
         :param owner: who declared it (shown in errors and by ``hookline settings``); by
             default the registered name of the plugin declaring it.
+        :param choices: the values it may take; any other is refused in one line naming them.
 
         Several plugins may declare the same name with the same type (``monitor`` is read by
         checkpointing, early stopping and the plateau scheduler): one user value then reaches
@@ -120,7 +134,11 @@ class Options:
                     f"{existing.owner or 'unknown'} and as {type.__name__} by {owner or 'unknown'}"
                 )
             return
-        self._options[name] = Option(name, default, type, help, owner)
+        allowed = None if choices is None else tuple(choices)
+        if allowed is not None and default is not None and default not in allowed:
+            raise SettingsError(f"setting {name!r}: its default {default!r} is not one of its "
+                                f"choices ({', '.join(map(repr, allowed))})")
+        self._options[name] = Option(name, default, type, help, owner, allowed)
 
     def add_attributes(
         self,
@@ -156,7 +174,7 @@ class Options:
                 hint = closest(name, set(self._options))
                 suggestion = f"; did you mean {hint!r}?" if hint else ""
                 raise SettingsError(f"unknown setting {name!r}{suggestion}")
-            resolved[name] = _convert(option, value)
+            resolved[name] = option.check(value)
         return Settings(resolved, explicit=values.keys())
 
 

@@ -44,5 +44,5 @@ def test_a_bad_unit_is_one_line_naming_the_setting(hookline_cli):
     result = hookline_cli("train", "epoch_timer_unit=h")
     assert result.exit_code == 2
     assert result.stderr == (
-        "hookline train: error: epoch_timer_unit must be 's' or 'ms', got 'h'\n"
+        "hookline train: error: setting 'epoch_timer_unit' must be one of 's', 'ms'; got 'h'\n"
     )

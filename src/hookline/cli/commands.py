@@ -167,7 +167,7 @@ def list_settings(args: argparse.Namespace) -> int:
     if args.json:
         rows = [
             {"name": o.name, "default": o.default, "type": o.type.__name__, "owner": o.owner,
-             "help": o.help}
+             "help": o.help, "choices": None if o.choices is None else list(o.choices)}
             for o in options
         ]
         print(json.dumps(rows, indent=2))
@@ -177,8 +177,11 @@ def list_settings(args: argparse.Namespace) -> int:
     default_width = max(len(default) for default in defaults)
     owner_width = max(len(option.owner) for option in options)
     for option, default in zip(options, defaults, strict=True):
+        choices = "" if option.choices is None else (
+            f" (one of: {', '.join(map(str, option.choices))})"
+        )
         print(f"{option.name:<{name_width}}  {default:<{default_width}}  "
-              f"{option.type.__name__:<5}  {option.owner:<{owner_width}}  {option.help}")
+              f"{option.type.__name__:<5}  {option.owner:<{owner_width}}  {option.help}{choices}")
     return 0
 
 

@@ -4,8 +4,8 @@ At the end of a training run it prints a table, hook by hook and plugin by plugi
 total milliseconds, mean microseconds), and reports it to the run summary
 (``summary.json``, key ``profile``).  A hook's own row is the time of its calls as a whole,
 dispatch included; its plugins' rows add up to a little less.  A hook fired from inside
-another (``on_model_save``, from a checkpoint written in ``on_fit_epoch_end``) counts in both.  Off by default, and then it
-costs nothing: the timers exist only while a profiled run lasts.
+another (``on_model_save``, from a checkpoint written in ``on_fit_epoch_end``) counts in both.
+Off by default, and then it costs nothing: the timers exist only while a profiled run lasts.
 """
 
 from __future__ import annotations

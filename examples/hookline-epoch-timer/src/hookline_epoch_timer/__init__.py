@@ -24,13 +24,12 @@ class EpochTimer(hookline.Callback):
         self._started = 0.0
 
     def hookline_add_options(self, options: hookline.Options) -> None:
-        options.add("epoch_timer_unit", "s", help="unit of time/epoch: s or ms")
+        options.add(
+            "epoch_timer_unit", "s", choices=("s", "ms"), help="unit of time/epoch: s or ms"
+        )
 
     def hookline_configure(self, settings: hookline.Settings) -> None:
-        unit = settings["epoch_timer_unit"]
-        if unit not in ("s", "ms"):
-            raise hookline.SettingsError(f"epoch_timer_unit must be 's' or 'ms', got {unit!r}")
-        self.scale = 1000.0 if unit == "ms" else 1.0
+        self.scale = 1000.0 if settings["epoch_timer_unit"] == "ms" else 1.0
 
     def on_train_epoch_start(self) -> None:
         self._started = time.perf_counter()
