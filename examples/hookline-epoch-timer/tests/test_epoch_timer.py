@@ -8,6 +8,10 @@ import csv
 from hookline_epoch_timer import EpochTimer
 
 import hookline
+from hookline.testing.backends import installed
+
+#: The demo the command line trains: on torch, or on JAX where torch is not installed.
+RECIPE = "recipe=digits" if "torch" in installed() else "recipe=digits-jax"
 
 
 def test_reports_each_epoch_on_every_backend(hookline_backend, hookline_manager):
@@ -33,7 +37,7 @@ def test_it_listens_to_the_epoch_hooks_only(hookline_recorder):
 
 
 def test_installed_it_times_every_command_line_run(hookline_cli):
-    result = hookline_cli("train", "epochs=2", "epoch_timer_unit=ms")
+    result = hookline_cli("train", RECIPE, "epochs=2", "epoch_timer_unit=ms")
     assert result.exit_code == 0, result.stderr
     with open(result.run_dir / "results.csv", newline="") as file:
         rows = list(csv.DictReader(file))
@@ -41,7 +45,7 @@ def test_installed_it_times_every_command_line_run(hookline_cli):
 
 
 def test_a_bad_unit_is_one_line_naming_the_setting(hookline_cli):
-    result = hookline_cli("train", "epoch_timer_unit=h")
+    result = hookline_cli("train", RECIPE, "epoch_timer_unit=h")
     assert result.exit_code == 2
     assert result.stderr == (
         "hookline train: error: setting 'epoch_timer_unit' must be one of 's', 'ms'; got 'h'\n"

@@ -113,7 +113,11 @@ from __future__ import annotations
 import json
 
 import hookline
+from hookline.testing.backends import installed
 from hookline_$name import $cls
+
+#: The demo the command line trains: on torch, or on JAX where torch is not installed.
+RECIPE = "recipe=digits" if "torch" in installed() else "recipe=digits-jax"
 
 
 def test_reports_the_steps_of_each_epoch_on_every_backend(hookline_backend, hookline_manager):
@@ -139,11 +143,11 @@ def test_its_state_survives_a_checkpoint(hookline_backend, hookline_manager):
 
 
 def test_the_command_line_runs_it_and_refuses_a_bad_value(hookline_cli):
-    result = hookline_cli("train", "epochs=1", "${name}_every=1")
+    result = hookline_cli("train", RECIPE, "epochs=1", "${name}_every=1")
     assert result.exit_code == 0, result.stderr
     summary = json.loads((result.run_dir / "summary.json").read_text())
     assert summary["final_metrics"]["$name/steps"] > 0
-    refused = hookline_cli("train", "${name}_every=0")
+    refused = hookline_cli("train", RECIPE, "${name}_every=0")
     assert refused.exit_code == 2
     assert "'${name}_every' must be >= 1" in refused.stderr
 '''
