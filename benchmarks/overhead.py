@@ -72,6 +72,7 @@ import hookline
 from hookline import Callback, PluginManager, Trainer, hookimpl
 from hookline.backends.torch import TorchTask
 from hookline.testing import HookRecorder
+from hookline.testing.distributions import write_distribution
 
 FEATURES, HIDDEN, CLASSES, BATCH, LR = 32, 64, 2, 32, 0.05
 
@@ -502,15 +503,10 @@ def import_times(runs: int) -> dict[str, float]:
 
 def make_plugin_distributions(folder: Path, count: int) -> None:
     """``count`` installed distributions, each declaring one hookline entry point."""
+    source = "from hookline import hookimpl\n\n@hookimpl\ndef on_train_end(trainer):\n    pass\n"
     for index in range(count):
         name = f"hookline_bench_plugin_{index}"
-        (folder / f"{name}.py").write_text(
-            "from hookline import hookimpl\n\n@hookimpl\ndef on_train_end(trainer):\n    pass\n"
-        )
-        info = folder / f"{name}-1.0.dist-info"
-        info.mkdir()
-        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
-        (info / "entry_points.txt").write_text(f"[hookline]\nplugin{index} = {name}\n")
+        write_distribution(folder, name, name, source, {f"plugin{index}": name})
 
 
 def discovery_ms(count: int, runs: int) -> float:

@@ -67,7 +67,8 @@ class PluginManager(pluggy.PluginManager):
       ``@hookline.once(...)`` implementations stay out of the dispatch table until due;
     * compatibility (:mod:`hookline.manager.compat`): a plugin's ``hookline_api`` range is
       checked, and renamed hooks keep working under their old names with a warning;
-    * plugin state: each plugin with a ``state_dict`` has a unique :meth:`state_key`.
+    * plugin state: each plugin with a ``state_dict`` has a unique state key (its
+      ``state_key`` attribute, else its name; :meth:`stateful_plugins`).
     """
 
     def __init__(self) -> None:
@@ -406,24 +407,17 @@ class PluginManager(pluggy.PluginManager):
 
     # -- plugin state --------------------------------------------------------------------------
 
-    def state_key(self, name: str) -> str:
-        """The key under which the plugin registered as ``name`` keeps its state in a
-        checkpoint: its ``state_key`` attribute, else its registered name."""
-        key = getattr(self.get_plugin(name), "state_key", None)
-        return key if isinstance(key, str) and key else name
-
     def stateful_plugins(self) -> dict[str, Any]:
         """State key to plugin, for every registered plugin that has a ``state_dict()``."""
         return {
-            self.state_key(name): plugin for name, plugin in self.list_name_plugin()
+            state_key_of(plugin, name): plugin for name, plugin in self.list_name_plugin()
             if plugin is not None and callable(getattr(plugin, "state_dict", None))
         }
 
     def _check_state_key(self, plugin: Any, name: str) -> None:
         if not callable(getattr(plugin, "state_dict", None)):
             return
-        own = getattr(plugin, "state_key", None)
-        key = own if isinstance(own, str) and own else name
+        key = state_key_of(plugin, name)
         holder = self.stateful_plugins().get(key)
         if holder is not None and holder is not plugin:
             raise PluginValidationError(
@@ -594,6 +588,12 @@ def default_manager(strict: bool = False) -> PluginManager:
     manager = PluginManager()
     manager.load_entrypoint_plugins(strict=strict)
     return manager
+
+
+def state_key_of(plugin: Any, name: str) -> str:
+    """``plugin``'s ``state_key`` attribute, else ``name`` (the name it is registered under)."""
+    key = getattr(plugin, "state_key", None)
+    return key if isinstance(key, str) and key else name
 
 
 def refusals_as_settings_errors(
