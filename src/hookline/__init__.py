@@ -30,10 +30,13 @@ _EXPORTS = {
     "PluginManager": "hookline.manager",
     "PluginValidationError": "hookline.manager",
     "Predictor": "hookline.engine",
+    "Run": "hookline.run",
     "Settings": "hookline.settings",
     "SettingsError": "hookline.settings",
+    "StateTask": "hookline.run",
     "Task": "hookline.engine",
     "Trainer": "hookline.engine",
+    "TrainingRun": "hookline.run",
     "UnknownHookError": "hookline.manager",
     "UserError": "hookline.errors",
     "Validator": "hookline.engine",
@@ -63,10 +66,13 @@ __all__ = [
     "PluginManager",
     "PluginValidationError",
     "Predictor",
+    "Run",
     "Settings",
     "SettingsError",
+    "StateTask",
     "Task",
     "Trainer",
+    "TrainingRun",
     "UnknownHookError",
     "UserError",
     "Validator",
@@ -123,4 +129,5 @@ if TYPE_CHECKING:
         hookspec,
         once,
     )
+    from hookline.run import Run, StateTask, TrainingRun
     from hookline.settings import Options, Settings, SettingsError

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from hookline.engine import Exporter, Phase, Predictor, Trainer, Validator
     from hookline.manager import PluginManager
+    from hookline.run import Run, TrainingRun
     from hookline.settings import Options, Settings
 
 PROJECT = "hookline"
@@ -94,12 +94,13 @@ def hookline_configure(settings: Settings) -> None:
 
 
 @hookspec
-def on_pretrain_routine_start(trainer: Trainer) -> None:
+def on_pretrain_routine_start(trainer: TrainingRun) -> None:
     """Training is about to be prepared: the first hook of :meth:`Trainer.fit`.
 
     Fires after the settings were configured and before the task's ``setup``.
 
-    :param trainer: the :class:`~hookline.engine.Trainer`; ``epochs``, ``save_dir`` and ``args``
+    :param trainer: the :class:`~hookline.run.TrainingRun` (hookline's ``Trainer``, or a
+        bridge's run inside a host trainer); ``epochs``, ``save_dir`` and ``args``
         are set.  ``epoch`` is final only from :func:`on_train_start` on (a checkpoint restored
         in :func:`on_pretrain_routine_end` moves it).
 
@@ -109,7 +110,7 @@ def on_pretrain_routine_start(trainer: Trainer) -> None:
 
 
 @hookspec
-def on_pretrain_routine_end(trainer: Trainer) -> None:
+def on_pretrain_routine_end(trainer: TrainingRun) -> None:
     """The task has been set up (model, optimizer, device and process group are ready).
 
     :param trainer: the trainer; ``rank`` and ``world_size`` are known from here on.
@@ -120,7 +121,7 @@ def on_pretrain_routine_end(trainer: Trainer) -> None:
 
 
 @hookspec
-def on_train_start(trainer: Trainer) -> None:
+def on_train_start(trainer: TrainingRun) -> None:
     """The training loop starts: fires once, right before the first epoch.
 
     :param trainer: the trainer; ``epoch`` is the first epoch that will run.
@@ -135,7 +136,7 @@ def on_train_start(trainer: Trainer) -> None:
 
 
 @hookspec
-def on_train_epoch_start(trainer: Trainer) -> None:
+def on_train_epoch_start(trainer: TrainingRun) -> None:
     """An epoch begins.  Alias: ``on_epoch_start``.
 
     :param trainer: the trainer; ``epoch`` is the 0-based epoch about to run.
@@ -145,7 +146,7 @@ def on_train_epoch_start(trainer: Trainer) -> None:
 
 
 @hookspec
-def on_train_epoch_end(trainer: Trainer) -> None:
+def on_train_epoch_end(trainer: TrainingRun) -> None:
     """The training batches of an epoch are done, before validation.
 
     For the end of the whole epoch with its validation metrics, use :func:`on_fit_epoch_end`
@@ -159,7 +160,7 @@ def on_train_epoch_end(trainer: Trainer) -> None:
 
 
 @hookspec
-def on_fit_epoch_end(trainer: Trainer, metrics: dict[str, float]) -> None:
+def on_fit_epoch_end(trainer: TrainingRun, metrics: dict[str, float]) -> None:
     """An epoch is complete, validation included: the place to decide on checkpoints and stops.
     Alias: ``on_epoch_end`` (as in Keras: the epoch's validation metrics are available).
 
@@ -180,7 +181,7 @@ def on_fit_epoch_end(trainer: Trainer, metrics: dict[str, float]) -> None:
 
 
 @hookspec
-def on_train_batch_start(trainer: Trainer, batch: Any, batch_idx: int) -> None:
+def on_train_batch_start(trainer: TrainingRun, batch: Any, batch_idx: int) -> None:
     """A training batch is about to go through the task's training step.  Alias:
     ``on_batch_start``.
 
@@ -194,7 +195,7 @@ def on_train_batch_start(trainer: Trainer, batch: Any, batch_idx: int) -> None:
 
 
 @hookspec
-def on_before_backward(trainer: Trainer, loss: Any) -> None:
+def on_before_backward(trainer: TrainingRun, loss: Any) -> None:
     """The loss was computed and the backward pass is next.
 
     :param trainer: the trainer.
@@ -205,7 +206,7 @@ def on_before_backward(trainer: Trainer, loss: Any) -> None:
 
 
 @hookspec
-def on_after_backward(trainer: Trainer) -> None:
+def on_after_backward(trainer: TrainingRun) -> None:
     """The backward pass is done; gradients are available (and may be accumulating).
 
     :param trainer: the trainer.
@@ -215,7 +216,7 @@ def on_after_backward(trainer: Trainer) -> None:
 
 
 @hookspec
-def on_before_optimizer_step(trainer: Trainer) -> None:
+def on_before_optimizer_step(trainer: TrainingRun) -> None:
     """The optimizer is about to update the parameters.  Alias: ``optimizer_step`` (the
     Ultralytics name).
 
@@ -232,7 +233,7 @@ def on_before_optimizer_step(trainer: Trainer) -> None:
 
 
 @hookspec
-def on_params_update(trainer: Trainer) -> None:
+def on_params_update(trainer: TrainingRun) -> None:
     """The optimizer has updated the parameters.
 
     :param trainer: the trainer; ``global_step`` already counts this step.
@@ -242,7 +243,7 @@ def on_params_update(trainer: Trainer) -> None:
 
 
 @hookspec
-def on_before_zero_grad(trainer: Trainer) -> None:
+def on_before_zero_grad(trainer: TrainingRun) -> None:
     """The gradients are about to be cleared after an optimizer step.
 
     :param trainer: the trainer.
@@ -252,7 +253,7 @@ def on_before_zero_grad(trainer: Trainer) -> None:
 
 
 @hookspec
-def on_train_batch_end(trainer: Trainer, batch: Any, batch_idx: int, loss: Any) -> None:
+def on_train_batch_end(trainer: TrainingRun, batch: Any, batch_idx: int, loss: Any) -> None:
     """A training batch is done.  Alias: ``on_batch_end``.
 
     :param trainer: the trainer.
@@ -271,8 +272,8 @@ def on_train_batch_end(trainer: Trainer, batch: Any, batch_idx: int, loss: Any) 
 
 
 @hookspec
-def on_save_checkpoint(trainer: Trainer, checkpoint: dict[str, Any]) -> None:
-    """A checkpoint is being assembled by :meth:`Trainer.checkpoint_state`.
+def on_save_checkpoint(trainer: TrainingRun, checkpoint: dict[str, Any]) -> None:
+    """A checkpoint is being assembled by :meth:`TrainingRun.checkpoint_state`.
 
     :param trainer: the trainer.
     :param checkpoint: the checkpoint dict: ``task`` (the task's state), ``progress`` (epoch,
@@ -285,8 +286,8 @@ def on_save_checkpoint(trainer: Trainer, checkpoint: dict[str, Any]) -> None:
 
 
 @hookspec
-def on_load_checkpoint(trainer: Trainer, checkpoint: dict[str, Any]) -> None:
-    """A checkpoint is being restored by :meth:`Trainer.load_checkpoint_state`.
+def on_load_checkpoint(trainer: TrainingRun, checkpoint: dict[str, Any]) -> None:
+    """A checkpoint is being restored by :meth:`TrainingRun.load_checkpoint_state`.
 
     Fires after the task, the progress counters and every plugin's ``load_state_dict()`` were
     restored.
@@ -299,7 +300,7 @@ def on_load_checkpoint(trainer: Trainer, checkpoint: dict[str, Any]) -> None:
 
 
 @hookspec
-def on_model_save(trainer: Trainer, path: Path) -> None:
+def on_model_save(trainer: TrainingRun, path: Path) -> None:
     """A checkpoint or model file was written (by a checkpointing plugin).
 
     :param trainer: the trainer.
@@ -316,7 +317,7 @@ def on_model_save(trainer: Trainer, path: Path) -> None:
 
 @hookspec
 def on_log(
-    run: Phase, metrics: Mapping[str, float], step: int, epoch: int, phase: str
+    run: Run, metrics: Mapping[str, float], step: int, epoch: int, phase: str
 ) -> None:
     """Metrics are ready to be logged.  Loggers consume this hook and no other.
 
@@ -341,7 +342,7 @@ def on_log(
 
 
 @hookspec
-def on_train_end(trainer: Trainer) -> None:
+def on_train_end(trainer: TrainingRun) -> None:
     """Training finished normally: all epochs ran, a stop was requested, or the run was
     interrupted (``trainer.interrupted``: a signal; the unfinished epoch got no end hooks, and
     a checkpoint written here resumes it exactly).
@@ -355,7 +356,7 @@ def on_train_end(trainer: Trainer) -> None:
 
 
 @hookspec
-def on_exception(run: Phase, exception: BaseException) -> None:
+def on_exception(run: Run, exception: BaseException) -> None:
     """A phase raised.  Fires before :func:`teardown`; the exception then propagates.
 
     Fires for ``KeyboardInterrupt`` too.  An exception raised by an implementation is attached
@@ -369,7 +370,7 @@ def on_exception(run: Phase, exception: BaseException) -> None:
 
 
 @hookspec
-def teardown(run: Phase) -> None:
+def teardown(run: Run) -> None:
     """A phase is over.  Always fires, last, whether the phase succeeded or raised.
 
     :param run: the phase object (trainer, validator, predictor or exporter).
@@ -384,7 +385,7 @@ def teardown(run: Phase) -> None:
 
 
 @hookspec
-def on_val_start(validator: Validator) -> None:
+def on_val_start(validator: Run) -> None:
     """Validation starts: inside ``fit`` after :func:`on_train_epoch_end`, or on its own.
 
     :param validator: the :class:`~hookline.engine.Validator`; ``trainer`` is the trainer when
@@ -395,7 +396,7 @@ def on_val_start(validator: Validator) -> None:
 
 
 @hookspec
-def on_val_batch_start(validator: Validator, batch: Any, batch_idx: int) -> None:
+def on_val_batch_start(validator: Run, batch: Any, batch_idx: int) -> None:
     """A validation batch is about to be evaluated.
 
     :param validator: the validator.
@@ -408,7 +409,7 @@ def on_val_batch_start(validator: Validator, batch: Any, batch_idx: int) -> None
 
 @hookspec
 def on_val_batch_end(
-    validator: Validator, batch: Any, batch_idx: int, outputs: Mapping[str, Any]
+    validator: Run, batch: Any, batch_idx: int, outputs: Mapping[str, Any]
 ) -> None:
     """A validation batch was evaluated.
 
@@ -422,7 +423,7 @@ def on_val_batch_end(
 
 
 @hookspec
-def on_val_end(validator: Validator, metrics: dict[str, float]) -> None:
+def on_val_end(validator: Run, metrics: dict[str, float]) -> None:
     """Validation is complete.
 
     :param validator: the validator.
@@ -439,7 +440,7 @@ def on_val_end(validator: Validator, metrics: dict[str, float]) -> None:
 
 
 @hookspec
-def on_predict_start(predictor: Predictor) -> None:
+def on_predict_start(predictor: Run) -> None:
     """Prediction starts.
 
     :param predictor: the :class:`~hookline.engine.Predictor`.
@@ -449,7 +450,7 @@ def on_predict_start(predictor: Predictor) -> None:
 
 
 @hookspec
-def on_predict_batch_start(predictor: Predictor, batch: Any, batch_idx: int) -> None:
+def on_predict_batch_start(predictor: Run, batch: Any, batch_idx: int) -> None:
     """A batch is about to be predicted.
 
     :param predictor: the predictor.
@@ -462,7 +463,7 @@ def on_predict_batch_start(predictor: Predictor, batch: Any, batch_idx: int) -> 
 
 @hookspec
 def on_predict_postprocess_end(
-    predictor: Predictor, outputs: Any, batch: Any, batch_idx: int
+    predictor: Run, outputs: Any, batch: Any, batch_idx: int
 ) -> None:
     """The task's prediction and post-processing of a batch are done.
 
@@ -477,7 +478,7 @@ def on_predict_postprocess_end(
 
 
 @hookspec
-def on_predict_batch_end(predictor: Predictor, outputs: Any, batch: Any, batch_idx: int) -> None:
+def on_predict_batch_end(predictor: Run, outputs: Any, batch: Any, batch_idx: int) -> None:
     """A batch's predictions were collected.
 
     :param predictor: the predictor.
@@ -490,7 +491,7 @@ def on_predict_batch_end(predictor: Predictor, outputs: Any, batch: Any, batch_i
 
 
 @hookspec
-def on_predict_end(predictor: Predictor) -> None:
+def on_predict_end(predictor: Run) -> None:
     """Prediction is complete; ``predictor.results`` holds every batch's outputs.
 
     :param predictor: the predictor.
@@ -505,7 +506,7 @@ def on_predict_end(predictor: Predictor) -> None:
 
 
 @hookspec
-def on_export_start(exporter: Exporter, format: str) -> None:
+def on_export_start(exporter: Run, format: str) -> None:
     """An export is about to be made.
 
     :param exporter: the :class:`~hookline.engine.Exporter`; ``path`` is where the artifact
@@ -517,7 +518,7 @@ def on_export_start(exporter: Exporter, format: str) -> None:
 
 
 @hookspec
-def on_export_end(exporter: Exporter, artifact: Path) -> None:
+def on_export_end(exporter: Run, artifact: Path) -> None:
     """An export was written.
 
     :param exporter: the exporter.

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from hookline.errors import CheckpointError
 
 if TYPE_CHECKING:
-    from hookline.engine.task import Task
+    from hookline.run import StateTask
 
 MAGIC = b"HOOKLINE-CHECKPOINT\n"
 VERSION = 1
@@ -92,7 +92,7 @@ def read_header(path: str | Path) -> dict[str, Any]:
     return _split(data, source)[0]
 
 
-def load_checkpoint(path: str | Path, task: Task) -> dict[str, Any]:
+def load_checkpoint(path: str | Path, task: StateTask) -> dict[str, Any]:
     """The checkpoint at ``path``, its payload read by ``task``: ``task``, ``progress``,
     ``metrics``, ``plugins`` and the header's ``args``.
 

@@ -6,10 +6,11 @@ and the same plugins run on every backend.  Values the task returns (losses, met
 the framework's own type, on its device: the engine only adds and scales them, and turns them
 into floats with :meth:`Task.to_float` at log intervals and epoch ends, never per batch.
 
-Beyond the training loop, the protocol covers what plugins need from a framework: the model's
-parameters (:meth:`Task.parameters`), checkpoint payloads that load without running code
-(:meth:`Task.save_checkpoint`), learning rates (:meth:`Task.learning_rates`), random state,
-and final, unscaled gradients (:meth:`Task.unscale_gradients`).
+The protocol has two parts.  The state part, :class:`hookline.run.StateTask`, is what plugins
+use: parameters, learning rates, random state, checkpoint payloads that load without running
+code, ``to_float``; a bridge implements it over a host trainer's model and optimizer.  The loop
+part, :class:`Task`, adds what only hookline's own loop calls: the steps, backward, the
+optimizer step (after :meth:`Task.unscale_gradients`), sharding and export.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
+
+from hookline.run import StateTask
 
 Stage = Literal["fit", "validate", "predict", "export"]
 
@@ -37,8 +40,10 @@ class StatefulMetric(Protocol):
 
 
 @runtime_checkable
-class Task(Protocol):
-    """What the engine needs from a framework backend.
+class Task(StateTask, Protocol):
+    """What the engine needs from a framework backend: the state part that plugins use too
+    (:class:`hookline.run.StateTask`), and the loop part below, which only hookline's own
+    loop calls (steps, backward, optimizer step, sharding, export).
 
     A task whose metrics include :class:`StatefulMetric` objects also has two methods the
     validator calls when present (they are optional, so they are not members of the protocol):
@@ -51,13 +56,6 @@ class Task(Protocol):
     accumulate_grad_batches: int
     #: The export formats :meth:`export` accepts.
     export_formats: tuple[str, ...]
-    #: This process's rank and the number of processes (0 and 1 outside distributed runs);
-    #: known after :meth:`setup`.
-    rank: int
-    world_size: int
-    #: The name of the payload format :meth:`save_checkpoint` writes (``"torch"``, ...):
-    #: recorded in each checkpoint file, so that a task of another kind refuses it clearly.
-    checkpoint_format: str
 
     def setup(self, stage: Stage) -> None:
         """Prepare for a phase: place the model on its device, create the optimizer, ..."""
@@ -77,9 +75,6 @@ class Task(Protocol):
 
     def weighted_sum(self, values: Sequence[Any], weights: Sequence[int]) -> Any:
         """``sum(value * weight)`` over the values, computed on their device in one go."""
-
-    def reduce_sum(self, value: Any) -> Any:
-        """``value`` summed over all processes (itself in a single process)."""
 
     def train_mode(self, enabled: bool) -> None:
         """Switch the model between training (dropout, batch statistics) and evaluation."""
@@ -113,44 +108,6 @@ class Task(Protocol):
 
     def detach(self, value: Any) -> Any:
         """``value`` without its autograd history, still on its device."""
-
-    def to_float(self, value: Any) -> float:
-        """``value`` as a Python float (the one place a device value reaches the host)."""
-
-    def random_state(self, data: Iterable[Any]) -> dict[str, Any]:
-        """Every random generator that training draws from (global ones, and any that
-        ``data`` shuffles with), as plain data and tensors."""
-
-    def set_random_state(self, state: Mapping[str, Any], data: Iterable[Any] | None) -> None:
-        """Put back what :meth:`random_state` returned; with ``data=None``, only the global
-        generators (not those of the data)."""
-
-    def parameters(self) -> dict[str, Any]:
-        """The model's parameters by name, as the framework's arrays on their device (no copy
-        to the host): for plugins that watch weights.  Read them; never change them."""
-
-    def learning_rates(self) -> list[float]:
-        """The learning rate of each of the optimizer's parameter groups, in order."""
-
-    def set_learning_rates(self, rates: Sequence[float]) -> None:
-        """Set the learning rate of each parameter group (as many rates as groups)."""
-
-    def save_checkpoint(self, checkpoint: Mapping[str, Any]) -> bytes:
-        """``checkpoint`` (plain data and this framework's arrays) serialized as bytes, in a
-        format that :meth:`load_checkpoint` reads back without running any code."""
-
-    def load_checkpoint(self, data: bytes, source: str) -> dict[str, Any]:
-        """What :meth:`save_checkpoint` wrote, loaded onto the CPU (or host).
-
-        :raises hookline.errors.CheckpointError: naming ``source`` (the file) when the data is
-            corrupt or would need code to be run (an arbitrary pickle) to load.
-        """
-
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume: model, optimizer, ... as plain data and arrays."""
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore what :meth:`state_dict` returned."""
 
     def export(self, format: str, path: Path) -> Path:
         """Write the model in ``format`` to ``path`` and return the file written."""

@@ -37,7 +37,6 @@ reduced values, so all stop at the same step even when a signal lands between tw
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -49,6 +48,7 @@ from hookline.engine.task import Task
 from hookline.engine.validator import Validator
 from hookline.errors import UserError
 from hookline.manager import PluginManager
+from hookline.run import TrainingRun
 from hookline.settings import SettingsError
 
 
@@ -58,16 +58,18 @@ def _positive_int(name: str, value: Any, minimum: int) -> int:
     return value
 
 
-class Trainer(Phase):
+class Trainer(Phase, TrainingRun):
     """Trains a task and fires every training hook.
 
-    Run state, readable by plugins at any hook: ``epoch`` (0-based, the epoch running),
-    ``epochs``, ``global_step`` (optimizer steps taken), ``batch_idx``, ``loss`` (the last
-    batch's loss, on the device), ``metrics`` (floats, filled at epoch end), ``should_stop`` and
-    ``stop_reason``, ``interrupted``, ``save_dir``, ``args``, and ``validator``.
+    Its run state is :class:`hookline.run.TrainingRun`'s, readable by plugins at any hook;
+    ``validator`` is the :class:`Validator` that runs inside ``fit``.
     """
 
     name = "train"
+    PROGRESS_KEYS = (
+        *TrainingRun.PROGRESS_KEYS, "epoch_loss", "interval_loss", "epoch_rng", "rng",
+    )
+    validator: Validator
 
     def __init__(
         self,
@@ -77,36 +79,15 @@ class Trainer(Phase):
         manager: PluginManager | None = None,
     ) -> None:
         super().__init__(task, plugins, manager=manager)
-        self.epoch = 0
-        self.epochs = 0
-        self.global_step = 0
-        self.batch_idx = 0
-        self.loss: Any = None
-        self.start_epoch = 0
-        self.train_data: Iterable[Any] = ()
         self.log_every_n_steps = 50
         self.val_every_n_epochs = 1
-        #: The validator that runs inside ``fit``; it shares this trainer's plugin manager.
         self.validator = Validator(task, manager=self.manager)
         self.validator.trainer = self
         self._resume: dict[str, Any] | None = None
         self._epoch_loss, self._interval_loss = Mean(task), Mean(task)
         self._epoch_rng: Any = None
-        self._batches_done = 0
-        self._epoch_complete = False
         #: The next optimizer step at which an event filter's due state changes (-1: none).
         self._filter_step = -1
-        #: Whether the run was interrupted (:meth:`interrupt`) rather than finished or stopped.
-        self.interrupted = False
-
-    def interrupt(self, reason: str) -> None:
-        """Stop as soon as the gradients of the batches so far are applied (at once without
-        gradient accumulation), without finishing the epoch: no validation and no epoch-end
-        hooks for it; ``on_train_end`` then fires with :attr:`interrupted` true.  A checkpoint
-        written there carries on the epoch exactly.  What a SIGTERM becomes; safe to call from
-        a signal handler.  The first reason given is kept."""
-        self.request_stop(reason)
-        self.interrupted = True
 
     def fit(
         self,
@@ -182,7 +163,7 @@ class Trainer(Phase):
         self._resume = None
         data = task.shard(data, self.epoch)
         self._epoch_loss, self._interval_loss = Mean(self.task), Mean(self.task)
-        self._batches_done, self._epoch_complete = 0, False
+        self.batches_done, self.epoch_complete = 0, False
         if resume is None:
             self._epoch_rng = task.random_state(data)
             return enumerate(data)
@@ -201,7 +182,7 @@ class Trainer(Phase):
             task.set_random_state(resume["rng"], None)
         self._epoch_loss.load_state_dict(resume["epoch_loss"])
         self._interval_loss.load_state_dict(resume["interval_loss"])
-        self._batches_done = skip
+        self.batches_done = skip
         return enumerate(iterator, start=skip)
 
     def _train_epoch(self, data: Iterable[Any]) -> bool:
@@ -237,7 +218,7 @@ class Trainer(Phase):
             detached, count = task.detach(loss), task.batch_size(batch)
             epoch_loss.add(detached, count)
             interval_loss.add(detached, count)
-            self._batches_done = batch_idx + 1
+            self.batches_done = batch_idx + 1
             if "on_train_batch_end" in hooks:
                 self.call(
                     "on_train_batch_end", trainer=self, batch=batch, batch_idx=batch_idx, loss=loss
@@ -257,10 +238,10 @@ class Trainer(Phase):
             if stop and not (interrupted and pending):
                 break  # an interruption waits for the step that applies the gradients
         else:
-            self._epoch_complete = True
-        if interrupted and not self._epoch_complete:
+            self.epoch_complete = True
+        if interrupted and not self.epoch_complete:
             return True
-        if self._epoch_complete and self._batches_done == 0:
+        if self.epoch_complete and self.batches_done == 0:
             raise UserError(
                 f"the training data yielded no batch in epoch {self.epoch + 1}: nothing to "
                 "train on (an empty dataset, or a loader that drops its only batch?)"
@@ -319,74 +300,25 @@ class Trainer(Phase):
             )
         interval_loss.reset()
 
-    # -- checkpoint state (files are written by plugins, never by the engine) -------------------
+    # -- checkpoint state: the loop's own progress besides TrainingRun's counters -----------
 
-    def checkpoint_state(self) -> dict[str, Any]:
-        """Everything needed to resume exactly, as a dict of plain data and tensors.
-
-        ``task`` (model, optimizer, ...), ``progress`` (the epoch to continue, the batches of it
-        already done, the optimizer steps, the epoch's running losses, the random state at the
-        epoch's start and now), ``metrics``, and ``plugins``: each registered plugin that has a
-        ``state_dict()`` method stores it under its state key (its ``state_key`` attribute,
-        else its registered name), then ``on_save_checkpoint`` fires so that any plugin can
-        add more.  Call it between batches (from a hook), not mid-batch.
-        """
-        complete = self._epoch_complete or self._batches_done == 0
-        progress: dict[str, Any] = {
-            "epoch": self.epoch + 1 if self._epoch_complete else self.epoch,
-            "batches_done": 0 if complete else self._batches_done,
-            "global_step": self.global_step,
+    def progress_state(self) -> dict[str, Any]:
+        """:meth:`TrainingRun.progress_state`, with the epoch's running losses and the random
+        state at the epoch's start and now, so that a resumed epoch draws the same batches
+        and reports the same mean loss."""
+        complete = self.epoch_complete or self.batches_done == 0
+        return {
+            **super().progress_state(),
             "epoch_loss": _NO_LOSSES if complete else self._epoch_loss.state_dict(),
             "interval_loss": _NO_LOSSES if complete else self._interval_loss.state_dict(),
             "epoch_rng": None if complete else self._epoch_rng,
             "rng": self.task.random_state(self.train_data),
         }
-        plugins = {
-            key: plugin.state_dict() for key, plugin in self.manager.stateful_plugins().items()
-        }
-        checkpoint: dict[str, Any] = {
-            "task": self.task.state_dict(),
-            "progress": progress,
-            "metrics": dict(self.metrics),
-            "plugins": plugins,
-        }
-        self.call("on_save_checkpoint", trainer=self, checkpoint=checkpoint)
-        return checkpoint
 
-    def load_checkpoint_state(self, checkpoint: Mapping[str, Any]) -> None:
-        """Restore what :meth:`checkpoint_state` returned; ``fit`` then carries on exactly where
-        the checkpoint was taken.  Call it before ``fit`` or from ``on_pretrain_routine_end``.
-
-        Restores the task, the progress counters and random state, each plugin's
-        ``load_state_dict()``, then fires ``on_load_checkpoint``.
-        """
-        try:
-            task_state, progress = checkpoint["task"], checkpoint["progress"]
-            resume = {key: progress[key] for key in _PROGRESS_KEYS}
-        except (KeyError, TypeError) as error:
-            raise ValueError(f"not a hookline checkpoint: missing {error}") from None
-        self.task.load_state_dict(task_state)
-        self.start_epoch = int(resume["epoch"])
-        self.global_step = int(resume["global_step"])
-        self._resume = resume
-        orphans = []
-        stateful = self.manager.stateful_plugins()
-        for key, state in checkpoint.get("plugins", {}).items():
-            plugin = stateful.get(key)
-            if plugin is not None and callable(getattr(plugin, "load_state_dict", None)):
-                plugin.load_state_dict(state)
-            else:
-                orphans.append(key)
-        if orphans:
-            warnings.warn(
-                f"the checkpoint holds the state of plugins that are not here to receive it: "
-                f"{', '.join(orphans)}; they start afresh if registered later", stacklevel=2,
-            )
-        self.call("on_load_checkpoint", trainer=self, checkpoint=dict(checkpoint))
+    def restore_progress(self, progress: Mapping[str, Any]) -> None:
+        super().restore_progress(progress)
+        self._resume = {key: progress[key] for key in self.PROGRESS_KEYS}
 
 
 _END = object()
 _NO_LOSSES = {"total": None, "count": 0}
-_PROGRESS_KEYS = (
-    "epoch", "batches_done", "global_step", "epoch_loss", "interval_loss", "epoch_rng", "rng"
-)

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from hookline.engine import Trainer, checkpoint_file
+from hookline.engine import checkpoint_file
 from hookline.errors import CheckpointError, UserError, first_line
 from hookline.manager import Callback, hookimpl
 from hookline.plugins.support import (
@@ -33,6 +33,7 @@ from hookline.plugins.support import (
     require,
     resolve_mode,
 )
+from hookline.run import TrainingRun
 from hookline.settings import Options, Settings
 
 __all__ = ["CheckpointError", "ModelCheckpoint"]
@@ -109,7 +110,7 @@ class ModelCheckpoint(Callback):
 
     # -- resume --------------------------------------------------------------------------------
 
-    def on_pretrain_routine_end(self, trainer: Trainer) -> None:
+    def on_pretrain_routine_end(self, trainer: TrainingRun) -> None:
         if trainer.is_main and trainer.save_dir is not None:
             for stale in (trainer.save_dir / "weights").glob(".*.tmp"):
                 stale.unlink()  # a write interrupted by a crash; the target file is intact
@@ -144,7 +145,7 @@ class ModelCheckpoint(Callback):
         """Without step-periodic saves there is nothing to do after each batch."""
         return () if self.save_every_n_steps else ("on_train_batch_end",)
 
-    def on_train_batch_end(self, trainer: Trainer) -> None:
+    def on_train_batch_end(self, trainer: TrainingRun) -> None:
         every = self.save_every_n_steps
         step_saves = every and trainer.global_step % every == 0
         if step_saves and trainer.global_step != self._last_step_saved:
@@ -156,7 +157,7 @@ class ModelCheckpoint(Callback):
                 self._write(trainer, targets)
 
     @hookimpl(tryfirst=True)  # before a plugin changes the model at the end (best weights)
-    def on_train_end(self, trainer: Trainer) -> None:
+    def on_train_end(self, trainer: TrainingRun) -> None:
         """An interrupted run (a SIGTERM, say) always leaves ``last.pt``, which carries on in
         the middle of the epoch where it stopped."""
         if not trainer.interrupted:
@@ -165,7 +166,7 @@ class ModelCheckpoint(Callback):
             self._write(trainer, [self._weights(trainer) / "last.pt"])
 
     @hookimpl(trylast=True)  # the checkpoint holds every plugin's reaction to the epoch
-    def on_fit_epoch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+    def on_fit_epoch_end(self, trainer: TrainingRun, metrics: dict[str, float]) -> None:
         if not self._finite(trainer, metrics.get("train/loss", 0.0)):
             return
         targets: list[Path] = []
@@ -177,7 +178,7 @@ class ModelCheckpoint(Callback):
         if targets:
             self._write(trainer, targets)
 
-    def _best_targets(self, trainer: Trainer, metrics: dict[str, float]) -> list[Path]:
+    def _best_targets(self, trainer: TrainingRun, metrics: dict[str, float]) -> list[Path]:
         if self.save_top_k == 0:
             return []
         value = monitored("checkpoint", self.monitor, metrics)
@@ -205,7 +206,7 @@ class ModelCheckpoint(Callback):
             targets.append(path)
         return targets
 
-    def _finite(self, trainer: Trainer, loss: float) -> bool:
+    def _finite(self, trainer: TrainingRun, loss: float) -> bool:
         """Whether the state may be saved (decided alike on every rank)."""
         if math.isfinite(loss):
             return True
@@ -216,11 +217,11 @@ class ModelCheckpoint(Callback):
             )
         return False
 
-    def _weights(self, trainer: Trainer) -> Path:
+    def _weights(self, trainer: TrainingRun) -> Path:
         # on ranks other than zero, and without a run directory, paths are only names
         return (trainer.save_dir or Path()) / "weights"
 
-    def _named(self, trainer: Trainer, metrics: dict[str, float]) -> Path:
+    def _named(self, trainer: TrainingRun, metrics: dict[str, float]) -> Path:
         fields = {name.replace("/", "_"): value for name, value in metrics.items()}
         try:
             name = self.filename.format(epoch=trainer.epoch, step=trainer.global_step, **fields)
@@ -231,7 +232,7 @@ class ModelCheckpoint(Callback):
             ) from None
         return self._weights(trainer) / f"{name}.pt"
 
-    def _write(self, trainer: Trainer, targets: list[Path]) -> None:
+    def _write(self, trainer: TrainingRun, targets: list[Path]) -> None:
         """Write on rank zero; the other ranks made the same decisions and write nothing."""
         if not trainer.is_main:
             return

@@ -13,8 +13,8 @@ import os
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from hookline.engine import Phase
 from hookline.plugins.support import Scalar, TrackerLogger
+from hookline.run import Run
 
 QUIET: dict[str, Any] = {
     "auto_output_logging": False, "auto_metric_logging": False, "auto_param_logging": False,
@@ -48,7 +48,7 @@ class CometLogger(TrackerLogger):
         self.comet_project, self.comet_mode = comet_project, comet_mode
         self.experiment: Any = None
 
-    def start(self, run: Phase, params: dict[str, Scalar]) -> None:
+    def start(self, run: Run, params: dict[str, Scalar]) -> None:
         for variable, value in QUIET_ENVIRONMENT.items():
             os.environ.setdefault(variable, value)
         import comet_ml

@@ -6,9 +6,10 @@ import sys
 from collections.abc import Mapping
 from typing import TextIO
 
-from hookline.engine import Phase, Predictor, Trainer
+from hookline.engine import Predictor
 from hookline.manager import Callback
 from hookline.plugins.support import format_metrics
+from hookline.run import Run, TrainingRun
 
 
 class ConsoleLogger(Callback):
@@ -29,12 +30,12 @@ class ConsoleLogger(Callback):
         stream.write(text + "\n")
         stream.flush()
 
-    def on_train_start(self, trainer: Trainer) -> None:
+    def on_train_start(self, trainer: TrainingRun) -> None:
         where = f" -> {trainer.save_dir}" if trainer.save_dir is not None else ""
         self._print(f"training for {trainer.epochs} epochs{where}")
 
-    def on_log(self, run: Phase, metrics: Mapping[str, float], epoch: int, phase: str) -> None:
-        if phase == "epoch" and isinstance(run, Trainer):
+    def on_log(self, run: Run, metrics: Mapping[str, float], epoch: int, phase: str) -> None:
+        if phase == "epoch" and isinstance(run, TrainingRun):
             self._print(f"epoch {epoch + 1}/{run.epochs}  {format_metrics(metrics)}")
         elif phase == "val":
             self._print(f"validation  {format_metrics(metrics)}")

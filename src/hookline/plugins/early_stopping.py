@@ -9,9 +9,9 @@ import warnings
 from collections.abc import Mapping
 from typing import Any, ClassVar, TextIO
 
-from hookline.engine import Trainer
 from hookline.manager import Callback
 from hookline.plugins.support import at_least, improves, monitored, require, resolve_mode
+from hookline.run import TrainingRun
 from hookline.settings import Options, Settings
 
 
@@ -103,7 +103,7 @@ class EarlyStopping(Callback):
         if self.best is None and self.baseline is not None:
             self.best = self.baseline
 
-    def on_fit_epoch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+    def on_fit_epoch_end(self, trainer: TrainingRun, metrics: dict[str, float]) -> None:
         if trainer.epoch < self.start_from_epoch:
             return
         value = monitored("early stopping", self.monitor, metrics)
@@ -147,7 +147,7 @@ class EarlyStopping(Callback):
             return f"{self.monitor} diverged to {value:.6g} (limit {limit:g})"
         return None
 
-    def on_train_end(self, trainer: Trainer) -> None:
+    def on_train_end(self, trainer: TrainingRun) -> None:
         if trainer.interrupted:
             return  # the run is not over: it resumes with the weights it had
         if self.restore_best_weights and self.best_state is not None:

@@ -15,11 +15,10 @@ import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
-from hookline.engine import Trainer
-from hookline.engine.task import Task
 from hookline.errors import UserError
 from hookline.manager import Callback
 from hookline.plugins.support import monitored, require, resolve_mode
+from hookline.run import StateTask, TrainingRun
 from hookline.settings import Options, Settings, SettingsError
 
 SCHEDULES = ("none", "step", "cosine", "linear", "plateau")
@@ -88,7 +87,7 @@ class LRScheduler(Callback):
         self.lr_factor, self.lr_patience = lr_factor, lr_patience
         self.monitor, self.mode = monitor, mode
         self.warmup_steps, self.warmup_start_factor = warmup_steps, warmup_start_factor
-        self.task: Task | None = None
+        self.task: StateTask | None = None
         self.base_lrs: list[float] = []
         #: optimizer steps taken, and the schedule's own steps (after the warm-up)
         self.steps = 0
@@ -127,7 +126,7 @@ class LRScheduler(Callback):
 
     # -- set-up --------------------------------------------------------------------------------
 
-    def on_train_start(self, trainer: Trainer) -> None:
+    def on_train_start(self, trainer: TrainingRun) -> None:
         rates = trainer.task.learning_rates()
         if not rates:
             warnings.warn("lr_scheduler: the task has no learning rate to schedule", stacklevel=2)
@@ -144,7 +143,7 @@ class LRScheduler(Callback):
             self.scale, self.best, self.bad_epochs = 1.0, None, 0
         self._apply()
 
-    def _horizon(self, trainer: Trainer) -> int:
+    def _horizon(self, trainer: TrainingRun) -> int:
         if self.lr_horizon:
             return self.lr_horizon
         if not self._per_step():
@@ -195,7 +194,7 @@ class LRScheduler(Callback):
             self.t += 1
             self._apply()
 
-    def on_train_epoch_end(self, trainer: Trainer) -> None:
+    def on_train_epoch_end(self, trainer: TrainingRun) -> None:
         if self.task is None:
             return
         for index, rate in enumerate(self.task.learning_rates()):

@@ -28,9 +28,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from hookline.engine import Phase, Trainer
 from hookline.manager import Callback
 from hookline.plugins.support import atomic_write
+from hookline.run import Run, TrainingRun
 
 
 class _MetricFile(Callback):
@@ -45,7 +45,7 @@ class _MetricFile(Callback):
         self._started = time.monotonic()
         self._earlier = 0.0  # seconds of the run before the checkpoint it resumed from
 
-    def _open(self, run: Phase) -> bool:
+    def _open(self, run: Run) -> bool:
         """Choose the file for ``run``; false when the run has no directory."""
         if run.save_dir is None:
             self.path = None
@@ -64,24 +64,24 @@ class _MetricFile(Callback):
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self._earlier = float(state["elapsed"])
 
-    def on_train_start(self, trainer: Trainer) -> None:
+    def on_train_start(self, trainer: TrainingRun) -> None:
         earlier = self._earlier
         if self._open(trainer):
             resumed = trainer.global_step > 0 or trainer.start_epoch > 0
             self._earlier = earlier if resumed else 0.0
             self._begin(trainer if resumed else None)
 
-    def on_val_start(self, validator: Phase) -> None:
+    def on_val_start(self, validator: Run) -> None:
         if getattr(validator, "trainer", None) is None and self._open(validator):
             self._earlier = 0.0
             self._begin(None)
 
-    def _begin(self, resumed: Trainer | None) -> None:
+    def _begin(self, resumed: TrainingRun | None) -> None:
         """Start the file; for a resumed run keep the records before its checkpoint."""
         raise NotImplementedError
 
     @staticmethod
-    def _kept(record: Mapping[str, Any], resumed: Trainer) -> bool:
+    def _kept(record: Mapping[str, Any], resumed: TrainingRun) -> bool:
         """Whether a record written before a resume stays: logged before the checkpoint."""
         if int(record.get("step") or 0) > resumed.global_step:
             return False
@@ -98,7 +98,7 @@ class CSVLogger(_MetricFile):
         self.rows: list[dict[str, Any]] = []
         self.columns: list[str] = []
 
-    def _begin(self, resumed: Trainer | None) -> None:
+    def _begin(self, resumed: TrainingRun | None) -> None:
         assert self.path is not None
         self.rows, self.columns = [], []
         if resumed is not None and self.path.is_file():
@@ -146,7 +146,7 @@ class JSONLogger(_MetricFile):
         super().__init__()
         self._file: IO[str] | None = None
 
-    def _begin(self, resumed: Trainer | None) -> None:
+    def _begin(self, resumed: TrainingRun | None) -> None:
         assert self.path is not None
         kept: list[str] = []
         if resumed is not None and self.path.is_file():

@@ -20,8 +20,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from hookline.engine import Phase
 from hookline.plugins.support import Scalar, TrackerLogger
+from hookline.run import Run
 
 #: MLflow refuses longer parameter values.
 MAX_PARAM_LENGTH = 6000
@@ -52,7 +52,7 @@ class MLflowLogger(TrackerLogger):
         self.client: Any = None
         self.weights: Path | None = None
 
-    def start(self, run: Phase, params: dict[str, Scalar]) -> None:
+    def start(self, run: Run, params: dict[str, Scalar]) -> None:
         from mlflow import MlflowClient
 
         assert run.save_dir is not None

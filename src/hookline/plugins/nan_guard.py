@@ -10,8 +10,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from hookline.engine import Phase, Trainer
 from hookline.manager import Callback
+from hookline.run import Run, TrainingRun
 
 
 class NanGuard(Callback):
@@ -21,14 +21,14 @@ class NanGuard(Callback):
     the one kept.
     """
 
-    def on_log(self, run: Phase, metrics: Mapping[str, float], phase: str) -> None:
-        if phase == "train" and isinstance(run, Trainer):
+    def on_log(self, run: Run, metrics: Mapping[str, float], phase: str) -> None:
+        if phase == "train" and isinstance(run, TrainingRun):
             self._check(run, metrics.get("train/loss", 0.0))
 
-    def on_train_epoch_end(self, trainer: Trainer) -> None:
+    def on_train_epoch_end(self, trainer: TrainingRun) -> None:
         self._check(trainer, trainer.metrics.get("train/loss", 0.0))
 
-    def _check(self, trainer: Trainer, loss: float) -> None:
+    def _check(self, trainer: TrainingRun, loss: float) -> None:
         if not math.isfinite(loss):
             trainer.request_stop(
                 f"NaN guard: the loss became NaN or infinite in epoch {trainer.epoch + 1} "

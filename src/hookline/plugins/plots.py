@@ -23,9 +23,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, TextIO
 
-from hookline.engine import Phase, Trainer
 from hookline.manager import Callback
 from hookline.plugins.support import at_least, atomic_write, draw_panels
+from hookline.run import Run, TrainingRun
 from hookline.settings import Options, Settings
 
 SUFFIXES = ("_mean", "_max")
@@ -110,11 +110,11 @@ class ResultsPlot(Callback):
         self.history, self._ending = [], None
         self._last_draw, self._drawn = time.monotonic(), 0  # the first drawing waits too
 
-    def on_fit_epoch_end(self, trainer: Trainer, metrics: Mapping[str, float]) -> None:
+    def on_fit_epoch_end(self, trainer: TrainingRun, metrics: Mapping[str, float]) -> None:
         self._ending = (trainer.epoch + 1, metrics)
 
-    def on_log(self, run: Phase, metrics: Mapping[str, float], epoch: int, phase: str) -> None:
-        if phase != "epoch" or not isinstance(run, Trainer) or run.save_dir is None:
+    def on_log(self, run: Run, metrics: Mapping[str, float], epoch: int, phase: str) -> None:
+        if phase != "epoch" or not isinstance(run, TrainingRun) or run.save_dir is None:
             return
         if self._available is None:
             self._available = importlib.util.find_spec("PIL") is not None

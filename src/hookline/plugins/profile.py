@@ -15,9 +15,9 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
-from hookline.engine import Phase, Trainer
 from hookline.manager import Callback, hookimpl
 from hookline.manager.timing import ImplementationTimer, Times
+from hookline.run import Run, TrainingRun
 
 #: Hooks left out of the profile: they run before the profile starts or while it ends.
 UNPROFILED = frozenset({
@@ -45,7 +45,7 @@ class HookProfile(Callback):
         self._undo_monitoring: Any = None
 
     @hookimpl(trylast=True)  # the other plugins' set-up is not profiled: it ran before
-    def on_pretrain_routine_start(self, trainer: Trainer) -> None:
+    def on_pretrain_routine_start(self, trainer: TrainingRun) -> None:
         manager = trainer.manager
         own_name = manager.get_name(self) or ""
         hooks = manager.hook_names - UNPROFILED
@@ -66,8 +66,8 @@ class HookProfile(Callback):
         self._undo_monitoring = manager.add_hookcall_monitoring(before, after)
 
     @hookimpl(tryfirst=True)  # before the summary, which writes the report
-    def teardown(self, run: Phase) -> None:
-        if self._timer is None or not isinstance(run, Trainer):
+    def teardown(self, run: Run) -> None:
+        if self._timer is None or not isinstance(run, TrainingRun):
             return
         self._undo_monitoring()
         self._timer.stop()

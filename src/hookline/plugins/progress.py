@@ -16,8 +16,8 @@ import time
 from collections.abc import Mapping
 from typing import Any, ClassVar, TextIO
 
-from hookline.engine import Phase, Trainer
 from hookline.manager import Callback
+from hookline.run import Run, TrainingRun
 from hookline.settings import Options, Settings
 
 #: Seconds between refreshes when ``progress_interval`` is not given.
@@ -25,7 +25,7 @@ TERMINAL_INTERVAL = 0.5
 PLAIN_INTERVAL = 30.0
 
 
-def _epoch_batches(trainer: Trainer) -> int | None:
+def _epoch_batches(trainer: TrainingRun) -> int | None:
     """The batches each process runs in an epoch, when the data has a length."""
     try:
         total = len(trainer.train_data)  # type: ignore[arg-type]
@@ -75,7 +75,7 @@ class ProgressBar(Callback):
         """Plain lines are written from the log intervals: no per-batch call needed."""
         return () if self._output().isatty() else ("on_train_batch_end",)
 
-    def on_train_epoch_start(self, trainer: Trainer) -> None:
+    def on_train_epoch_start(self, trainer: TrainingRun) -> None:
         stream = self._output()
         terminal = stream.isatty()
         interval = self.progress_interval
@@ -99,9 +99,9 @@ class ProgressBar(Callback):
         if self._bar is not None:
             self._bar.update(1)
 
-    def on_log(self, run: Phase, metrics: Mapping[str, float], phase: str) -> None:
+    def on_log(self, run: Run, metrics: Mapping[str, float], phase: str) -> None:
         loss = metrics.get("train/loss")
-        if phase != "train" or loss is None or not isinstance(run, Trainer):
+        if phase != "train" or loss is None or not isinstance(run, TrainingRun):
             return
         self.loss = loss
         if self._bar is not None:
@@ -109,7 +109,7 @@ class ProgressBar(Callback):
         elif time.monotonic() >= self._next_line:
             self._write_line(run.batch_idx + 1)
 
-    def on_train_epoch_end(self, trainer: Trainer) -> None:
+    def on_train_epoch_end(self, trainer: TrainingRun) -> None:
         epoch_loss = trainer.metrics.get("train/loss")
         if epoch_loss is not None:
             self.loss = epoch_loss

@@ -17,9 +17,10 @@ from typing import Any
 
 import yaml
 
-from hookline.engine import Phase, Predictor, Trainer
+from hookline.engine import Predictor
 from hookline.manager import Callback, hookimpl
 from hookline.plugins.support import atomic_write, check_run_name, claim_run_dir, plain
+from hookline.run import Run, TrainingRun
 from hookline.settings import Options, Settings
 
 #: libyaml's safe dumper when PyYAML was built with it (about 4x faster), else the pure one
@@ -80,7 +81,7 @@ class RunFiles(Callback):
         # resume=auto carries on in the named run's directory rather than numbering a new one
         self.exist_ok = settings["exist_ok"] or settings.get("resume") == "auto"
 
-    def _choose_dir(self, run: Phase) -> Path:
+    def _choose_dir(self, run: Run) -> Path:
         if run.save_dir is None:
             run.save_dir = claim_run_dir(
                 self.project / run.name, self.name, reuse=self.exist_ok
@@ -93,7 +94,7 @@ class RunFiles(Callback):
     # -- training ------------------------------------------------------------------------------
 
     @hookimpl(tryfirst=True)  # other plugins read save_dir in the same hook
-    def on_pretrain_routine_start(self, trainer: Trainer) -> None:
+    def on_pretrain_routine_start(self, trainer: TrainingRun) -> None:
         save_dir = self._choose_dir(trainer)
         text = yaml.dump(plain(trainer.args), Dumper=_SAFE_DUMPER, sort_keys=False)
         atomic_write(

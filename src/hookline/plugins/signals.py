@@ -1,7 +1,7 @@
 """Graceful stops on signals: SIGTERM (what SLURM, Kubernetes, spot-instance reclaim and
 torchrun send), SIGUSR1 (what SLURM can send ahead of the time limit) and SIGINT (Ctrl-C).
 
-The first signal interrupts the run (:meth:`hookline.Trainer.interrupt`): training stops once
+The first signal interrupts the run (:meth:`hookline.TrainingRun.interrupt`): training stops once
 the current step's gradients are applied, the checkpoint plugin writes ``last.pt`` (resumable
 in the middle of the epoch), the summary says which signal stopped the run, and trackers are
 closed as failed.  ``hookline train`` then exits with status 128 + the signal's number (143
@@ -18,8 +18,8 @@ import threading
 from types import FrameType
 from typing import Any
 
-from hookline.engine import Trainer
 from hookline.manager import Callback
+from hookline.run import TrainingRun
 
 #: The signals handled, where the platform has them.
 SIGNALS = tuple(
@@ -36,10 +36,10 @@ class GracefulStop(Callback):
     def __init__(self) -> None:
         #: The signal that interrupted the last run, or None.
         self.received: signal.Signals | None = None
-        self._trainer: Trainer | None = None
+        self._trainer: TrainingRun | None = None
         self._previous: dict[int, Any] = {}
 
-    def on_pretrain_routine_start(self, trainer: Trainer) -> None:
+    def on_pretrain_routine_start(self, trainer: TrainingRun) -> None:
         self.received, self._trainer = None, trainer
         if threading.current_thread() is threading.main_thread():
             self._previous = {number: signal.signal(number, self._handle) for number in SIGNALS}

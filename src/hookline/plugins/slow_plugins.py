@@ -16,10 +16,10 @@ import time
 import warnings
 from typing import Any, ClassVar
 
-from hookline.engine import Trainer
 from hookline.manager import Callback, once
 from hookline.manager.timing import ImplementationTimer
 from hookline.plugins.support import require
+from hookline.run import TrainingRun
 from hookline.settings import Options, Settings
 
 #: The hooks that fire for every training batch.
@@ -70,7 +70,7 @@ class SlowPluginCheck(Callback):
         self._timer = None
 
     @once(step=FIRST_STEP)
-    def on_train_batch_start(self, trainer: Trainer) -> None:
+    def on_train_batch_start(self, trainer: TrainingRun) -> None:
         if self._timer is not None or self.reported:
             return  # one window a run (with gradient accumulation, several batches are due)
         manager = trainer.manager
@@ -80,10 +80,10 @@ class SlowPluginCheck(Callback):
         self._started, self._first_step = time.perf_counter(), trainer.global_step
 
     @once(step=LAST_STEP)
-    def on_train_batch_end(self, trainer: Trainer) -> None:
+    def on_train_batch_end(self, trainer: TrainingRun) -> None:
         self._check(trainer)
 
-    def on_train_end(self, trainer: Trainer) -> None:
+    def on_train_end(self, trainer: TrainingRun) -> None:
         self._check(trainer)  # a run shorter than the window: what it timed
 
     def on_exception(self, run: Any) -> None:
@@ -91,7 +91,7 @@ class SlowPluginCheck(Callback):
             self._timer.stop()
             self._timer = None
 
-    def _check(self, trainer: Trainer) -> None:
+    def _check(self, trainer: TrainingRun) -> None:
         timer = self._timer
         if timer is None:
             return

@@ -5,7 +5,7 @@ It says how the run ended (finished, stopped early and why, or failed and with w
 epochs completed and how long the run took (set-up included), the best value of the monitored
 metric and its epoch, the last epoch's metrics, the files the run wrote, the plugins a
 failure disabled (``plugin_failures``: plugin, hook, error), and what other plugins reported
-about the run (:attr:`hookline.Phase.report`: the profile table, ...).  A resumed run counts
+about the run (:attr:`hookline.Run.report`: the profile table, ...).  A resumed run counts
 the time, the epochs and the best result from before the interruption (all kept in the checkpoint).
 """
 
@@ -18,9 +18,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, TextIO
 
-from hookline.engine import Phase, Trainer
 from hookline.manager import Callback, hookimpl
 from hookline.plugins.support import BestTracker, atomic_write, format_metrics, resolve_mode
+from hookline.run import Run, TrainingRun
 from hookline.settings import Options, Settings
 
 
@@ -101,13 +101,13 @@ class RunSummary(Callback):
         running = time.monotonic() - self._started if self._started else 0.0
         return self._earlier_seconds + running
 
-    def on_pretrain_routine_start(self, trainer: Trainer) -> None:
+    def on_pretrain_routine_start(self, trainer: TrainingRun) -> None:
         # from set-up on, so that a run that fails before its first epoch is summarized too
         self._started = time.monotonic()
         self._epochs_done = 0
         self._failures_before = len(trainer.manager.failures)
 
-    def on_fit_epoch_end(self, trainer: Trainer, metrics: Mapping[str, float]) -> None:
+    def on_fit_epoch_end(self, trainer: TrainingRun, metrics: Mapping[str, float]) -> None:
         self.best.update(metrics, trainer.epoch)
         self._epochs_done = trainer.epoch + 1
 
@@ -118,8 +118,8 @@ class RunSummary(Callback):
         self._failure = exception
 
     @hookimpl(trylast=True)  # after the other plugins' teardown: their failures are counted
-    def teardown(self, run: Phase) -> None:
-        if not isinstance(run, Trainer) or not self._started:
+    def teardown(self, run: Run) -> None:
+        if not isinstance(run, TrainingRun) or not self._started:
             return
         if self._failure is not None:
             ended = f"failed: {type(self._failure).__name__}: {self._failure}"

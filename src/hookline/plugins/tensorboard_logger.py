@@ -12,8 +12,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from hookline.engine import Phase
 from hookline.plugins.support import Scalar, TrackerLogger
+from hookline.run import Run
 
 
 class TensorBoardLogger(TrackerLogger):
@@ -27,7 +27,7 @@ class TensorBoardLogger(TrackerLogger):
         self.writer: Any = None
         self._params: dict[str, Scalar] | None = None
 
-    def start(self, run: Phase, params: dict[str, Scalar]) -> None:
+    def start(self, run: Run, params: dict[str, Scalar]) -> None:
         from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
         self.writer = EventFileWriter(str(run.save_dir))

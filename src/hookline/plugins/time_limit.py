@@ -7,9 +7,9 @@ import time
 from collections.abc import Mapping
 from typing import ClassVar
 
-from hookline.engine import Trainer
 from hookline.manager import Callback
 from hookline.plugins.support import at_least
+from hookline.run import TrainingRun
 from hookline.settings import Options, Settings
 
 
@@ -51,7 +51,7 @@ class TimeLimit(Callback):
     def on_train_start(self) -> None:
         self._last = time.monotonic()
 
-    def on_params_update(self, trainer: Trainer) -> None:
+    def on_params_update(self, trainer: TrainingRun) -> None:
         if not self.time_limit:
             return
         now = time.monotonic()

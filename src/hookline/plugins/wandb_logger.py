@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from hookline.engine import Phase
 from hookline.plugins.support import Scalar, TrackerLogger
+from hookline.run import Run
 
 
 class WandbLogger(TrackerLogger):
@@ -31,7 +31,7 @@ class WandbLogger(TrackerLogger):
         self.wandb_project, self.wandb_mode = wandb_project, wandb_mode
         self.run: Any = None
 
-    def start(self, run: Phase, params: dict[str, Scalar]) -> None:
+    def start(self, run: Run, params: dict[str, Scalar]) -> None:
         import wandb
 
         assert run.save_dir is not None

@@ -34,9 +34,9 @@ import urllib.request
 from collections.abc import Mapping
 from typing import Any, ClassVar, TextIO
 
-from hookline.engine import Phase, Trainer
 from hookline.manager import Callback
 from hookline.plugins.support import BestTracker, format_metrics, resolve_mode
+from hookline.run import Run, TrainingRun
 from hookline.settings import Options, Settings, SettingsError, closest
 
 EVENTS = ("train_start", "best", "early_stop", "train_end", "exception")
@@ -191,7 +191,7 @@ class Webhook(Callback):
         """Restore what :meth:`state_dict` returned."""
         self.best.load_state_dict(state["best"])
 
-    def _notify(self, event: str, text: str, trainer: Phase) -> None:
+    def _notify(self, event: str, text: str, trainer: Run) -> None:
         if event not in self.events:
             return
         if self.sender is None:
@@ -208,17 +208,17 @@ class Webhook(Callback):
             "time": time.time(),
         })
 
-    def on_train_start(self, trainer: Trainer) -> None:
+    def on_train_start(self, trainer: TrainingRun) -> None:
         where = f" -> {trainer.save_dir}" if trainer.save_dir is not None else ""
         self._notify("train_start", f"training started: {trainer.epochs} epochs{where}", trainer)
 
-    def on_fit_epoch_end(self, trainer: Trainer, metrics: Mapping[str, float]) -> None:
+    def on_fit_epoch_end(self, trainer: TrainingRun, metrics: Mapping[str, float]) -> None:
         had_best = self.best.value is not None
         if self.best.update(metrics, trainer.epoch) and had_best:
             text = f"new best {self.monitor} {self.best.value:.4g} at epoch {self.best.epoch}"
             self._notify("best", text, trainer)
 
-    def on_train_end(self, trainer: Trainer) -> None:
+    def on_train_end(self, trainer: TrainingRun) -> None:
         best = ""
         if self.best.value is not None:
             best = f"; best {self.monitor} {self.best.value:.4g} at epoch {self.best.epoch}"
@@ -230,7 +230,7 @@ class Webhook(Callback):
             last = f" ({format_metrics(trainer.metrics)})" if trainer.metrics else ""
             self._notify("train_end", f"training finished {progress}{best}{last}", trainer)
 
-    def on_exception(self, run: Phase, exception: BaseException) -> None:
+    def on_exception(self, run: Run, exception: BaseException) -> None:
         text = f"{run.name} failed: {type(exception).__name__}: {exception}"
         self._notify("exception", text, run)
 

@@ -2,7 +2,7 @@
 else in hookline.
 
 * :mod:`~hookline.backends.jax.task`: :class:`JaxTask`, the Task protocol for a Flax model.
-* :mod:`~hookline.backends.jax.payload`: checkpoint payloads as MessagePack, no pickle.
+* checkpoint payloads: MessagePack, no pickle (:mod:`hookline.backends.msgpack_payload`).
 * :mod:`~hookline.backends.jax.export`: serialized StableHLO, loaded back and checked.
 * :mod:`~hookline.backends.jax.demo`: the digits demo on JAX (``hookline train recipe=digits-jax``).
 

@@ -29,7 +29,7 @@ from flax import nnx
 from hookline.backends.batches import batch_parts
 from hookline.backends.host_random import python_numpy_random_state, set_python_numpy_random_state
 from hookline.backends.jax import export as jax_export
-from hookline.backends.jax.payload import load_payload, save_payload
+from hookline.backends.msgpack_payload import load_payload, save_payload
 from hookline.distributed import env_world_size
 from hookline.engine.task import Stage, StatefulMetric, split_metrics
 from hookline.errors import UserError
@@ -428,8 +428,9 @@ class JaxTask:
             data.load_state_dict(state["data"])  # type: ignore[attr-defined]
 
     def save_checkpoint(self, checkpoint: Mapping[str, Any]) -> bytes:
-        """MessagePack with arrays as raw bytes (see :mod:`hookline.backends.jax.payload`)."""
-        return save_payload(checkpoint)
+        """MessagePack with arrays as raw bytes (see :mod:`hookline.backends.msgpack_payload`);
+        JAX arrays reach the host by an explicit ``jax.device_get``."""
+        return save_payload(checkpoint, _to_host)
 
     def load_checkpoint(self, data: bytes, source: str) -> dict[str, Any]:
         """Reads arrays as bytes into NumPy: nothing in the file can run code."""
@@ -542,3 +543,8 @@ def _as_leaf(value: Any, template: Any, where: str) -> Any:
     if array.shape != template.shape:
         raise ValueError(f"{where}: saved shape {array.shape}, this model has {template.shape}")
     return jnp.asarray(array, dtype=template.dtype)
+
+
+def _to_host(value: Any) -> np.ndarray[Any, Any] | None:
+    """A JAX array as a NumPy array, by an explicit transfer; ``None`` for anything else."""
+    return np.asarray(jax.device_get(value)) if isinstance(value, jax.Array) else None

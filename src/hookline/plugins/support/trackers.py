@@ -17,10 +17,10 @@ import warnings
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from hookline.engine import Phase, Trainer
 from hookline.errors import UserError
 from hookline.manager import Callback
 from hookline.plugins.support.formatting import plain
+from hookline.run import Run, TrainingRun
 from hookline.settings import Options, Settings, SettingsError
 
 Scalar = int | float | str | bool
@@ -94,7 +94,7 @@ class TrackerLogger(Callback):
 
     # -- what each tracker implements ------------------------------------------------------
 
-    def start(self, run: Phase, params: dict[str, Scalar]) -> None:
+    def start(self, run: Run, params: dict[str, Scalar]) -> None:
         """Open the tracker's run for ``run`` (which has a ``save_dir``)."""
         raise NotImplementedError
 
@@ -108,7 +108,7 @@ class TrackerLogger(Callback):
 
     # -- hooks -------------------------------------------------------------------------------
 
-    def _begin(self, run: Phase) -> None:
+    def _begin(self, run: Run) -> None:
         if run.save_dir is None:
             warnings.warn(
                 f"{self.extra}: the run has no directory (save=False and no save_dir), so "
@@ -119,10 +119,10 @@ class TrackerLogger(Callback):
         self.start(run, hyperparameters(run.args))
         self.active = True
 
-    def on_train_start(self, trainer: Trainer) -> None:
+    def on_train_start(self, trainer: TrainingRun) -> None:
         self._begin(trainer)
 
-    def on_val_start(self, validator: Phase) -> None:
+    def on_val_start(self, validator: Run) -> None:
         if getattr(validator, "trainer", None) is None:
             self._begin(validator)
 
@@ -132,7 +132,7 @@ class TrackerLogger(Callback):
         if self.active:
             self.log(series(metrics, phase), step, epoch + 1, phase)
 
-    def on_train_end(self, trainer: Trainer) -> None:
+    def on_train_end(self, trainer: TrainingRun) -> None:
         if trainer.interrupted:
             self._failed = True  # a signal ended it: the tracker's run did not finish
 
