@@ -4,8 +4,11 @@ Every ``import`` in ``src/hookline`` is read from the source (at module level an
 functions alike; only ``if TYPE_CHECKING:`` blocks are left out, since they never run), and
 checked against the contract in README.md's Architecture section::
 
-    hookspecs (+ errors, settings, distributed)  <-  manager  <-  engine
-        <-  backends, plugins (neither imports the other)  <-  api  <-  cli  <-  testing
+    hookspecs (+ errors, settings, distributed, run)  <-  manager  <-  engine
+        <-  backends, plugins (neither imports the other)  <-  api  <-  bridges  <-  cli
+        <-  testing
+
+A host trainer (transformers, lightning, keras) is imported only by its own bridge module.
 """
 
 from __future__ import annotations
@@ -24,22 +27,31 @@ SOURCE = Path(__file__).resolve().parents[1] / "src"
 LAYERS: dict[str, tuple[str, ...]] = {
     "base": (
         "hookline", "hookline.errors", "hookline.settings", "hookline.distributed",
-        "hookline.hookspecs",
+        "hookline.hookspecs", "hookline.run",
     ),
     "manager": ("hookline.manager",),
     "engine": ("hookline.engine",),
     "backends": ("hookline.backends",),
     "plugins": ("hookline.plugins",),
     "api": ("hookline.api", "hookline.flags", "hookline.recipe"),
+    "bridges": ("hookline.bridges",),
     "cli": ("hookline.cli", "hookline.__main__"),
     "testing": ("hookline.testing",),
 }
 RANK = {
-    "base": 0, "manager": 1, "engine": 2, "backends": 3, "plugins": 3, "api": 4, "cli": 5,
-    "testing": 6,
+    "base": 0, "manager": 1, "engine": 2, "backends": 3, "plugins": 3, "api": 4, "bridges": 5,
+    "cli": 6, "testing": 7,
 }
 FRAMEWORKS = {
-    "torch", "jax", "jaxlib", "flax", "optax", "numpy", "tensorflow", "lightning", "sklearn",
+    "torch", "jax", "jaxlib", "flax", "optax", "numpy", "tensorflow", "sklearn",
+}
+#: Each host trainer and the one module that may import it.
+HOSTS = {
+    "transformers": "hookline.bridges.hf",
+    "accelerate": "hookline.bridges.hf",
+    "lightning": "hookline.bridges.lightning",
+    "pytorch_lightning": "hookline.bridges.lightning",
+    "keras": "hookline.bridges.keras",
 }
 #: The one module the built-in plugins share helpers through.
 PLUGIN_SUPPORT = "hookline.plugins.support"
@@ -116,6 +128,9 @@ def violations(root: Path) -> list[str]:
             if top in FRAMEWORKS and layer != "backends":
                 problems.append(f"{where}:{line}: {module} ({layer}) imports the framework "
                                 f"{target}; only hookline.backends may")
+            if top in HOSTS and module != HOSTS[top]:
+                problems.append(f"{where}:{line}: {module} imports the host {target}; only "
+                                f"{HOSTS[top]} may")
             if top != "hookline" or target == "hookline":
                 continue
             target_layer = layer_of(target)
@@ -164,6 +179,14 @@ def test_every_import_follows_the_layers():
          "imports the framework numpy"),
         ("hookline/backends/torch/task.py", "from hookline.plugins.support import plain",
          "(backends) imports hookline.plugins.support (plugins)"),
+        ("hookline/bridges/loop.py", "    import transformers",
+         "hookline.bridges.loop imports the host transformers; only hookline.bridges.hf may"),
+        ("hookline/plugins/summary.py", "    import lightning.pytorch",
+         "imports the host lightning.pytorch; only hookline.bridges.lightning may"),
+        ("hookline/bridges/loop.py", "    import torch",
+         "imports the framework torch; only hookline.backends may"),
+        ("hookline/api.py", "from hookline.bridges.loop import HookLoop",
+         "hookline.api (api) imports hookline.bridges.loop (bridges)"),
     ],
 )
 def test_the_contract_catches_an_import_against_the_layers(tmp_path, file, line, expected):
