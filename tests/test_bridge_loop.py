@@ -8,6 +8,7 @@ import csv
 import json
 import math
 import warnings
+from typing import ClassVar
 
 import pytest
 
@@ -124,7 +125,7 @@ def test_a_plugins_learning_rate_wins_over_the_loops_own_scheduler(tmp_path):
 
 
 def test_a_failure_in_the_loop_reaches_every_plugin_and_is_recorded(tmp_path):
-    model, optimizer, data = make_model()
+    model, optimizer, _ = make_model()
     closed = []
 
     class Closer(hookline.Callback):
@@ -135,10 +136,17 @@ def test_a_failure_in_the_loop_reaches_every_plugin_and_is_recorded(tmp_path):
             closed.append(("teardown", None))
 
     loop = HookLoop(TorchHostState(model, optimizer), plugins=[Closer()], save_dir=tmp_path)
-    with pytest.raises(ZeroDivisionError), loop.fit(epochs=2) as run:
-        loop.epoch_start(0)
-        loop.batch_end(0, loss=torch.tensor(1.0))
-        _ = 1 / 0  # the host fails mid-epoch
+
+    def failing_loop():
+        with loop.fit(epochs=2) as run:
+            loop.epoch_start(0)
+            loop.batch_end(0, loss=torch.tensor(1.0))
+            _ = 1 / 0  # the host fails mid-epoch
+        return run
+
+    with pytest.raises(ZeroDivisionError):
+        failing_loop()
+    run = loop.run
     assert closed == [("exception", "ZeroDivisionError"), ("teardown", None)]
     assert run.should_stop is False
     summary = json.loads((tmp_path / "summary.json").read_text())
@@ -157,14 +165,15 @@ def test_a_failing_observer_is_disabled_and_the_loop_trains_on(tmp_path):
     loop = HookLoop(TorchHostState(model, optimizer), plugins=[Broken()], save_dir=tmp_path)
     with pytest.warns(hookline.PluginDisabledWarning, match="tracker is down"):
         run = train(loop, model, optimizer, data, [1.0, 0.9, 0.8])
-    assert run.epoch == 2 and not run.should_stop
+    assert run.epoch == 2
+    assert not run.should_stop
     with open(tmp_path / "results.csv") as file:
         assert len(list(csv.DictReader(file))) == 3
 
 
 def test_settings_are_checked_when_the_loop_is_made(tmp_path):
     model, optimizer, _ = make_model()
-    with pytest.raises(SettingsError, match="patiense.*patience"):
+    with pytest.raises(SettingsError, match=r"patiense.*patience"):
         HookLoop(TorchHostState(model, optimizer), save_dir=tmp_path, early_stopping=True,
                  patiense=3)
     # a setting that belongs to one control plugin alone asks for it
@@ -178,7 +187,7 @@ def test_settings_are_checked_when_the_loop_is_made(tmp_path):
 def test_a_plugin_implementing_a_hook_the_host_cannot_fire_is_warned_once(tmp_path):
     class NoBackward(HookLoop):
         host = "compiled host"
-        unsupported = {"on_after_backward": "backward is compiled"}
+        unsupported: ClassVar = {"on_after_backward": "backward is compiled"}
 
     class GradientWatcher(hookline.Callback):
         def on_after_backward(self):
@@ -193,7 +202,8 @@ def test_a_plugin_implementing_a_hook_the_host_cannot_fire_is_warned_once(tmp_pa
     found = [str(w.message) for w in caught if issubclass(w.category, UnsupportedHookWarning)]
     assert len(found) == 1
     assert "GradientWatcher" in found[0] or "gradientwatcher" in found[0].lower()
-    assert "on_after_backward" in found[0] and "compiled host" in found[0]
+    assert "on_after_backward" in found[0]
+    assert "compiled host" in found[0]
 
 
 def test_the_run_a_plugin_sees_is_the_public_training_run(tmp_path):

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hookline import hookspecs
+from hookline.bridges.coverage import HOSTS, UNSUPPORTED
 from hookline.manager import PluginManager
 
 #: Hook names of the frameworks people port callbacks from, next to hookline's:
@@ -110,8 +111,33 @@ def hooks_markdown() -> str:
     ]
     rows = [" | ".join(f"`{cell}`" if cell != "-" else "-" for cell in row) for row in PORTING]
     parts.append("\n".join(f"| {row} |" for row in rows) + "\n")
+    parts.append(hosts_markdown())
     for section, names in hookspecs.SECTIONS:
         parts.append(f"## {section}\n")
         for name in names:
             parts.append(f"### `{signature(name)}`\n\n{documentation(name)}\n")
     return "\n".join(parts)
+
+
+def hosts_markdown() -> str:
+    """Which hooks fire inside each host trainer a bridge runs plugins in, from the bridges'
+    own declarations (:mod:`hookline.bridges.coverage`)."""
+    hosts = list(HOSTS)
+    lines = [
+        "## Inside host trainers (bridges)\n",
+        "Which hooks fire when plugins run in a host trainer through `hookline.bridges` "
+        "(a hand-written loop, through `HookLoop`, can fire every one). A plugin that "
+        "implements a hook its host cannot fire is warned once, when it is registered.\n",
+        "| hook | " + " | ".join(HOSTS[host] for host in hosts) + " |",
+        "|---|" + "---|" * len(hosts),
+    ]
+    for _, names in hookspecs.SECTIONS:
+        for name in names:
+            if name.startswith("hookline_") or name == "on_plugin_registered":
+                continue
+            cells = [
+                f"no: {UNSUPPORTED[host][name]}" if name in UNSUPPORTED[host] else "yes"
+                for host in hosts
+            ]
+            lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
