@@ -24,8 +24,3 @@ def env_world_size() -> int:
 def env_local_rank() -> int:
     """This process's rank on its machine (picks its GPU)."""
     return int(os.environ.get("LOCAL_RANK", "0"))
-
-
-def is_rank_zero_only(plugin: object) -> bool:
-    """Whether ``plugin`` asks to run on rank zero only."""
-    return bool(getattr(plugin, "rank_zero_only", False))

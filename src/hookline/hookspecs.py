@@ -5,8 +5,9 @@ state, metrics, the end of a run, validation, prediction and export.  Each hook 
 object of its phase (``trainer``, ``validator``, ``predictor``, ``exporter``; ``run`` where a hook
 belongs to every phase) and the event's own data.
 
-An implementation takes any subset of a hook's arguments, by name, and none of them may have a
-default value (pluggy never fills such an argument; hookline refuses it at registration).
+An implementation takes any subset of a hook's arguments, by name.  An argument of its own with
+a default value gets the call's value when the hook passes one and keeps its default otherwise
+(pluggy 1.7's rule; earlier pluggy never fills such an argument, and hookline refuses it there).
 Return values are ignored unless a hook says otherwise.
 
 :data:`SECTIONS` orders the hooks by phase for ``hookline hooks`` and docs/hooks.md, and
@@ -30,8 +31,12 @@ if TYPE_CHECKING:
 PROJECT = "hookline"
 
 #: The version of the hook API: the catalog's hooks, their arguments and their meaning.  The
-#: minor number grows when hooks are added, the major one when a hook is removed or changes
-#: meaning.  A plugin may declare the versions it supports (``hookline_api = ">=1.1,<2"``).
+#: minor number grows when hooks are added, or when a hook gains an argument: the new argument
+#: has a default in the hook's specification, so that the plugins and the callers written
+#: before it keep working (pluggy 1.7 passes the default where a call omits it; the first such
+#: argument raises hookline's floor to pluggy>=1.7).  The major number grows when a hook is
+#: removed, loses an argument or changes meaning.  A plugin may declare the versions it
+#: supports (``hookline_api = ">=1.1,<2"``).
 HOOK_API_VERSION = "1.1"
 
 hookspec = pluggy.HookspecMarker(PROJECT)

@@ -4,6 +4,8 @@ it: no engine, no backend and no built-in plugin.
 
 * :mod:`~hookline.manager.callback`: :class:`Callback` and the ``@hookimpl`` marker.
 * :mod:`~hookline.manager.validation`: checks every implementation at registration.
+* :mod:`~hookline.manager.defaults`: argument defaults, as the installed pluggy treats them.
+* :mod:`~hookline.manager.attributes`: reads a plugin's attributes statically, as pluggy does.
 * :mod:`~hookline.manager.dispatch`: the table of hooks that are due a call.
 * :mod:`~hookline.manager.entry_points`: discovery of installed plugins (group ``hookline``).
 * :mod:`~hookline.manager.listing`: what ``hookline plugins`` reports.

@@ -12,16 +12,19 @@ and the test recorder see every call) without what that call repeats each time: 
 that every argument of the specification was passed (the engine always passes them all) and
 the copy of the implementation list (the table is rebuilt, never changed in place, when
 plugins come and go).  That makes a call through hookline cheaper than a direct pluggy call.
+Like pluggy's call, it passes the specification's defaults for the arguments a call omits
+(pluggy 1.7; :mod:`hookline.manager.defaults`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
 import pluggy
 
-from hookline.distributed import is_rank_zero_only
+from hookline.manager.attributes import static_method, static_value
+from hookline.manager.defaults import call_defaults
 
 #: Hooks that every plugin implements on every rank: settings must agree across ranks.
 SETTINGS_HOOKS = frozenset({"hookline_add_options", "hookline_configure"})
@@ -35,8 +38,12 @@ class DueHook(NamedTuple):
     name: str
     impls: list[pluggy.HookImpl]
     firstresult: bool
+    #: The specification's argument defaults, passed where a call omits the argument.
+    defaults: Mapping[str, Any]
 
     def __call__(self, **kwargs: Any) -> Any:
+        if self.defaults:
+            kwargs = {**self.defaults, **kwargs}
         return self.hookexec(self.name, self.impls, kwargs, self.firstresult)
 
     def get_hookimpls(self) -> list[pluggy.HookImpl]:
@@ -53,8 +60,8 @@ def due_callers(
     due a call (``not_due(hook, plugin)``: whether a filter keeps one out for now)."""
     idle: dict[int, frozenset[str]] = {}
     for plugin in manager.get_plugins():
-        idle_hooks = getattr(plugin, "idle_hooks", None)
-        if callable(idle_hooks):
+        idle_hooks = static_method(plugin, "idle_hooks")
+        if idle_hooks is not None:
             idle[id(plugin)] = frozenset(idle_hooks())
     table: dict[str, DueHook] = {}
     for name in hook_names:
@@ -65,7 +72,7 @@ def due_callers(
         if name not in SETTINGS_HOOKS:
             skipped = [
                 impl.plugin for impl in impls
-                if (rank != 0 and is_rank_zero_only(impl.plugin))
+                if (rank != 0 and static_value(impl.plugin, "rank_zero_only", False))
                 or name in idle.get(id(impl.plugin), ())
                 or not_due(name, impl.plugin)
             ]
@@ -73,7 +80,10 @@ def due_callers(
                 continue
             if skipped:
                 caller = manager.subset_hook_caller(name, skipped)
-        firstresult = bool(caller.spec.opts.get("firstresult", False)) if caller.spec else False
+        spec = caller.spec
+        firstresult = bool(spec.opts.get("firstresult", False)) if spec else False
         # the manager's own executor (pluggy's, inherited): it honours hook-call monitoring
-        table[name] = DueHook(manager._hookexec, name, caller.get_hookimpls(), firstresult)
+        table[name] = DueHook(
+            manager._hookexec, name, caller.get_hookimpls(), firstresult, call_defaults(spec)
+        )
     return table

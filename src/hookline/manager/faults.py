@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from hookline.manager.attributes import static_value
 from hookline.manager.dispatch import SETTINGS_HOOKS
 from hookline.settings import SettingsError
 
@@ -62,8 +63,9 @@ class PluginFailure:
 
 
 def declared_policy(plugin: object) -> str:
-    """The policy a plugin declares (``error_policy``), ``raise`` when it declares none."""
-    policy = getattr(plugin, "error_policy", "raise")
+    """The policy a plugin declares (``error_policy``, read statically), ``raise`` when it
+    declares none."""
+    policy = static_value(plugin, "error_policy", "raise")
     return policy if policy in POLICIES else "raise"
 
 
@@ -90,9 +92,12 @@ def parse_setting(value: str) -> tuple[str | None, dict[str, str]]:
     return every, each
 
 
-def phase_of(argnames: tuple[str, ...], args: tuple[Any, ...]) -> Any:
-    """The phase object among a hook call's arguments, if the hook passes one."""
-    for name, value in zip(argnames, args, strict=False):
+def phase_of(
+    argnames: tuple[str, ...], args: tuple[Any, ...], kwargs: Mapping[str, Any]
+) -> Any:
+    """The phase object among a hook call's arguments (``args``, named by ``argnames``, then
+    ``kwargs``: pluggy passes the arguments with defaults by name), if the hook passes one."""
+    for name, value in (*zip(argnames, args, strict=False), *kwargs.items()):
         if name in _PHASE_ARGUMENTS:
             return value
     return None
@@ -100,16 +105,16 @@ def phase_of(argnames: tuple[str, ...], args: tuple[Any, ...]) -> Any:
 
 def guard(
     function: Callable[..., Any],
-    on_failure: Callable[[BaseException, tuple[Any, ...]], None],
+    on_failure: Callable[[BaseException, tuple[Any, ...], dict[str, Any]], None],
 ) -> Callable[..., Any]:
     """``function`` with an ``Exception`` it raises handed to ``on_failure`` (with the call's
     arguments) instead of propagating; the call then returns ``None``."""
 
-    def guarded(*args: Any) -> Any:  # pluggy passes a hook's arguments by position
+    def guarded(*args: Any, **kwargs: Any) -> Any:  # kwargs: the arguments with defaults
         try:
-            return function(*args)
+            return function(*args, **kwargs)
         except Exception as error:
-            on_failure(error, args)
+            on_failure(error, args, kwargs)
             return None
 
     guarded.__wrapped__ = function  # type: ignore[attr-defined]
@@ -169,8 +174,8 @@ class FaultPolicy:
 
     def _failed(
         self, plugin_name: str, hook: str
-    ) -> Callable[[BaseException, tuple[Any, ...]], None]:
-        def failed(error: BaseException, args: tuple[Any, ...]) -> None:
+    ) -> Callable[[BaseException, tuple[Any, ...], dict[str, Any]], None]:
+        def failed(error: BaseException, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
             manager = self.manager
             plugin = manager.get_plugin(plugin_name)
             if plugin is None:
@@ -187,7 +192,7 @@ class FaultPolicy:
                 (impl.argnames for impl in getattr(manager.hook, hook).get_hookimpls()
                  if impl.plugin is plugin), (),
             )
-            phase = phase_of(tuple(argnames), args)
+            phase = phase_of(tuple(argnames), args, kwargs)
             if hook != "teardown" and phase is not None:
                 self._release(plugin, phase)
             manager.unregister(plugin)
@@ -201,4 +206,6 @@ class FaultPolicy:
             if impl.plugin is plugin:
                 original = self._originals.get(id(impl), (impl, impl.function))[1]
                 with contextlib.suppress(Exception):  # best effort: the plugin is being dropped
-                    original(*[phase for _ in impl.argnames])
+                    original(*[phase for _ in impl.argnames], **{
+                        name: phase for name in impl.kwargnames if name in _PHASE_ARGUMENTS
+                    })

@@ -25,7 +25,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from types import MethodType
 from typing import Any, TypeVar
+
+from hookline.manager.attributes import static_value
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -124,8 +127,10 @@ def once(*, step: int | None = None, epoch: int | None = None) -> Callable[[F], 
 
 
 def filter_of(function: Any) -> EventFilter | None:
-    """The filter a function was marked with, if any."""
-    found = getattr(function, FILTER_ATTRIBUTE, None)
+    """The filter a function (or the function of a bound method) was marked with, if any;
+    read statically, like every attribute hookline reads from a plugin."""
+    marked = function.__func__ if isinstance(function, MethodType) else function
+    found = static_value(marked, FILTER_ATTRIBUTE)
     return found if isinstance(found, EventFilter) else None
 
 

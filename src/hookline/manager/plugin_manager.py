@@ -20,23 +20,39 @@ import pluggy
 from hookline import hookspecs
 from hookline.distributed import env_rank
 from hookline.errors import add_note
+from hookline.manager.attributes import (
+    computed_setting,
+    hookable,
+    own_attributes,
+    static_method,
+    static_value,
+)
 from hookline.manager.callback import PLAIN_IMPL, Callback, FunctionCallback
 from hookline.manager.compat import API_ATTRIBUTE, HookDeprecationWarning, incompatibility
+from hookline.manager.defaults import offered_arguments
 from hookline.manager.dispatch import DueHook, due_callers
 from hookline.manager.entry_points import distribution_label, load_entry_points, report
 from hookline.manager.errors import PluginLoadError, PluginValidationError, UnknownHookError
 from hookline.manager.faults import DEFAULT_SETTING, SETTING, FaultPolicy, PluginFailure
 from hookline.manager.filters import FilterTable, filter_of
 from hookline.manager.listing import PluginInfo, hookline_version, is_builtin
-from hookline.manager.validation import check_plugin, check_specs, unknown_hook_hint
+from hookline.manager.validation import (
+    check_implementation,
+    check_plugin,
+    check_specs,
+    unknown_hook_hint,
+)
 from hookline.settings import Options, Settings, SettingsError
 
 if TYPE_CHECKING:
     import importlib.metadata
 
 
+#: What the validation of a plugin class depends on: each hook with the arguments it offers
+#: and whether it is historic, and each other name a hook answers to.
+_CatalogKey = tuple[frozenset[tuple[str, tuple[str, ...], bool]], frozenset[tuple[str, str]]]
 #: Parsed attributes per (plugin class, hook catalog), shared by every manager.
-_CLASS_PARSES: dict[tuple[type, frozenset[str]], dict[str, pluggy.HookimplOpts | None]] = {}
+_CLASS_PARSES: dict[tuple[type, _CatalogKey], dict[str, pluggy.HookimplOpts | None]] = {}
 #: The entry of a class's parses that says it passed validation (no attribute has this name).
 _VALID = " validated"
 #: The hook specifications parsed from :mod:`hookline.hookspecs`, by attribute name.
@@ -74,6 +90,7 @@ class PluginManager(pluggy.PluginManager):
     def __init__(self) -> None:
         super().__init__(hookspecs.PROJECT)
         self._hook_names: frozenset[str] = frozenset()
+        self._catalog_key: _CatalogKey = (frozenset(), frozenset())
         #: Every other name a hook answers to: aliases and renamed hooks' old names (the
         #: catalog's and those of plugins' hooks, filled by add_hookspecs).
         self._aliases: dict[str, str] = {}
@@ -125,16 +142,30 @@ class PluginManager(pluggy.PluginManager):
         the new hooks are dispatched, validated and listed like the catalog's.  A
         ``RENAMED`` mapping next to them (old name to new) keeps old names working, with a
         :class:`HookDeprecationWarning`; an ``ALIASES`` mapping adds other names."""
-        super().add_hookspecs(module_or_class)
-        for table in ("ALIASES", "RENAMED"):
-            self._aliases.update(getattr(module_or_class, table, None) or {})
-        self._renamed.update(getattr(module_or_class, "RENAMED", None) or {})
-        names = frozenset(
-            name for name, caller in vars(self.hook).items()
-            if isinstance(caller, pluggy.HookCaller) and caller.has_spec()
+        try:
+            super().add_hookspecs(module_or_class)
+            for table in ("ALIASES", "RENAMED"):
+                self._aliases.update(static_value(module_or_class, table) or {})
+            self._renamed.update(static_value(module_or_class, "RENAMED") or {})
+        finally:  # pluggy adds a hook before it checks the implementations registered for it
+            names = frozenset(
+                name for name, caller in vars(self.hook).items()
+                if isinstance(caller, pluggy.HookCaller) and caller.has_spec()
+            )
+            added, self._hook_names = names - self._hook_names, names
+            self._catalog_key = self._describe_catalog()
+            self._refresh_dispatch(added)
+
+    def _describe_catalog(self) -> _CatalogKey:
+        """The key under which a class validated with this manager's hooks is valid."""
+        callers = [getattr(self.hook, name) for name in self._hook_names]
+        return (
+            frozenset(
+                (caller.name, offered_arguments(caller.spec), caller.is_historic())
+                for caller in callers
+            ),
+            frozenset(self._aliases.items()),
         )
-        added, self._hook_names = names - self._hook_names, names
-        self._refresh_dispatch(added)
 
     @property
     def dispatch(self) -> Mapping[str, DueHook]:
@@ -162,7 +193,9 @@ class PluginManager(pluggy.PluginManager):
                 return self.call(self._aliases[hook_name], **kwargs)
             fix = unknown_hook_hint(hook_name, self._hook_names, self._aliases)
             raise UnknownHookError(f"{hook_name!r} is not a hookline hook; {fix}")
-        hookexec, name, impls, firstresult = due
+        hookexec, name, impls, firstresult, defaults = due
+        if defaults:  # the specification's defaults, for the arguments the call omits
+            kwargs = {**defaults, **kwargs}
         result: list[Any] = hookexec(name, impls, kwargs, firstresult)
         return result
 
@@ -292,19 +325,18 @@ class PluginManager(pluggy.PluginManager):
         (functions given to ``add_callback``, say), which only it can say."""
         if isinstance(plugin, ModuleType) or inspect.isclass(plugin):
             return None
-        own = getattr(plugin, "__dict__", {})
-        if any(callable(value) for value in own.values()):
+        if any(callable(value) for value in own_attributes(plugin).values()):
             return None
-        return _CLASS_PARSES.setdefault((type(plugin), self._hook_names), {})
+        return _CLASS_PARSES.setdefault((type(plugin), self._catalog_key), {})
 
     def _parse(self, plugin: Any, name: str) -> pluggy.HookimplOpts | None:
+        if not hookable(plugin, name):
+            return None  # found statically, as pluggy 1.7 does (before it, pluggy runs getattr)
         opts = super().parse_hookimpl_opts(plugin, name)
         if opts is None:
             if not isinstance(plugin, Callback | FunctionCallback):
                 return None
             if name not in self._hook_names and name not in self._aliases:
-                return None
-            if not callable(inspect.getattr_static(plugin, name, None)):
                 return None
             opts = PLAIN_IMPL.copy()  # pluggy keeps it: one per implementation
         if name in self._aliases and not opts.get("specname"):
@@ -328,29 +360,44 @@ class PluginManager(pluggy.PluginManager):
         """Register a plugin (module, class or instance) and return its name.
 
         Each implementation is checked against the catalog first; on any problem this raises
-        :class:`PluginValidationError` and nothing is registered.  Returns ``None`` when the
-        name is blocked.  Without ``name``, a second instance of a class gets ``Name-2``.
+        :class:`PluginValidationError`, naming the hook, and nothing is registered.  Returns
+        ``None`` when the name is blocked.  Without ``name``, a second instance of a class gets
+        ``Name-2``.  The attributes hookline reads from the plugin (``hookline_api``,
+        ``hookspecs``, ``state_key``, ...) are read statically, as pluggy finds hooks
+        (:mod:`hookline.manager.attributes`): ``__getattr__`` and properties are not run.
         """
         if name is None:
             name = self._free_name(self.get_canonical_name(plugin))
         if self.is_blocked(name):
             return None
-        problem = incompatibility(getattr(plugin, API_ATTRIBUTE, None))
+        computed = computed_setting(plugin)
+        if computed is not None:
+            attribute, kind = computed
+            raise PluginValidationError(
+                plugin,
+                f"plugin {name!r}: its {attribute!r} is a {kind}, which hookline does not run "
+                "(it reads a plugin's attributes statically, as pluggy finds hooks); make it "
+                "a plain attribute, set on the class or in __init__",
+            )
+        problem = incompatibility(static_value(plugin, API_ATTRIBUTE))
         if problem is not None:
             raise PluginValidationError(plugin, f"plugin {name!r} {problem}")
-        specs = getattr(plugin, HOOKSPECS_ATTRIBUTE, None)
-        if specs is not None and not isinstance(specs, FunctionCallback):
+        specs = static_value(plugin, HOOKSPECS_ATTRIBUTE)
+        if specs is not None:
             self._add_plugin_hookspecs(specs, name)
         self._check_state_key(plugin, name)
         shared = self._class_parses(plugin)
         self._parsing = (plugin, shared if shared is not None else {})
         try:
+            pending: list[tuple[str, str]] = []
             # a class checked once under this catalog is valid for all its instances
             if shared is None or _VALID not in shared:
-                check_plugin(self, plugin, name)
-                if shared is not None:
+                pending = check_plugin(self, plugin, name)
+                if shared is not None and not pending:
                     shared[_VALID] = None
             registered = self._register_validated(plugin, name)
+            if registered is not None and pending:
+                self._check_after_replay(plugin, registered, pending)
         finally:
             self._parsing = None
         if registered is not None:  # only the hooks it implements change
@@ -366,17 +413,36 @@ class PluginManager(pluggy.PluginManager):
         try:
             return super().register(plugin, name)
         except pluggy.PluginValidationError as error:
-            # pluggy before 1.7 keeps the name after a validation error: take it back.
+            # pluggy before 1.7 keeps the name after a validation error, and pluggy 1.7 the
+            # implementations added before a problem that a historic replay revealed
             if self.get_plugin(name) is plugin:
                 super().unregister(plugin, name)
             raise PluginValidationError(plugin, str(error)) from error
+
+    def _check_after_replay(
+        self, plugin: Any, name: str, pending: Sequence[tuple[str, str]]
+    ) -> None:
+        """Check the implementations that :func:`check_plugin` left pending (their hooks had
+        no specification before the replay of a historic hook to ``plugin``, which may have
+        added it); on a problem, unregister ``plugin`` and raise it."""
+        try:
+            for attr, hook in pending:
+                check_implementation(self, plugin, name, attr, hook)
+        except PluginValidationError:
+            super().unregister(plugin, name)
+            for _, hook in pending:  # the callers pluggy made for hooks that are still none
+                caller = getattr(self.hook, hook, None)
+                if caller is not None and not caller.has_spec() and not caller.get_hookimpls():
+                    delattr(self.hook, hook)
+            self._refresh_dispatch()
+            raise
 
     def _add_plugin_hookspecs(self, specs: Any, name: str) -> None:
         """Add the hooks a plugin declares (its ``hookspecs``), once per declaring object."""
         if specs is hookspecs or any(specs is source for source in self._spec_sources):
             return
         known = self._hook_names
-        problem = check_specs(specs, known, self._aliases, self.custom_hooks)
+        problem = check_specs(self, specs)
         if problem is not None:
             raise PluginValidationError(specs, f"plugin {name!r}: {problem}")
         self.add_hookspecs(specs)
@@ -411,11 +477,11 @@ class PluginManager(pluggy.PluginManager):
         """State key to plugin, for every registered plugin that has a ``state_dict()``."""
         return {
             state_key_of(plugin, name): plugin for name, plugin in self.list_name_plugin()
-            if plugin is not None and callable(getattr(plugin, "state_dict", None))
+            if plugin is not None and static_method(plugin, "state_dict") is not None
         }
 
     def _check_state_key(self, plugin: Any, name: str) -> None:
-        if not callable(getattr(plugin, "state_dict", None)):
+        if static_method(plugin, "state_dict") is None:
             return
         key = state_key_of(plugin, name)
         holder = self.stateful_plugins().get(key)
@@ -545,10 +611,10 @@ class PluginManager(pluggy.PluginManager):
         )
 
         def owned(function: Callable[..., Any], plugin_name: str) -> Callable[..., Any]:
-            def declare(*args: Any) -> Any:
+            def declare(*args: Any, **kwargs: Any) -> Any:
                 options.default_owner = plugin_name
                 try:
-                    return function(*args)
+                    return function(*args, **kwargs)
                 finally:
                     options.default_owner = ""
 
@@ -591,8 +657,9 @@ def default_manager(strict: bool = False) -> PluginManager:
 
 
 def state_key_of(plugin: Any, name: str) -> str:
-    """``plugin``'s ``state_key`` attribute, else ``name`` (the name it is registered under)."""
-    key = getattr(plugin, "state_key", None)
+    """``plugin``'s ``state_key`` attribute (read statically), else ``name`` (the name it is
+    registered under)."""
+    key = static_value(plugin, "state_key")
     return key if isinstance(key, str) and key else name
 
 
@@ -602,9 +669,9 @@ def refusals_as_settings_errors(
     """``function`` (a ``hookline_configure`` implementation) with a ``ValueError`` it raises
     turned into a :class:`SettingsError` that names the plugin."""
 
-    def configure(*args: Any) -> Any:
+    def configure(*args: Any, **kwargs: Any) -> Any:
         try:
-            return function(*args)
+            return function(*args, **kwargs)
         except SettingsError:
             raise
         except ValueError as error:
@@ -618,9 +685,9 @@ def collect_errors(
 ) -> Callable[..., Any]:
     """``function``, with an ``Exception`` it raises appended to ``errors`` instead."""
 
-    def collecting(*args: Any) -> Any:
+    def collecting(*args: Any, **kwargs: Any) -> Any:
         try:
-            return function(*args)
+            return function(*args, **kwargs)
         except Exception as error:
             errors.append((plugin_name, error))
             return None

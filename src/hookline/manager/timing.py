@@ -74,10 +74,10 @@ def _timed(
 ) -> Callable[..., Any]:
     clock = time.perf_counter
 
-    def timed(*args: Any) -> Any:  # pluggy passes a hook's arguments by position
+    def timed(*args: Any, **kwargs: Any) -> Any:  # kwargs: the arguments with defaults
         started = clock()
         try:
-            return function(*args)
+            return function(*args, **kwargs)
         finally:
             elapsed = clock() - started
             times.calls += 1
