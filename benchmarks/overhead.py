@@ -25,9 +25,11 @@ Contenders run interleaved, one after the other in each repetition, in this proc
 
 When JAX is installed (the ``jax`` extra), the same workload again on JAX, against its own
 baseline: ``raw-jax``, a loop over one ``jax.jit``-compiled Optax step (the same MLP as a Flax
-NNX module, split into pytrees once), then ``hookline-jax-bare`` and ``hookline-jax-defaults``
-on a :class:`~hookline.backends.jax.JaxTask`.  Every JAX contender compiles its step inside
-the timed run, as a script does once per process: compilation is part of the cost per run.
+NNX module, split into pytrees once), then ``hookline-jax-bare``, ``hookline-jax-grad-norm``
+(bare with the ``grad_norm`` plugin: what reading the gradients' norm at every step costs) and
+``hookline-jax-defaults`` on a :class:`~hookline.backends.jax.JaxTask`.  Every JAX contender
+compiles its step inside the timed run, as a script does once per process: compilation is
+part of the cost per run.
 
 For each contender it prints the median time per step of the 3-epoch run, the overhead per step
 over the raw loop and the ratio to it, and splits that overhead in two: what each further step
@@ -247,6 +249,7 @@ def jax_suite() -> tuple[Callable[[int], Any], dict[str, Contender]] | None:
         return None
     from hookline.backends.arrays import ArrayBatches
     from hookline.backends.jax import JaxTask, cross_entropy
+    from hookline.plugins.grad_norm import GradNorm
 
     class MLP(nnx.Module):
         def __init__(self, rngs: nnx.Rngs) -> None:
@@ -308,6 +311,15 @@ def jax_suite() -> tuple[Callable[[int], Any], dict[str, Contender]] | None:
         _steady("hookline-jax-bare", epochs, time.perf_counter() - first.ended)
         return time.perf_counter() - started
 
+    def jax_grad_norm(data: ArrayBatches, epochs: int, _: Path) -> float:
+        started = time.perf_counter()
+        first = FirstEpoch()
+        trainer = Trainer(make_task(), [first, GradNorm()], manager=PluginManager())
+        trainer.fit(data, epochs=epochs)
+        jax.block_until_ready(trainer.loss)
+        _steady("hookline-jax-grad-norm", epochs, time.perf_counter() - first.ended)
+        return time.perf_counter() - started
+
     def jax_defaults(data: ArrayBatches, epochs: int, folder: Path) -> float:
         quiet = contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO())
         with quiet[0], quiet[1], warnings.catch_warnings():
@@ -322,7 +334,8 @@ def jax_suite() -> tuple[Callable[[int], Any], dict[str, Contender]] | None:
             return time.perf_counter() - started
 
     contenders = {
-        "raw-jax": raw_jax, "hookline-jax-bare": jax_bare, "hookline-jax-defaults": jax_defaults,
+        "raw-jax": raw_jax, "hookline-jax-bare": jax_bare,
+        "hookline-jax-grad-norm": jax_grad_norm, "hookline-jax-defaults": jax_defaults,
     }
     return make_data, contenders
 

@@ -31,7 +31,9 @@ def test_quick_benchmark_reports_every_contender(tmp_path):
     if importlib.util.find_spec("ignite") is not None:
         expected |= {"ignite-bare", "ignite-handlers"}
     if importlib.util.find_spec("jax") is not None:
-        expected |= {"raw-jax", "hookline-jax-bare", "hookline-jax-defaults"}
+        expected |= {
+            "raw-jax", "hookline-jax-bare", "hookline-jax-grad-norm", "hookline-jax-defaults"
+        }
     assert set(results["steps"]) == expected
     for name, row in results["steps"].items():
         assert row["step_us"] > 0, name

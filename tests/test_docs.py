@@ -34,7 +34,7 @@ def test_every_python_block_of_the_guide_runs(name, monkeypatch, tmp_path, capsy
     monkeypatch.setattr(backends, "installed", lambda: [name])
     monkeypatch.chdir(tmp_path)
     blocks = python_blocks(GUIDE.read_text())
-    assert len(blocks) == 11
+    assert len(blocks) == 12
     namespace: dict[str, object] = {"__name__": "guide"}
     for number, block in enumerate(blocks, start=1):
         try:

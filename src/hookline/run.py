@@ -52,6 +52,16 @@ class StateTask(Protocol):
         """The model's parameters by name, as the framework's arrays on their device (no copy
         to the host): for plugins that watch weights.  Read them; never change them."""
 
+    def gradients(self) -> dict[str, Any]:
+        """The gradients by name (the names of :meth:`parameters`), as the framework's arrays
+        on their device, without a copy.  At ``on_before_optimizer_step`` they are final:
+        accumulated over the step's batches and unscaled (mixed precision), before clipping.
+        Read them; never change them."""
+
+    def gradient_norm(self) -> Any:
+        """The global L2 norm of :meth:`gradients`, as a scalar on the device (turn it into a
+        float with :meth:`to_float` at a log interval, not per step)."""
+
     def learning_rates(self) -> list[float]:
         """The learning rate of each of the optimizer's parameter groups, in order."""
 
@@ -102,7 +112,8 @@ class Run:
         self.manager = manager
         #: The settings of the current run, as resolved by ``hookline_configure``.
         self.settings = Settings({})
-        #: Every argument of the current run (the phase's own and the plugins' settings).
+        #: Every argument of the current run (the phase's own and the plugins' settings),
+        #: as the run records them: secret settings redacted (``Settings.public``).
         self.args: dict[str, Any] = {}
         #: Metrics as floats: the epoch's for a training run, the run's for a validation.
         self.metrics: dict[str, float] = {}

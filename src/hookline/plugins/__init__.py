@@ -110,6 +110,12 @@ BUILTINS: tuple[Builtin, ...] = (
         "warn once when a plugin's per-batch hooks take over slow_plugin_share of the step",
     ),
     Builtin(
+        "grad_norm",
+        "hookline.plugins.grad_norm:GradNorm",
+        "report the gradients' global norm before each step as train/grad_norm",
+        default=False,
+    ),
+    Builtin(
         "profile",
         "hookline.plugins.profile:HookProfile",
         "time every plugin's hooks; print the table at the end and add it to summary.json",

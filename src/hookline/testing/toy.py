@@ -10,6 +10,7 @@ exactly, so a resumed run ends bit for bit where an uninterrupted one does.
 from __future__ import annotations
 
 import json
+import math
 import random
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -185,6 +186,12 @@ class LinearRegressionTask:
 
     def parameters(self) -> dict[str, Any]:
         return {"weight": list(self.weight), "bias": self.bias}
+
+    def gradients(self) -> dict[str, Any]:
+        return {"weight": list(self._grad_weight), "bias": self._grad_bias}
+
+    def gradient_norm(self) -> float:
+        return math.sqrt(sum(g * g for g in self._grad_weight) + self._grad_bias**2)
 
     def state_dict(self) -> dict[str, Any]:
         return {"weight": list(self.weight), "bias": self.bias, "lr": self.lr}

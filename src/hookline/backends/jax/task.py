@@ -139,6 +139,10 @@ class JaxTask:
         self._lr_positions: list[int] = []
         self._lrs: list[float] = []
         self._grads: Leaves | None = None  # accumulated since the last zero_grad
+        #: Whether each training step also computes the gradients' global norm (turned on
+        #: by the first :meth:`gradient_norm`), and the norm the last step computed.
+        self._track_norm = False
+        self._grad_norm: jax.Array | None = None
         self._update_pending = False  # optimizer_step asked for, not applied yet
         self._zero_pending = False  # zero_grad asked for while the update is pending
         self._compiled: dict[str, Callable[..., Any]] = {}
@@ -185,13 +189,14 @@ class JaxTask:
 
     def _train_step(
         self, params: Leaves, rest: Leaves, opt_state: Leaves, grads: Leaves | None,
-        inputs: Any, targets: Any, *, apply: bool,
-    ) -> tuple[Leaves, Leaves, jax.Array, Leaves, Leaves]:
+        inputs: Any, targets: Any, *, apply: bool, norm: bool,
+    ) -> tuple[Leaves, Leaves, jax.Array, Leaves, Leaves, jax.Array | None]:
         """One training step as one compiled call: first, when ``apply``, the pending update
         from ``grads`` (the new gradients then start afresh); then the batch's loss and
-        gradients, added to ``grads`` otherwise (``None``: nothing to add).  ``apply`` is
-        static: a run compiles the first step's variant and the steady one, nothing per step
-        decides on the device."""
+        gradients, added to ``grads`` otherwise (``None``: nothing to add); with ``norm``, the
+        accumulated gradients' global norm too.  ``apply`` and ``norm`` are static: a run
+        compiles the first step's variant and the steady one, nothing per step decides on the
+        device."""
         if apply:
             assert grads is not None
             params, opt_state = self._update(params, opt_state, grads)
@@ -207,7 +212,7 @@ class JaxTask:
         if grads is not None:
             leaves = [old + leaf for old, leaf in zip(grads, leaves, strict=True)]
         rest = jax.tree_util.tree_leaves(nnx.state(module, nnx.Not(nnx.Param)))
-        return params, opt_state, loss, rest, leaves
+        return params, opt_state, loss, rest, leaves, optax.tree.norm(leaves) if norm else None
 
     def _evaluate(
         self, params: Leaves, rest: Leaves, inputs: Any, targets: Any
@@ -226,9 +231,9 @@ class JaxTask:
         if name not in self._compiled:
             functions: dict[str, Callable[..., Any]] = {
                 "train": self._train_step, "update": self._update,
-                "evaluate": self._evaluate, "predict": self._predict,
+                "evaluate": self._evaluate, "predict": self._predict, "norm": optax.tree.norm,
             }
-            static = ("apply",) if name == "train" else ()
+            static = ("apply", "norm") if name == "train" else ()
             self._compiled[name] = jax.jit(functions[name], static_argnames=static)
         return self._compiled[name]
 
@@ -310,9 +315,11 @@ class JaxTask:
             self._ensure_optimizer()
         if self._update_pending and not self._zero_pending:
             self._flush()  # the gradients outlive the update: apply it on its own
-        self._params, self._opt_state, loss, self._rest, self._grads = self._compile("train")(
+        (
+            self._params, self._opt_state, loss, self._rest, self._grads, self._grad_norm
+        ) = self._compile("train")(
             self._params, self._rest, self._opt_state, self._grads, inputs, targets,
-            apply=self._update_pending,
+            apply=self._update_pending, norm=self._track_norm,
         )
         self._update_pending = self._zero_pending = False
         return loss
@@ -383,13 +390,34 @@ class JaxTask:
                 "(learning_rate=1e-3)"
             )
 
+    def _by_name(self, leaves: Leaves) -> dict[str, Any]:
+        """Leaves shaped like the parameters, by path (``['hidden']['kernel']``)."""
+        tree = jax.tree_util.tree_unflatten(self._params_def, leaves)
+        flat = jax.tree_util.tree_flatten_with_path(nnx.to_pure_dict(tree))[0]
+        return {jax.tree_util.keystr(path): value for path, value in flat}
+
     def parameters(self) -> dict[str, Any]:
         """The ``nnx.Param`` leaves by path (``['hidden']['kernel']``), as device arrays; a
         pending update is applied first."""
         self._flush()
-        params = jax.tree_util.tree_unflatten(self._params_def, self._params)
-        flat = jax.tree_util.tree_flatten_with_path(nnx.to_pure_dict(params))[0]
-        return {jax.tree_util.keystr(path): value for path, value in flat}
+        return self._by_name(self._params)
+
+    def gradients(self) -> dict[str, Any]:
+        """The gradients accumulated since the last step, by the parameters' paths: the arrays
+        the compiled step already returned (no copy, no computation); empty before the first
+        step."""
+        return {} if self._grads is None else self._by_name(self._grads)
+
+    def gradient_norm(self) -> jax.Array:
+        """The accumulated gradients' global norm, a device scalar.  The first call computes
+        it in one compiled call and asks every later training step to compute it inside its
+        own compiled call, so that reading it costs no operation per step from Python."""
+        if self._grads is None:
+            return jnp.zeros(())
+        if not self._track_norm or self._grad_norm is None:
+            self._track_norm = True
+            return self._compile("norm")(self._grads)
+        return self._grad_norm
 
     def learning_rates(self) -> list[float]:
         """The ``learning_rate`` of each ``optax.inject_hyperparams`` transformation (kept on

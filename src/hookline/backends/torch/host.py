@@ -70,10 +70,11 @@ class TorchHostState:
     def gradients(self) -> dict[str, Any]:
         """Each parameter's gradient by name (as the host left it: at
         ``on_before_optimizer_step`` the final, unscaled one), without a copy."""
-        return {
-            name: value.grad for name, value in self.model.named_parameters()
-            if value.grad is not None
-        }
+        return torch_state.gradients(self.model)
+
+    def gradient_norm(self) -> torch.Tensor:
+        """The global L2 norm of the gradients, on their device (no host sync)."""
+        return torch_state.gradient_norm(self.model)
 
     def _groups(self) -> list[dict[str, Any]]:
         if self.optimizer is None:

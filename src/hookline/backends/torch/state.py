@@ -1,4 +1,6 @@
-"""A torch task's state outside the model: random generators and checkpoint payloads."""
+"""A torch task's state outside the loop: gradients, random generators and checkpoint
+payloads (shared by :class:`~hookline.backends.torch.TorchTask` and
+:class:`~hookline.backends.torch.host.TorchHostState`)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,22 @@ import torch
 
 from hookline.backends.host_random import python_numpy_random_state, set_python_numpy_random_state
 from hookline.errors import CheckpointError, first_line
+
+
+def gradients(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Each parameter's gradient by name (those that have one), without a copy."""
+    return {
+        name: value.grad for name, value in model.named_parameters() if value.grad is not None
+    }
+
+
+def gradient_norm(model: torch.nn.Module) -> torch.Tensor:
+    """The global L2 norm of the gradients, as ``clip_grad_norm_`` computes it, on their device
+    (0 when no parameter has a gradient)."""
+    grads = [value.grad for value in model.parameters() if value.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    return torch.nn.utils.get_total_norm(grads, norm_type=2.0)
 
 
 def random_state(data: Iterable[Any]) -> dict[str, Any]:

@@ -379,6 +379,15 @@ class TorchTask:
         """``model.named_parameters()``, detached (the same storage: no copy)."""
         return {name: value.detach() for name, value in self.model.named_parameters()}
 
+    def gradients(self) -> dict[str, Any]:
+        """Each parameter's ``.grad`` by name, without a copy (see
+        :func:`hookline.backends.torch.state.gradients`)."""
+        return torch_state.gradients(self.model)
+
+    def gradient_norm(self) -> torch.Tensor:
+        """The global L2 norm of the gradients, on their device (no host sync)."""
+        return torch_state.gradient_norm(self.model)
+
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {"model": self.model.state_dict()}
         if self.optimizer is not None:
