@@ -26,17 +26,20 @@ UNSUPPORTED: Mapping[str, Mapping[str, str]] = MappingProxyType({
         **_EXPORT_AND_PREDICT,
         "on_before_backward": "the Trainer gives callbacks no event between loss and backward",
         "on_after_backward": "the Trainer gives callbacks no event after backward",
-        "on_val_batch_start": "the Trainer's evaluation loop has no per-batch event",
-        "on_val_batch_end": "the Trainer's evaluation loop has no per-batch event",
+        "on_val_batch_start": "the Trainer's evaluation loop has no event before a batch "
+                              "(on_prediction_step, after one, gives on_val_batch_end)",
     }),
-    "lightning": MappingProxyType({**_EXPORT_AND_PREDICT}),
+    "lightning": MappingProxyType({
+        **_EXPORT_AND_PREDICT,
+        "on_load_checkpoint": "Lightning restores its own checkpoints (fit(ckpt_path=...)); "
+                              "plugins get their state back through load_state_dict",
+    }),
     "keras": MappingProxyType({
         **_EXPORT_AND_PREDICT,
         "on_before_backward": "backward is compiled into Keras's train_function",
         "on_after_backward": "backward is compiled into Keras's train_function",
         "on_before_optimizer_step": "the optimizer step is compiled into Keras's "
                                     "train_function",
-        "on_params_update": "the optimizer step is compiled into Keras's train_function",
         "on_before_zero_grad": "the optimizer step is compiled into Keras's train_function",
     }),
 })

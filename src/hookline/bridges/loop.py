@@ -176,16 +176,21 @@ class HookLoop:
         return implied
 
     def warn_unsupported(self) -> None:
-        """One warning per plugin and hook that this host cannot fire (each once)."""
+        """One warning per plugin and hook that this host cannot fire (each once).  A
+        built-in's prediction and export hooks are left out: a bridge covers training, and
+        those serve hookline's own ``predict`` and ``export``."""
         for name, plugin in self.manager.list_name_plugin():
             if plugin is None or name is None:
                 continue
+            builtin = is_builtin(plugin)
             for caller in self.manager.get_hookcallers(plugin) or ():
                 why = self.unsupported.get(caller.name)
                 if why is None or (name, caller.name) in self._warned:
                     continue
+                if builtin and caller.name.startswith(("on_predict", "on_export")):
+                    continue
                 self._warned.add((name, caller.name))
-                kind = "built-in" if is_builtin(plugin) else "plugin"
+                kind = "built-in" if builtin else "plugin"
                 warnings.warn(
                     f"hookline: {kind} {name!r} implements {caller.name}, which the "
                     f"{self.host} cannot fire ({why}); it will not be called",
@@ -230,14 +235,17 @@ class HookLoop:
 
     def start(
         self, *, epochs: int, train_data: Iterable[Any] = (), start_epoch: int = 0,
-        global_step: int = 0, **arguments: Any,
+        global_step: int = 0, plugin_states: Mapping[str, Any] | None = None,
+        **arguments: Any,
     ) -> HostRun:
         """Configure the plugins and fire the set-up hooks: ``on_pretrain_routine_start``
         (the run directory is chosen), ``on_pretrain_routine_end`` (``resume=`` restores a
         checkpoint into the host's model and optimizer), ``on_train_start``.
 
-        ``arguments`` are recorded with the settings (``args.yaml``): the host's own
-        configuration, as plain data."""
+        ``plugin_states`` (what :meth:`HostRun.plugin_states` returned, kept in the host's own
+        checkpoint) are given back to the plugins just before ``on_pretrain_routine_end``, as
+        hookline's own resume does.  ``arguments`` are recorded with the settings
+        (``args.yaml``): the host's own configuration, as plain data."""
         run = HostRun(self.task, self.manager, self.host)
         self.run, self.validator = run, HostValidation(run)
         run.validator = self.validator
@@ -258,6 +266,8 @@ class HookLoop:
             }
             run.call("on_pretrain_routine_start", trainer=run)
             self.validator.sync()
+            if plugin_states:
+                run.load_plugin_states(plugin_states)
             run.call("on_pretrain_routine_end", trainer=run)
             run.epoch = run.start_epoch  # a restored checkpoint may have moved it
             run.call("on_train_start", trainer=run)
@@ -279,8 +289,9 @@ class HookLoop:
             raise
 
     def _fire(self, hook: str, **kwargs: Any) -> None:
-        """Fire ``hook`` if anybody listens (the arguments are not even built otherwise)."""
-        if hook in self.manager.dispatch:
+        """Fire ``hook`` if anybody listens (the arguments are not even built otherwise) and
+        the host can fire it (a hook declared :attr:`unsupported` never fires)."""
+        if hook in self.manager.dispatch and hook not in self.unsupported:
             with self.guard():
                 self.manager.call(hook, **kwargs)
 
@@ -359,6 +370,13 @@ class HookLoop:
         self.validator.metrics = {}
         self._in_validation = True
         self._fire("on_val_start", validator=self.validator)
+
+    def validation_batch_start(self, batch_idx: int, batch: Any = None) -> None:
+        """A validation batch begins (``on_val_batch_start``)."""
+        assert self.validator is not None
+        self.validator.batch_idx = batch_idx
+        self._fire("on_val_batch_start", validator=self.validator, batch=batch,
+                   batch_idx=batch_idx)
 
     def validation_batch_end(self, batch_idx: int, outputs: Mapping[str, Any] | None = None,
                              batch: Any = None) -> None:
