@@ -34,9 +34,14 @@ class StateTask(Protocol):
     :meth:`to_float`.
     """
 
-    #: This process's rank and the number of processes (0 and 1 outside distributed runs).
-    rank: int
-    world_size: int
+    @property
+    def rank(self) -> int:
+        """This process's rank (0 outside distributed runs)."""
+
+    @property
+    def world_size(self) -> int:
+        """The number of processes (1 outside distributed runs)."""
+
     #: The name of the payload format :meth:`save_checkpoint` writes (``"torch"``,
     #: ``"msgpack"``, ...): recorded in each checkpoint file, so that a task of another kind
     #: refuses it clearly.
