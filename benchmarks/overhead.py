@@ -503,6 +503,23 @@ def fresh_interpreter_ms(code: str, runs: int, path: str | None = None) -> float
     return (statistics.median(once(code) for _ in range(runs)) - empty) * 1000
 
 
+def command_times(runs: int) -> dict[str, float]:
+    """Milliseconds for the commands that only describe (``hookline --help``, ``hooks``,
+    ``plugins``, ``settings``), each in a fresh interpreter, output discarded (target: each
+    under 500 ms, importing no framework)."""
+
+    def once(words: list[str]) -> float:
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "hookline", *words], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return time.perf_counter() - started
+
+    return {
+        f"hookline {' '.join(words)} (ms)": statistics.median(once(words) for _ in range(runs))
+        * 1000 for words in (["--help"], ["hooks"], ["plugins"], ["settings"])
+    }
+
+
 def import_times(runs: int) -> dict[str, float]:
     check = "import sys, hookline; assert 'torch' not in sys.modules"
     results = {"import hookline (ms)": fresh_interpreter_ms(check, runs)}
@@ -592,6 +609,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     micro.update(filter_costs(999, runs * 6))
     micro["pluggy calls for empty hooks in a run"] = empty_hook_pluggy_calls(samples)
     micro.update(import_times(runs))
+    micro.update(command_times(runs))
     micro["discover 50 entry-point plugins (ms)"] = discovery_ms(50, runs)
     print()
     for name, value in micro.items():

@@ -51,6 +51,8 @@ def test_quick_benchmark_reports_every_contender(tmp_path):
     assert micro["pluggy calls for empty hooks in a run"] == 0
     assert micro["import hookline (ms)"] > 0
     assert micro["discover 50 entry-point plugins (ms)"] > 0
+    for command in ("--help", "hooks", "plugins", "settings"):
+        assert micro[f"hookline {command} (ms)"] > 0
 
 
 def test_quick_demo_benchmark_times_both_contenders_on_the_same_work(tmp_path):

@@ -212,7 +212,7 @@ def demo_settings():
 def test_bad_input_gets_one_clear_line_and_exit_status_2(
     words, message, tmp_path, monkeypatch, capsys
 ):
-    from hookline.backends.torch.demo import build_mlp
+    from hookline.backends.torch.digits_model import build_mlp
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")

@@ -11,24 +11,28 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-
-import numpy as np
-from numpy.typing import NDArray
+from typing import TYPE_CHECKING
 
 from hookline.errors import UserError
 from hookline.manager import Callback
 from hookline.settings import Options, Settings, SettingsError
+
+if TYPE_CHECKING:  # NumPy is imported when data is read: declaring settings needs none
+    import numpy as np
+    from numpy.typing import NDArray
+
+    Arrays = tuple[NDArray[np.float32], NDArray[np.int64]]
 
 
 class DataError(UserError, ValueError):
     """The data setting names something that cannot be read."""
 
 
-Arrays = tuple[NDArray[np.float32], NDArray[np.int64]]
-
 
 def load_arrays(data: str) -> Arrays:
     """Features (float32) and labels (int64) from ``"digits"``, a ``.npz`` or a ``.csv`` file."""
+    import numpy as np
+
     if data == "digits":
         from sklearn.datasets import load_digits
 
@@ -51,6 +55,8 @@ def load_arrays(data: str) -> Arrays:
 
 def split(arrays: Arrays, val_split: float, seed: int) -> tuple[Arrays, Arrays]:
     """A seeded random split into training and validation parts."""
+    import numpy as np
+
     x, y = arrays
     order = np.random.default_rng(seed).permutation(len(x))
     cut = len(x) - max(1, round(len(x) * val_split))

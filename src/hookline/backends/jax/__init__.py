@@ -9,7 +9,21 @@ else in hookline.
 Batches come from any iterable of arrays, e.g. :class:`hookline.backends.arrays.ArrayBatches`.
 """
 
-from hookline.backends.jax.export import ExportError
-from hookline.backends.jax.task import JaxTask, TaskSettingError, accuracy, cross_entropy
+from typing import TYPE_CHECKING
 
+from hookline.lazy import lazy_exports
+
+_EXPORTS = {
+    "ExportError": "hookline.backends.jax.export",
+    "JaxTask": "hookline.backends.jax.task",
+    "TaskSettingError": "hookline.backends.jax.task",
+    "accuracy": "hookline.backends.jax.task",
+    "cross_entropy": "hookline.backends.jax.task",
+}
 __all__ = ["ExportError", "JaxTask", "TaskSettingError", "accuracy", "cross_entropy"]
+# JAX loads with the first name used: the demo recipe declares its settings without it
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
+
+if TYPE_CHECKING:
+    from hookline.backends.jax.export import ExportError
+    from hookline.backends.jax.task import JaxTask, TaskSettingError, accuracy, cross_entropy
