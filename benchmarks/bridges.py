@@ -172,15 +172,14 @@ def measure(
     ``rounds``; per contender: the median whole-run time and step time, and (for the
     bridge, against the host alone in the same round) the medians of the paired ratios."""
     times: dict[str, dict[int, list[float]]] = {name: {1: [], 2: []} for name in contenders}
-    with tempfile.TemporaryDirectory() as scratch:
+    with tempfile.TemporaryDirectory() as scratch, contextlib.redirect_stdout(io.StringIO()):
         for name, contender in contenders.items():  # a warm-up run each: imports, caches
             contender(2, Path(scratch) / f"warm-{name}")
         for index in range(rounds):
             for scale in (1, 2):
                 for name, contender in contenders.items():
                     folder = Path(scratch) / f"{name}-{index}-{scale}"
-                    with contextlib.redirect_stdout(io.StringIO()):
-                        times[name][scale].append(contender(batches * scale, folder))
+                    times[name][scale].append(contender(batches * scale, folder))
     base, bridged = list(contenders)
     steps = batches * EPOCHS  # the steps the longer series adds
 

@@ -74,3 +74,29 @@ def test_quick_demo_benchmark_times_both_contenders_on_the_same_work(tmp_path):
         results["accuracy"]["hookline-train"], abs=1e-6
     )
     assert "hookline train / plain script: " in result.stdout
+
+
+def test_quick_bridge_benchmark_reports_each_installed_host_with_and_without_its_bridge(
+    tmp_path,
+):
+    output = tmp_path / "bridges.json"
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT.with_name("bridges.py")), "--quick", "--json", str(output)],
+        capture_output=True, text=True, timeout=600, check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    steps = json.loads(output.read_text())["steps"]
+    hosts = {"hf": "transformers", "lightning": "lightning", "keras": "keras"}
+    expected = set()
+    for host, module in hosts.items():
+        if importlib.util.find_spec(module) is not None:
+            expected |= {host, f"{host}+hookline"}
+    assert set(steps) == expected
+    for name, row in steps.items():
+        assert row["run_s"] > 0, name
+        assert f"\n{name} " in result.stdout
+        if name.endswith("+hookline"):
+            assert f"{name}: a further step costs" in result.stdout
+        else:
+            assert (row["step_ratio"], row["run_ratio"]) == (1.0, 1.0)
+
