@@ -19,3 +19,33 @@ def install(
     ``hookline`` entry points (name to ``module:attribute``) for the rest of the test."""
     write_distribution(root, distribution, module, source, entry_points, version)
     monkeypatch.syspath_prepend(str(root))
+
+
+#: An installed plugin with state under a fixed key, ``counter``: it counts training epochs and
+#: prints each count (``counted 2``).
+COUNTER = """
+    import hookline
+
+    class Counter(hookline.Callback):
+        state_key = "counter"
+
+        def __init__(self):
+            self.epochs = 0
+
+        def on_train_epoch_end(self, trainer):
+            self.epochs += 1
+            print("counted", self.epochs)
+
+        def state_dict(self):
+            return {"epochs": self.epochs}
+
+        def load_state_dict(self, state):
+            self.epochs = state["epochs"]
+"""
+
+
+def install_counter(monkeypatch: pytest.MonkeyPatch, root: Path) -> None:
+    """Install :data:`COUNTER` as ``hookline-counter`` 1.0 (module ``hookline_counter``, entry
+    point ``counter``)."""
+    install(monkeypatch, root, "hookline-counter", "hookline_counter", COUNTER,
+            {"counter": "hookline_counter:Counter"})

@@ -16,6 +16,7 @@ from hookline.plugins import BUILTINS, DEFAULT_FLAGS  # noqa: E402
 
 # the built-ins on by default, and the plugin that declares the flags as settings
 ON_BY_DEFAULT = {flag for flag, on in DEFAULT_FLAGS.items() if on} | {FLAGS_PLUGIN}
+from tests.installed import install_counter  # noqa: E402
 from tests.test_torch_backend import batches, blobs, make_task  # noqa: E402
 
 
@@ -106,6 +107,36 @@ def test_the_bare_engine_knows_no_builtin_and_stays_silent(tmp_path, monkeypatch
     assert manager.list_plugins() == []  # nothing was registered behind the user's back
     trainer.fit(batches(), epochs=1, save_dir="explicit")
     assert not (tmp_path / "explicit").exists()  # the engine writes no file
+
+
+def test_a_bare_phase_registers_exactly_the_plugins_it_is_given(epoch_timer_installed):
+    task = make_task()
+    for phase in (hookline.Trainer, hookline.Validator, hookline.Predictor, hookline.Exporter):
+        assert phase(task).manager.list_plugins() == []
+    log = PhaseLog()
+    assert hookline.Trainer(task, [log]).manager.list_name_plugin() == [("PhaseLog", log)]
+    # the model, like the command line, loads the installed plugins
+    assert Model(task).manager.has_plugin(epoch_timer_installed)
+
+
+def test_an_installed_plugin_given_explicitly_is_registered_once(
+    tmp_path, tmp_path_factory, monkeypatch, capsys
+):
+    install_counter(monkeypatch, tmp_path_factory.mktemp("site"))
+    from hookline_counter import Counter
+
+    counter = Counter()  # state under the key "counter", as the installed copy's
+    model = Model(make_task(), plugins=[counter])
+    assert model.manager.get_plugin("counter") is counter
+    names = [info.name for info in model.manager.list_plugins()]
+    assert names.count("counter") == 1
+    assert "Counter" not in names
+    model.train(batches(), batches(seed=1), epochs=2, project=str(tmp_path), verbose=False,
+                plots=False)
+    assert counter.epochs == 2
+    assert capsys.readouterr().out.splitlines() == ["counted 1", "counted 2"]
+    # the very object the entry point names (here: an instance) is not registered twice
+    assert model.manager.register(counter) == "counter"
 
 
 def test_a_misspelt_flag_names_the_right_one():

@@ -87,15 +87,21 @@ def plugin_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return python
 
 
-def probe(python: Path, env: dict[str, str] | None = None, **options: object) -> dict:
+def run_probe(
+    python: Path, env: dict[str, str] | None = None, **options: object
+) -> subprocess.CompletedProcess[str]:
     environment = {
         key: value for key, value in os.environ.items() if not key.startswith("HOOKLINE_")
     }
     environment.update(env or {})
-    result = subprocess.run(
+    return subprocess.run(
         [str(python), "-c", PROBE, json.dumps(options)],
         capture_output=True, text=True, env=environment, check=False,
     )
+
+
+def probe(python: Path, env: dict[str, str] | None = None, **options: object) -> dict:
+    result = run_probe(python, env, **options)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -132,10 +138,7 @@ def test_broken_plugin_is_skipped_with_a_warning_naming_it(plugin_python):
 
 
 def test_strict_mode_makes_the_broken_plugin_an_error(plugin_python):
-    result = subprocess.run(
-        [str(plugin_python), "-c", PROBE, json.dumps({"load": {"strict": True}})],
-        capture_output=True, text=True, check=False,
-    )
+    result = run_probe(plugin_python, load={"strict": True})
     assert result.returncode != 0
     assert "PluginLoadError: plugin 'broken'" in result.stderr
     assert "hookline-broken-plugin 0.2.0" in result.stderr
@@ -167,10 +170,29 @@ def test_blocked_plugins_are_reported_as_blocked(plugin_python):
     assert report["blocked"] == ["epoch_timer"]
 
 
-def test_asking_for_a_plugin_that_is_not_installed_warns(plugin_python):
-    report = probe(plugin_python, env={"HOOKLINE_PLUGINS": "epoch_timer,slack"})
-    assert names(report) == ["epoch_timer"]
-    assert report["warnings"] == ["hookline: plugin 'slack' is not installed; skipped"]
+@pytest.mark.parametrize(
+    ("env", "load", "named"),
+    [
+        ({"HOOKLINE_PLUGINS": "epoch_timer,slack"}, {}, "slack"),
+        ({}, {"only": ["epoch_timer", "slack"]}, "slack"),
+        ({"HOOKLINE_PLUGINS": "broken"}, {}, "broken"),
+    ],
+    ids=["env-not-installed", "arg-not-installed", "env-broken"],
+)
+def test_a_plugin_asked_for_by_name_that_cannot_be_loaded_is_an_error(
+    plugin_python, env, load, named
+):
+    result = run_probe(plugin_python, env=env, load=load)
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    if named == "slack":
+        assert last == (
+            "hookline.manager.errors.PluginLoadError: plugin 'slack' is not installed "
+            "(installed plugins: broken, epoch_timer)"
+        )
+    else:  # installed, but it fails to import: the user asked for it, so it is no warning
+        assert last.startswith("hookline.manager.errors.PluginLoadError: plugin 'broken' ")
+        assert "hookline-broken-plugin 0.2.0" in last
 
 
 def test_default_manager_discovers_installed_plugins(plugin_python):

@@ -117,11 +117,19 @@ def test_a_plugin_failing_anywhere_follows_its_policy_and_loses_nothing(tmp_path
             assert summary["ended"] == "finished", trial
             assert summary["epochs"] == EPOCHS, trial
             assert summary["plugin_failures"] == [
-                {"plugin": "Chaos", "hook": hook, "error": f"ChaosError: chaos in {hook}"}
+                {"plugin": "Chaos", "hook": hook, "error": f"ChaosError: chaos in {hook}",
+                 "distribution": None}
             ], trial
             assert len(disabled) == 1, trial
         else:
-            assert summary["ended"] == f"failed: ChaosError: chaos in {hook}", trial
+            assert summary["ended"] == (
+                f"failed: plugin 'Chaos' failed in {hook}: ChaosError: chaos in {hook}"
+            ), trial
+            assert summary["failure"] == {
+                "plugin": "Chaos", "distribution": None, "hook": hook,
+                "error": f"ChaosError: chaos in {hook}", "traceback": "error.log",
+            }, trial
+            assert f"ChaosError: chaos in {hook}" in (save_dir / "error.log").read_text()
             assert disabled == [], trial
         # nothing lost: every record the run logged is in the files, and a checkpoint loads
         # (a run that fails in set-up logged nothing and has no metric files yet)
@@ -272,7 +280,7 @@ def test_a_tracking_server_killed_mid_run_disables_the_logger_and_the_run_comple
     assert time.monotonic() - started < 60
     disabled = [str(w.message) for w in caught if issubclass(w.category, PluginDisabledWarning)]
     assert len(disabled) == 1
-    assert disabled[0].startswith("hookline: plugin 'mlflow' failed in on_log (")
+    assert disabled[0].startswith("hookline: plugin 'mlflow' failed in on_log: ")
     run = tmp_path / "train" / "run"
     with open(run / "results.csv", newline="") as file:
         assert [int(row["epoch"]) for row in csv.DictReader(file)] == [1, 2, 3, 4, 5]
@@ -295,7 +303,7 @@ def test_an_unreachable_tracker_costs_one_line_and_seconds_on_the_command_line(t
     assert time.monotonic() - started < 60
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, lines
-    assert lines[0].startswith("hookline: plugin 'mlflow' failed in on_train_start (")
+    assert lines[0].startswith("hookline: plugin 'mlflow' failed in on_train_start: ")
     assert lines[0].endswith("it is disabled for the rest of the run")
     summary = json.loads((tmp_path / "runs" / "train" / "exp" / "summary.json").read_text())
     assert summary["ended"] == "finished"

@@ -275,11 +275,17 @@ def test_a_failed_run_still_gets_its_summary(backend, tmp_path):
     with pytest.raises(RuntimeError, match="boom"):
         fit(backend, [RunSummary(stream), Explode()], epochs=3, save_dir=tmp_path)
     written = json.loads((tmp_path / "summary.json").read_text())
-    assert written["ended"] == "failed: RuntimeError: boom"
+    ended = "failed: plugin 'Explode' failed in on_train_batch_end: RuntimeError: boom"
+    assert written["ended"] == ended
+    assert written["failure"] == {
+        "plugin": "Explode", "distribution": None, "hook": "on_train_batch_end",
+        "error": "RuntimeError: boom", "traceback": "error.log",
+    }
+    assert "RuntimeError: boom" in (tmp_path / "error.log").read_text()
     assert written["steps"] == 20
     assert written["best"]["epoch"] == 1
     # it failed during the second epoch: one epoch was completed
-    assert stream.getvalue().startswith("training failed: RuntimeError: boom after 1/3 epochs")
+    assert stream.getvalue().startswith(f"training {ended} after 1/3 epochs")
 
 
 # -- host synchronisation ---------------------------------------------------------------------

@@ -31,8 +31,11 @@ class Model:
     """A task with its plugins, and the four phases as methods.
 
     :param task: the framework task (e.g. :class:`hookline.backends.torch.TorchTask`).
-    :param plugins: plugins to register for every phase.
-    :param manager: the plugin manager; by default one with the installed entry-point plugins.
+    :param plugins: plugins to register for every phase (an installed plugin given here is
+        registered once: it takes the place of the copy its entry point loaded).
+    :param manager: the plugin manager; by default one with the installed entry-point plugins
+        (:func:`hookline.default_manager`), which a bare :class:`~hookline.Trainer` does not
+        load.
     """
 
     def __init__(

@@ -19,8 +19,8 @@ def add_note(error: BaseException, note: str) -> None:
         add(note)
 
 
-def first_line(error: BaseException, default: str = "") -> str:
-    """The first line of ``error``'s message (``default`` when it has none), for one-line
-    reports of errors raised by libraries."""
+def first_line(error: BaseException | str, default: str = "") -> str:
+    """The first line of ``error``'s message (or of a text; ``default`` when it has none), for
+    one-line reports of errors raised by libraries."""
     text = str(error).strip()
     return text.splitlines()[0] if text else default

@@ -13,10 +13,13 @@
 
 Every subcommand takes the plugin choice flags ``--plugins A,B`` (load only these entry
 points), ``--disable-plugins A,B``, ``--no-plugins`` and ``--strict``; the four phases also
-take ``--trace-hooks``.  Bad input ends with one line on standard error and exit status 2.
+take ``--trace-hooks``, ``--traceback`` and the setting ``callbacks=FILE.py:NAME,...`` (plugins
+of the user's own).  Bad input ends with one line on standard error and exit status 2; a
+plugin that fails mid-run, with one line naming it and exit status 1.
 
 Modules: :mod:`~hookline.cli.parser` (words and YAML into settings),
 :mod:`~hookline.cli.resolution` (which settings a command accepts, and their precedence),
+:mod:`~hookline.cli.callbacks` (``callbacks=``),
 :mod:`~hookline.cli.weights` (which checkpoint a command reads), :mod:`~hookline.cli.trace`
 (``--trace-hooks``), :mod:`~hookline.cli.reference` (``hookline hooks``) and
 :mod:`~hookline.cli.commands` (the subcommands and ``main``).

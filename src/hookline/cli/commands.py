@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import traceback
 import warnings
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -13,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from hookline.api import Model
+from hookline.cli.callbacks import SETTING as CALLBACKS
+from hookline.cli.callbacks import register_callbacks
 from hookline.cli.new_plugin import write_plugin
 from hookline.cli.parser import PHASES, CommandError, build_parser, parse_settings
 from hookline.cli.reference import hooks_markdown, hooks_text
@@ -28,8 +31,9 @@ from hookline.cli.weights import latest_weights
 from hookline.engine import Task, load_checkpoint, read_header
 from hookline.errors import CheckpointError, UserError, first_line
 from hookline.flags import DEFAULT_FLAGS, apply_flags
-from hookline.manager import PluginLoadError, PluginManager, PluginValidationError
+from hookline.manager import PluginFailure, PluginLoadError, PluginManager, PluginValidationError
 from hookline.plugins import BUILTINS
+from hookline.plugins.summary import ERROR_LOG
 from hookline.recipe import DEFAULT_RECIPE, Recipe, trusted_recipes
 from hookline.settings import Settings
 
@@ -85,8 +89,10 @@ def run_phase(command: str, args: argparse.Namespace) -> int:
     A checkpoint's settings (its header) are read before anything is built: ``val``,
     ``predict`` and ``export`` rebuild the recipe it was trained with, and ``resume=`` carries
     on with the run's settings, in the run's directory.  Its payload is then read by the
-    recipe's task.  Returns the exit status: 0, or 128 + the signal's number when a signal
-    interrupted training (after its checkpoint).
+    recipe's task.  The user's own callbacks (``callbacks=``) are registered first; those a
+    checkpoint records are never imported by themselves.  Returns the exit status: 0, 128 +
+    the signal's number when a signal interrupted training (after its checkpoint), or 1 when
+    a plugin's hook failed (:func:`plugin_failed`).
     """
     given = parse_settings(args.settings, args.config)
     path = checkpoint_for(command, given)
@@ -95,10 +101,19 @@ def run_phase(command: str, args: argparse.Namespace) -> int:
         given.setdefault("save_dir", str(path.parent.parent))  # the run the checkpoint is in
     spec = recipe_spec(given, recorded, path)
     manager, recipe = prepared_manager(args, spec)
+    register_callbacks(manager, given.get(CALLBACKS))
+    if command == "train" and recorded.get(CALLBACKS) and CALLBACKS not in given:
+        warnings.warn(
+            f"hookline: {path} was trained with {CALLBACKS}={recorded[CALLBACKS]}, which "
+            f"hookline never imports because a checkpoint names it; pass {CALLBACKS}=... "
+            "again to use them", UserWarning, stacklevel=1,
+        )
     settings, plugin_values = resolve(manager, command, given, recorded)
-    manager.configure(plugin_values)  # every plugin refuses a bad value before anything is built
-    undo = trace_hooks(manager) if args.trace_hooks else None
+    model: Model | None = None
+    undo = None
     try:
+        manager.configure(plugin_values)  # every plugin refuses a bad value before building
+        undo = trace_hooks(manager) if args.trace_hooks else None
         if command == "train":
             train, val = recipe.data(settings)
             model = Model(recipe.task(settings), manager=manager)
@@ -119,10 +134,36 @@ def run_phase(command: str, args: argparse.Namespace) -> int:
             format = settings["format"] or model.task.export_formats[0]
             artifact = model.export(format, path.with_suffix(""), **plugin_values)
             print(f"exported {format} to {artifact}")
+    except Exception as error:
+        failure = None if isinstance(error, USER_ERRORS) else manager.failure_of(error)
+        if failure is None:
+            raise
+        trainer = model.trainer if model is not None else None
+        return plugin_failed(failure, error, trainer.save_dir if trainer else None, args)
     finally:
         if undo is not None:
             undo()
     return 0
+
+
+def plugin_failed(
+    failure: PluginFailure, error: BaseException, save_dir: Path | None,
+    args: argparse.Namespace,
+) -> int:
+    """A plugin's hook raised ``error`` and ended the command: one line on standard error
+    naming the plugin, its distribution, the hook and the error, pointing to the run's
+    ``error.log`` when there is one; the traceback itself only with ``--traceback`` (or
+    ``HOOKLINE_TRACEBACK=1``), for the plugin's author.  Returns the exit status, 1."""
+    show = args.traceback or os.environ.get(TRACEBACK_ENV, "").lower() not in ("", "0", "false")
+    if show:
+        traceback.print_exception(error, file=sys.stderr)
+    log = save_dir / ERROR_LOG if save_dir is not None else None
+    if log is not None and log.is_file():
+        where = f"; traceback in {log}"
+    else:
+        where = "" if show else "; --traceback prints its traceback"
+    print(f"hookline: {failure}{where}", file=sys.stderr)
+    return 1
 
 
 def weighted_task(
@@ -237,6 +278,8 @@ def show_hooks(args: argparse.Namespace) -> int:
 # -- entry point -------------------------------------------------------------------------------
 
 USER_ERRORS = (UserError, PluginLoadError, PluginValidationError)
+#: Set (to anything but 0 or false) to print a failing plugin's traceback, as --traceback does.
+TRACEBACK_ENV = "HOOKLINE_TRACEBACK"
 
 
 def one_line_warning(

@@ -42,6 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--trace-hooks", action="store_true",
         help="print every hook call, the plugins that ran and how long it took",
     )
+    phase.add_argument(
+        "--traceback", action="store_true",
+        help="print the traceback of a plugin that fails (also: HOOKLINE_TRACEBACK=1)",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     helps = {
         "train": "train a model (the digits demo by default)",

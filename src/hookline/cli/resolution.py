@@ -2,15 +2,19 @@
 
 Precedence, lowest first: the built-ins that are on by default, the settings a checkpoint was
 trained with (for the options that exist here, and only those a checkpoint may supply: see
-:func:`inheritable`), the user's ``key=value`` words and YAML.
+:func:`inheritable`; never a secret setting, which a checkpoint holds redacted), the user's
+``key=value`` words and YAML.
 """
 
 from __future__ import annotations
 
 import argparse
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
+from hookline.cli.callbacks import OPTION_PLUGIN, SETTING, CallbacksOption
+from hookline.cli.parser import CommandError
 from hookline.flags import DEFAULT_FLAGS, apply_flags
 from hookline.manager import PluginManager
 from hookline.recipe import DEFAULT_RECIPE, Recipe, RecipeOption, load_recipe
@@ -39,9 +43,10 @@ COMMAND_OPTIONS: dict[str, list[tuple[str, Any, type, str]]] = {
 #: Settings of one command run that a later run does not inherit from a checkpoint.
 RUN_SPECIFIC = frozenset({"resume", "weights", "format", "source"})
 #: Settings a checkpoint never supplies, because a checkpoint is data: where to write, and
-#: which code to import, are the user's to say.  A value holding ``://`` (a URL, a tracker
-#: URI) is never inherited either: hookline contacts nothing a file names.
-NOT_INHERITED = RUN_SPECIFIC | {"save_dir", "project", "name", "exist_ok", "recipe"}
+#: which code to import (the recipe, the user's own callbacks), are the user's to say.  A
+#: value holding ``://`` (a URL, a tracker URI) is never inherited either: hookline contacts
+#: nothing a file names.
+NOT_INHERITED = RUN_SPECIFIC | {"save_dir", "project", "name", "exist_ok", "recipe", SETTING}
 
 
 def inheritable(name: str, value: Any) -> bool:
@@ -50,7 +55,17 @@ def inheritable(name: str, value: Any) -> bool:
 
 
 def make_manager(args: argparse.Namespace) -> PluginManager:
-    """A plugin manager with the installed plugins the plugin-choice flags allow."""
+    """A plugin manager with the installed plugins the plugin-choice flags allow.  A plugin
+    that ``--plugins`` names is an error when it cannot be loaded (the user asked for it).
+
+    :raises CommandError: for a name in ``--plugins`` that is a callback's specification.
+    """
+    for name in args.plugins or ():
+        if ":" in name or name.endswith(".py"):
+            raise CommandError(
+                f"--plugins takes the names of installed plugins, and {name!r} is none; "
+                f"a callback of your own is given as the setting callbacks={name}"
+            )
     manager = PluginManager()
     only = [] if args.no_plugins else args.plugins
     manager.load_entrypoint_plugins(only=only, block=args.disable_plugins, strict=args.strict)
@@ -60,14 +75,16 @@ def make_manager(args: argparse.Namespace) -> PluginManager:
 def prepared_manager(
     args: argparse.Namespace, recipe_spec: str = DEFAULT_RECIPE
 ) -> tuple[PluginManager, Recipe]:
-    """The plugin manager of a command, with the installed plugins and the recipe."""
+    """The plugin manager of a command, with the installed plugins, the recipe and the
+    plugins that declare the ``recipe`` and ``callbacks`` settings."""
     manager = make_manager(args)
     recipe = load_recipe(recipe_spec)
-    for reserved in ("recipe", "recipe-option"):
+    for reserved in ("recipe", "recipe-option", OPTION_PLUGIN):
         if manager.has_plugin(reserved):
             manager.refuse(reserved, "has a name hookline reserves; rename its entry point")
     manager.register(recipe, "recipe")
     manager.register(RecipeOption(), "recipe-option")
+    manager.register(CallbacksOption(), OPTION_PLUGIN)
     return manager, recipe
 
 
@@ -100,10 +117,18 @@ def resolve(
     off = {k: v for k, v in recorded.items() if k in DEFAULT_FLAGS and v is False}
     flags = {**DEFAULT_FLAGS, **off}
     options = command_options(manager, command, {**flags, **given})
-    inherited = {
-        key: value for key, value in recorded.items()
-        if key in options and inheritable(key, value)
-    }
+    inherited = {}
+    for key, value in recorded.items():
+        option = options.get(key)
+        if option is not None and option.secret:  # recorded redacted: never usable
+            if value not in (None, "") and key not in given:
+                warnings.warn(
+                    f"hookline: {key} is a secret setting, which checkpoints do not keep: give "
+                    f"it again ({key}=...) unless its environment variable holds it",
+                    stacklevel=2,
+                )
+        elif option is not None and inheritable(key, value):
+            inherited[key] = value
     values = {**flags, **inherited, **given}
     settings = options.resolve(values)
     own_names = {name for name, *_ in COMMAND_OPTIONS[command]}

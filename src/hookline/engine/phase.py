@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 from hookline.engine.task import Task
 from hookline.errors import add_note
-from hookline.manager import PluginManager, default_manager
+from hookline.manager import PluginManager
 from hookline.run import Run
 
 T = TypeVar("T")
@@ -21,8 +21,9 @@ class Phase(Run):
     :param task: the framework task (see :class:`hookline.engine.task.Task`).
     :param plugins: plugins to register: modules, objects with ``@hookimpl`` methods or
         :class:`~hookline.Callback` instances.
-    :param manager: the plugin manager to use; by default a new one with the installed
-        entry-point plugins loaded (honouring ``HOOKLINE_PLUGINS``/``HOOKLINE_DISABLE_PLUGINS``).
+    :param manager: the plugin manager to use; by default a new, empty one: a bare phase runs
+        exactly the plugins it is given.  (:class:`hookline.Model` and the command line load
+        the installed plugins; pass ``manager=hookline.default_manager()`` for them here.)
     """
 
     task: Task
@@ -34,7 +35,7 @@ class Phase(Run):
         *,
         manager: PluginManager | None = None,
     ) -> None:
-        super().__init__(task, manager if manager is not None else default_manager())
+        super().__init__(task, manager if manager is not None else PluginManager())
         for plugin in plugins:
             self.manager.register(plugin)
 
@@ -48,7 +49,7 @@ class Phase(Run):
 
     def _configure(self, arguments: Mapping[str, Any], settings: Mapping[str, Any]) -> None:
         self.settings = self.manager.configure(settings)
-        self.args = {**arguments, **self.settings}
+        self.args = {**arguments, **self.settings.public()}  # secrets redacted
         self.report = {}
         self.should_stop = False
         self.stop_reason = None

@@ -46,11 +46,14 @@ def load_entry_points(
     import importlib.metadata  # only discovery needs it: keeps `import hookline` light
 
     wanted = names_from_env(ONLY_ENV) if only is None else set(only)
+    # a plugin asked for by name that cannot be loaded is an error, whatever `strict` says
+    fatal = strict or wanted is not None
     for name in set(block) | (names_from_env(DISABLE_ENV) or set()):
         manager.set_blocked(name)
     loaded: dict[str, importlib.metadata.Distribution | None] = {}
     seen: set[str] = set()
-    for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+    installed = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+    for entry_point in installed:
         if wanted is not None and entry_point.name not in wanted:
             continue
         if entry_point.name in seen:
@@ -74,12 +77,17 @@ def load_entry_points(
                     distribution=distribution_label(dist),
                     error=error,
                 ),
-                strict,
+                fatal,
             )
             continue
         loaded[entry_point.name] = dist
     for missing in sorted((wanted or set()) - seen):
-        report(manager, PluginLoadError(f"plugin {missing!r} is not installed"), strict)
+        names = ", ".join(sorted({entry_point.name for entry_point in installed})) or "none"
+        report(
+            manager,
+            PluginLoadError(f"plugin {missing!r} is not installed (installed plugins: {names})"),
+            fatal,
+        )
     return loaded
 
 

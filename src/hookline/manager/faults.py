@@ -5,7 +5,9 @@
     checkpoint on disk is kept, the summary is written, trackers are marked failed) and the
     exception propagates.  The default, and the policy of the control plugins (checkpointing,
     early stopping, learning-rate schedules, the NaN guard, the time limit).  It costs nothing:
-    such a plugin's functions are called as they are.
+    such a plugin's functions are called as they are, and the plugin at fault is found
+    afterwards, from the exception's traceback (:func:`culprit`,
+    :meth:`PluginManager.failure_of <hookline.PluginManager.failure_of>`).
 ``disable``
     The failure is reported in one line (:class:`PluginDisabledWarning`) and recorded in
     :attr:`PluginManager.failures <hookline.PluginManager.failures>` (the run summary lists
@@ -22,18 +24,21 @@ settings are never guarded: a bad setting is the user's error, reported as such.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+import pluggy
+
+from hookline.errors import first_line
 from hookline.manager.attributes import static_value
 from hookline.manager.dispatch import SETTINGS_HOOKS
 from hookline.settings import SettingsError
 
 if TYPE_CHECKING:
-    import pluggy
-
     from hookline.manager.plugin_manager import PluginManager
 
 POLICIES = ("raise", "disable")
@@ -52,14 +57,29 @@ class PluginDisabledWarning(UserWarning):
 
 @dataclass(frozen=True)
 class PluginFailure:
-    """A plugin that failed: its name, the hook, and the error as ``Type: message``."""
+    """A plugin that failed: its name, the hook, the error as ``Type: message``, and for an
+    installed plugin its distribution as ``name version`` (None for the others)."""
 
     plugin: str
     hook: str
     error: str
+    distribution: str | None = None
 
-    def as_dict(self) -> dict[str, str]:
+    @classmethod
+    def of(
+        cls, plugin: str, hook: str, error: BaseException, distribution: str | None = None
+    ) -> PluginFailure:
+        """The failure of ``plugin`` in ``hook`` with ``error``."""
+        return cls(plugin, hook, f"{type(error).__name__}: {error}", distribution)
+
+    def as_dict(self) -> dict[str, str | None]:
+        """The failure as plain data (for ``summary.json``)."""
         return asdict(self)
+
+    def __str__(self) -> str:
+        """One line: ``plugin 'name' (distribution) failed in hook: Type: message``."""
+        source = f" ({self.distribution})" if self.distribution else ""
+        return f"plugin {self.plugin!r}{source} failed in {self.hook}: {first_line(self.error)}"
 
 
 def declared_policy(plugin: object) -> str:
@@ -101,6 +121,55 @@ def phase_of(
         if name in _PHASE_ARGUMENTS:
             return value
     return None
+
+
+def culprit(manager: pluggy.PluginManager, error: BaseException) -> tuple[str, str] | None:
+    """The plugin whose hook implementation raised ``error``, as (its registered name, the
+    hook), or None when no registered implementation is in the error's traceback.
+
+    Read from the traceback after the fact, so that a plugin under ``raise`` is called without
+    anything in between: the implementation deepest in the traceback is the one that raised
+    (a hook that another plugin fires from its own blames the inner plugin).  Functions that
+    share their code (the methods of instances of one class, functions made by one factory)
+    are told apart by the frame's ``self`` and closure.
+    """
+    candidates: dict[Any, list[tuple[Callable[..., Any], str, str]]] = {}
+    callers = [value for value in vars(manager.hook).values()
+               if isinstance(value, pluggy.HookCaller)]
+    for caller in callers:
+        for impl in caller.get_hookimpls():
+            function = inspect.unwrap(impl.function)  # guarded ones, and decorated ones
+            code = getattr(getattr(function, "__func__", function), "__code__", None)
+            if code is not None:
+                candidates.setdefault(code, []).append((function, impl.plugin_name, caller.name))
+    found: tuple[str, str] | None = None
+    trace = error.__traceback__
+    while trace is not None:
+        frame = trace.tb_frame
+        for function, plugin_name, hook in candidates.get(frame.f_code, ()):
+            if _runs(frame, function):
+                found = (plugin_name, hook)
+                break
+        trace = trace.tb_next
+    return found
+
+
+def _runs(frame: FrameType, function: Callable[..., Any]) -> bool:
+    """Whether ``frame``, which runs ``function``'s code, is a call of ``function`` itself:
+    the same bound object (first argument) and the same closure."""
+    local = frame.f_locals
+    owner = getattr(function, "__self__", None)
+    names = frame.f_code.co_varnames
+    if owner is not None and not (names and local.get(names[0]) is owner):
+        return False
+    cells = getattr(getattr(function, "__func__", function), "__closure__", None) or ()
+    try:
+        return all(
+            local.get(name) is cell.cell_contents
+            for name, cell in zip(frame.f_code.co_freevars, cells, strict=False)
+        )
+    except ValueError:  # an empty cell
+        return False
 
 
 def guard(
@@ -180,11 +249,12 @@ class FaultPolicy:
             plugin = manager.get_plugin(plugin_name)
             if plugin is None:
                 return  # already disabled by an earlier failure in the same call
-            failure = PluginFailure(plugin_name, hook, f"{type(error).__name__}: {error}")
+            failure = PluginFailure.of(
+                plugin_name, hook, error, manager.entry_point_plugins().get(plugin_name)
+            )
             self.failures.append(failure)
             warnings.warn(
-                f"hookline: plugin {plugin_name!r} failed in {hook} ({failure.error}); it is "
-                "disabled for the rest of the run",
+                f"hookline: {failure}; it is disabled for the rest of the run",
                 PluginDisabledWarning,
                 stacklevel=2,
             )

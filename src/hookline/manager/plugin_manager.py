@@ -19,7 +19,7 @@ import pluggy
 
 from hookline import hookspecs
 from hookline.distributed import env_rank
-from hookline.errors import add_note
+from hookline.errors import UserError, add_note
 from hookline.manager.attributes import (
     computed_setting,
     hookable,
@@ -33,7 +33,13 @@ from hookline.manager.defaults import offered_arguments
 from hookline.manager.dispatch import DueHook, due_callers
 from hookline.manager.entry_points import distribution_label, load_entry_points, report
 from hookline.manager.errors import PluginLoadError, PluginValidationError, UnknownHookError
-from hookline.manager.faults import DEFAULT_SETTING, SETTING, FaultPolicy, PluginFailure
+from hookline.manager.faults import (
+    DEFAULT_SETTING,
+    SETTING,
+    FaultPolicy,
+    PluginFailure,
+    culprit,
+)
 from hookline.manager.filters import FilterTable, filter_of
 from hookline.manager.listing import PluginInfo, hookline_version, is_builtin
 from hookline.manager.validation import (
@@ -123,6 +129,21 @@ class PluginManager(pluggy.PluginManager):
     def error_policy(self, name: str) -> str:
         """The fault policy in force for the plugin registered as ``name``."""
         return self._faults.policy(name, self.get_plugin(name))
+
+    def failure_of(self, error: BaseException) -> PluginFailure | None:
+        """The plugin at fault for ``error`` (an exception that ended a phase): the registered
+        plugin whose hook implementation raised it, found in its traceback
+        (:func:`~hookline.manager.faults.culprit`), with the hook, the error and, for an
+        installed plugin, its distribution.  None when no plugin's hook raised it, for a
+        :class:`~hookline.UserError` (a bad setting or file is the user's to fix, whichever
+        plugin noticed it), and for what is no ``Exception`` (``KeyboardInterrupt``,
+        ``SystemExit``: an interruption, whatever code it interrupted)."""
+        blamable = isinstance(error, Exception) and not isinstance(error, UserError)
+        found = culprit(self, error) if blamable else None
+        if found is None:
+            return None
+        name, hook = found
+        return PluginFailure.of(name, hook, error, self.entry_point_plugins().get(name))
 
     # -- the dispatch table --------------------------------------------------------------------
 
@@ -365,7 +386,18 @@ class PluginManager(pluggy.PluginManager):
         ``Name-2``.  The attributes hookline reads from the plugin (``hookline_api``,
         ``hookspecs``, ``state_key``, ...) are read statically, as pluggy finds hooks
         (:mod:`hookline.manager.attributes`): ``__getattr__`` and properties are not run.
+
+        An installed plugin given explicitly (another instance of an entry-point plugin's
+        class, or the very module or object) is registered once: it takes the place of the
+        copy loaded from the entry point, under the entry point's name (so that its flag,
+        its state key and its listing stay those of the installed plugin).
         """
+        installed = self._installed_copy(plugin)
+        if installed is not None:
+            if self.get_plugin(installed) is plugin:
+                return installed
+            self.unregister(name=installed)
+            name = installed if name is None else name
         if name is None:
             name = self._free_name(self.get_canonical_name(plugin))
         if self.is_blocked(name):
@@ -408,6 +440,18 @@ class PluginManager(pluggy.PluginManager):
                 kwargs={"plugin": plugin, "manager": self}
             )
         return registered
+
+    def _installed_copy(self, plugin: Any) -> str | None:
+        """The name of the registered entry-point plugin that ``plugin`` is, or is another
+        instance of the class of; None when there is none."""
+        instance = not (isinstance(plugin, ModuleType) or inspect.isclass(plugin))
+        for name in self._entry_point_dists:
+            loaded = self.get_plugin(name)
+            if loaded is plugin or (
+                instance and loaded is not None and type(loaded) is type(plugin)
+            ):
+                return name
+        return None
 
     def _register_validated(self, plugin: Any, name: str) -> str | None:
         try:
@@ -544,7 +588,9 @@ class PluginManager(pluggy.PluginManager):
         arguments).  Each is loaded on its own: one that fails to import or to register is
         reported with its distribution, warned about (:class:`PluginLoadWarning`), recorded in
         :attr:`load_errors` and skipped; with ``strict=True`` it raises
-        :class:`PluginLoadError` instead.
+        :class:`PluginLoadError` instead.  A plugin asked for by name (``only``, or
+        ``HOOKLINE_PLUGINS``) that is not installed, fails to import or to register raises
+        :class:`PluginLoadError` in any mode: the user named it.
 
         :param only: load only these entry-point names (an empty list loads none).  Defaults to
             the comma list in ``HOOKLINE_PLUGINS`` when that variable is set, else all.

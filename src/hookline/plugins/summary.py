@@ -4,9 +4,12 @@ directory.
 It says how the run ended (finished, stopped early and why, or failed and with what), how many
 epochs completed and how long the run took (set-up included), the best value of the monitored
 metric and its epoch, the last epoch's metrics, the files the run wrote, the plugins a
-failure disabled (``plugin_failures``: plugin, hook, error), and what other plugins reported
-about the run (:attr:`hookline.Run.report`: the profile table, ...).  A resumed run counts
-the time, the epochs and the best result from before the interruption (all kept in the checkpoint).
+failure disabled (``plugin_failures``: plugin, distribution, hook, error), and what other
+plugins reported about the run (:attr:`hookline.Run.report`: the profile table, ...).  A run
+that failed is described under ``failure`` (the plugin at fault, its distribution and hook
+when a plugin's hook raised, and the error), and its full traceback is written to
+``error.log`` in the run directory.  A resumed run counts the time, the epochs and the best
+result from before the interruption (all kept in the checkpoint).
 """
 
 from __future__ import annotations
@@ -14,14 +17,18 @@ from __future__ import annotations
 import json
 import sys
 import time
+import traceback
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, TextIO
 
-from hookline.manager import Callback, hookimpl
+from hookline.manager import Callback, PluginFailure, hookimpl
 from hookline.plugins.support import BestTracker, atomic_write, format_metrics, resolve_mode
 from hookline.run import Run, TrainingRun
 from hookline.settings import Options, Settings
+
+#: The file of a failed run's directory that holds the failure's full traceback.
+ERROR_LOG = "error.log"
 
 
 def run_files(save_dir: Path) -> list[str]:
@@ -32,6 +39,11 @@ def run_files(save_dir: Path) -> list[str]:
         for path in save_dir.iterdir()
         if not path.name.startswith(".")
     )
+
+
+def _described(error: BaseException) -> str:
+    """``Type: message``."""
+    return f"{type(error).__name__}: {error}"
 
 
 def _shown(path: Path, save_dir: Path | None) -> str:
@@ -121,8 +133,9 @@ class RunSummary(Callback):
     def teardown(self, run: Run) -> None:
         if not isinstance(run, TrainingRun) or not self._started:
             return
+        culprit = None if self._failure is None else run.manager.failure_of(self._failure)
         if self._failure is not None:
-            ended = f"failed: {type(self._failure).__name__}: {self._failure}"
+            ended = f"failed: {culprit or _described(self._failure)}"
         elif run.interrupted:
             ended = f"interrupted: {run.stop_reason}"
         elif run.stop_reason:
@@ -142,10 +155,17 @@ class RunSummary(Callback):
             "save_dir": None if run.save_dir is None else str(run.save_dir),
             "files": [],
             "models": [_shown(path, run.save_dir) for path in self._models if path.is_file()],
-            "plugin_failures": [failure.as_dict() for failure in failures],
+            "plugin_failures": [disabled.as_dict() for disabled in failures],
+            "failure": self._failure_record(run, culprit),
         }
         summary.update({key: value for key, value in run.report.items() if key not in summary})
         if run.save_dir is not None and run.save_dir.is_dir():
+            if self._failure is not None:
+                log = "".join(traceback.format_exception(self._failure))
+                atomic_write(
+                    run.save_dir / ERROR_LOG, lambda file: file.write(log.encode()),
+                    durable=False,
+                )
             summary["files"] = [name for name in run_files(run.save_dir)
                                 if name != "summary.json"]
             text = json.dumps(summary, indent=2) + "\n"
@@ -156,6 +176,21 @@ class RunSummary(Callback):
         if self._print_summary:
             self._print(summary)
         self._started = 0.0
+
+    def _failure_record(self, run: Run, culprit: PluginFailure | None) -> dict[str, Any] | None:
+        """What ended the run, None when nothing failed: the plugin at fault (``culprit``),
+        its distribution (installed plugins) and the hook (all None when no plugin's hook
+        raised), the error, and the file that holds its traceback (when the run has a
+        directory)."""
+        if self._failure is None:
+            return None
+        record: dict[str, Any] = dict.fromkeys(("plugin", "distribution", "hook"))
+        if culprit is not None:
+            record.update(culprit.as_dict())
+        record["error"] = _described(self._failure)
+        has_dir = run.save_dir is not None and run.save_dir.is_dir()
+        record["traceback"] = ERROR_LOG if has_dir else None
+        return record
 
     def _print(self, summary: Mapping[str, Any]) -> None:
         best = summary["best"]
