@@ -92,6 +92,38 @@ def test_restore_best_weights_puts_back_the_best_epochs_state_and_says_so(backen
     assert stream.getvalue() == "early stopping: restored the weights of epoch 2 (val/loss 1)\n"
 
 
+def test_with_min_delta_the_restored_epoch_is_the_one_the_stop_line_names(backend, manager):
+    weights = []
+    stream = io.StringIO()
+    # min_delta 0.5: 3 beats 5 (epoch 2); 2.8 and 2.7 are lower but do not count, and patience
+    # runs out at epoch 4.  Keras restores epoch 2, the best that counted, not epoch 4 (2.7).
+    stopper = EarlyStopping(patience=2, min_delta=0.5, restore_best_weights=True, stream=stream)
+    trainer = Trainer(backend.make_task(), [stopper, Script("val/loss", [5, 3, 2.8, 2.7, 2.9])],
+                      manager=manager)
+    trainer.add_callback(
+        "on_fit_epoch_end", lambda trainer: weights.append(backend.weights(trainer.task))
+    )
+    trainer.fit(backend.batches(8, 4), epochs=5)
+    assert trainer.epoch == 3
+    assert trainer.stop_reason.endswith("(best 3 at epoch 2)")
+    final = backend.weights(trainer.task)
+    assert all(np.array_equal(final[name], weights[1][name]) for name in final)
+    assert stream.getvalue() == "early stopping: restored the weights of epoch 2 (val/loss 3)\n"
+
+
+def test_a_baseline_first_beaten_by_min_delta_restores_that_epoch(backend, manager):
+    stream = io.StringIO()
+    # baseline 3, min_delta 0.5: 2.6 does not beat the baseline by the delta; 2.2 does (epoch
+    # 3), and is what is restored, not 2.6 (the best while the baseline stood) nor 2.0
+    stopper = EarlyStopping(patience=3, baseline=3.0, min_delta=0.5, restore_best_weights=True,
+                            stream=stream)
+    values = [3.5, 2.6, 2.2, 2.1, 2.0, 2.05]
+    trainer = Trainer(backend.make_task(), [stopper, Script("val/loss", values)], manager=manager)
+    trainer.fit(backend.batches(8, 4), epochs=6)
+    assert trainer.stop_reason.endswith("(best 2.2 at epoch 3)")
+    assert stream.getvalue() == "early stopping: restored the weights of epoch 3 (val/loss 2.2)\n"
+
+
 def test_a_baseline_never_beaten_still_restores_the_best_epoch_seen(backend, manager):
     weights = []
     stream = io.StringIO()

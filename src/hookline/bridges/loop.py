@@ -262,7 +262,7 @@ class HookLoop:
             run.args = {
                 **arguments, "epochs": epochs, "host": self.host,
                 "save_dir": None if run.save_dir is None else str(run.save_dir),
-                **run.settings,
+                **run.settings.public(),
             }
             run.call("on_pretrain_routine_start", trainer=run)
             self.validator.sync()

@@ -30,9 +30,10 @@ class EarlyStopping(Callback):
     :param stopping_threshold: stop as soon as the metric reaches this (a good-enough goal).
     :param divergence_threshold: stop as soon as the metric is worse than this.
     :param restore_best_weights: at the end of training, put back the task state of the best
-        epoch seen and say so (one line).  When ``baseline`` is never beaten, that is still the
-        best epoch seen, as in Keras: a run that never reached the baseline ends on its best
-        weights, not its last.
+        epoch and say so (one line): the epoch that counted as best (by more than
+        ``min_delta``), the one the stop line names, as in Keras.  When ``baseline`` is never
+        beaten, the best epoch seen (improvements by more than ``min_delta`` again), as in
+        Keras: a run that never reached the baseline ends on its best weights, not its last.
     :param stream: where the restore is announced (standard output by default).
 
     Each is also a setting of the same name (``patience=5`` on the command line).  Its counters
@@ -81,7 +82,8 @@ class EarlyStopping(Callback):
         self.best: float | None = None
         self.best_epoch: int | None = None
         self.stopped_epoch: int | None = None
-        #: The best value seen and its epoch, baseline or not: what a restore puts back.
+        #: What a restore puts back: the best epoch and its value (the baseline's first
+        #: beater and its successors, or the best seen while the baseline stands).
         self.best_seen: float | None = None
         self.best_seen_epoch: int | None = None
         self.best_state: dict[str, Any] | None = None
@@ -116,7 +118,9 @@ class EarlyStopping(Callback):
                 )
             return
         mode = resolve_mode(self.monitor, self.mode)
-        if math.isfinite(value) and improves(value, self.best_seen, mode, 0.0):
+        counts = math.isfinite(value) and improves(value, self.best, mode, self.min_delta)
+        unbeaten = self.best_epoch is None and math.isfinite(value)  # the baseline stands
+        if counts or (unbeaten and improves(value, self.best_seen, mode, self.min_delta)):
             self.best_seen, self.best_seen_epoch = value, trainer.epoch
             if self.restore_best_weights:
                 self.best_state = copy.deepcopy(trainer.task.state_dict())
@@ -125,7 +129,7 @@ class EarlyStopping(Callback):
             self.stopped_epoch = trainer.epoch
             trainer.request_stop(f"early stopping: {reason}")
             return
-        if improves(value, self.best, mode, self.min_delta):
+        if counts:
             self.best, self.best_epoch, self.wait = value, trainer.epoch, 0
             return
         self.wait += 1

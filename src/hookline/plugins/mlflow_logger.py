@@ -1,10 +1,12 @@
 """MLflow: parameters, metrics and the best weights, through ``MlflowClient``.
 
-The tracking store is ``mlflow_uri``, else ``$MLFLOW_TRACKING_URI``, else a SQLite database
-next to the run directories (``runs/train/mlflow.db``, artifacts in ``runs/train/mlartifacts``);
-browse it with ``mlflow ui --backend-store-uri sqlite:///runs/train/mlflow.db``.  Each training
-run is an MLflow run named after its directory, in the experiment ``mlflow_experiment``.  When
-training ends, the best checkpoint (``weights/best.pt``, else the last one written) is logged
+The tracking store is ``mlflow_uri`` (a secret setting, since a URI may carry a password: it
+is recorded redacted, and given again on resume), else ``$MLFLOW_TRACKING_URI``, else a SQLite
+database next to the run directories (``runs/train/mlflow.db``, artifacts in
+``runs/train/mlartifacts``); browse it with
+``mlflow ui --backend-store-uri sqlite:///runs/train/mlflow.db``.  Each training run is an
+MLflow run named after its directory, in the experiment ``mlflow_experiment``.  When training
+ends, the best checkpoint (``weights/best.pt``, else the last one written) is logged
 as an artifact under ``weights/``.  A resumed run continues the same MLflow run.
 
 A tracking server that goes away costs at most ``mlflow_retries`` retries of
@@ -38,6 +40,8 @@ class MLflowLogger(TrackerLogger):
         "mlflow_retries": "retries of a failed request to the tracking server",
         "mlflow_timeout": "seconds a request to the tracking server may take",
     }
+    #: A tracking URI may carry a user and password (``https://user:token@host``).
+    SECRET = frozenset({"mlflow_uri"})
 
     def __init__(
         self,

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TextIO
 
 from hookline.manager import Callback
-from hookline.plugins.support import at_least, atomic_write, draw_panels
+from hookline.plugins.support import at_least, atomic_write, draw_panels, metric_order
 from hookline.run import Run, TrainingRun
 from hookline.settings import Options, Settings
 
@@ -32,7 +32,9 @@ SUFFIXES = ("_mean", "_max")
 
 
 def panels(history: list[dict[str, float]]) -> dict[str, list[str]]:
-    """Panel title to the metric names drawn in it, in the order metrics first appear."""
+    """Panel title to the metric names drawn in it (in the order they first appear): panels
+    in the order the console prints metrics (:func:`~hookline.plugins.support.metric_order`),
+    whatever order a backend reported them in."""
     grouped: dict[str, list[str]] = {}
     for name in dict.fromkeys(name for row in history for name in row if name != "epoch"):
         title = name
@@ -40,7 +42,7 @@ def panels(history: list[dict[str, float]]) -> dict[str, list[str]]:
             if name.endswith(suffix):
                 title = name[: -len(suffix)]
         grouped.setdefault(title, []).append(name)
-    return grouped
+    return {title: grouped[title] for title in sorted(grouped, key=metric_order)}
 
 
 def draw(history: list[dict[str, float]], path: Path) -> None:
@@ -53,7 +55,7 @@ def draw(history: list[dict[str, float]], path: Path) -> None:
             label = name[len(title) + 1 :] if name != title else None
             series.append((label, points))
         charts.append((title, series))
-    image = draw_panels(charts, x_label="epoch")
+    image = draw_panels(charts, x_label="epoch", integer_x=True)
     atomic_write(path, lambda file: file.write(image), durable=False)
 
 

@@ -4,8 +4,10 @@ Each sample holds, with psutil: the process's CPU use (percent of one core, so 2
 read 200) and resident memory, and the system's memory in use; with NVML (the ``pynvml``
 module of nvidia-ml-py), for each GPU: utilisation, memory used, temperature and power draw;
 and when the training process has initialised CUDA, torch's allocated and reserved memory per
-device.  Without the NVML library or without a GPU, one line says so and CPU and memory are
-recorded alone.
+device.  Where NVML or a GPU is missing, CPU and memory are recorded alone; one line says why
+when the machine has a GPU (its device files exist, or CUDA is in use) or GPU monitoring was
+asked for (``resource_gpu=true``), and nothing is said on a machine without one.
+``resource_gpu=false`` leaves GPUs alone (NVML is not even loaded).
 
 Per epoch (from the epoch's start to the end of its validation) every quantity's mean and
 maximum are added to the epoch's metrics, so that every logger receives them through
@@ -22,6 +24,7 @@ the loop only takes the epoch's samples (a list swap under a lock) at the epoch'
 
 from __future__ import annotations
 
+import glob
 import importlib
 import sys
 import threading
@@ -39,14 +42,27 @@ MB = 1024**2
 FIRST_SAMPLE = 0.02
 #: Seconds the end of a run waits for a sample in progress.
 STOP_WAIT = 1.0
+#: The device files an NVIDIA GPU has (Linux), whether or not NVML can be loaded.
+GPU_DEVICES = "/dev/nvidia[0-9]*"
+
+
+def gpu_present() -> bool:
+    """Whether this machine appears to have an NVIDIA GPU: its device files exist, or torch
+    has initialised CUDA (the check itself initialises nothing)."""
+    torch = sys.modules.get("torch")
+    return bool(glob.glob(GPU_DEVICES)) or (torch is not None and torch.cuda.is_initialized())
 
 
 class _Gpus:
-    """The GPUs NVML sees, read one sample at a time; ``reason`` says why there are none."""
+    """The GPUs NVML sees, read one sample at a time; ``reason`` says why there are none.
+    With ``enabled`` false, none (NVML is not loaded)."""
 
-    def __init__(self) -> None:
+    def __init__(self, enabled: bool = True) -> None:
         self.handles: list[Any] = []
         self.reason = ""
+        if not enabled:
+            self.reason = "turned off (resource_gpu=false)"
+            return
         try:
             self.nvml: Any = importlib.import_module("pynvml")
         except ImportError:
@@ -105,9 +121,9 @@ class ResourceSampler:
     one, when the sampler has sampled at all).
     """
 
-    def __init__(self, interval: float) -> None:
+    def __init__(self, interval: float, gpus: bool = True) -> None:
         self.interval = interval
-        self.gpus = _Gpus()
+        self.gpus = _Gpus(gpus)
         self._process = psutil.Process()
         self._process.cpu_percent(None)  # the first reading only starts the measurement
         self._samples: list[Sample] = []
@@ -174,6 +190,9 @@ class ResourceMonitor(Callback):
     to the epoch's metrics.
 
     :param resource_interval: seconds between samples (also a setting).
+    :param resource_gpu: GPU monitoring: ``None`` (the default) where a GPU is present, saying
+        why in one line when NVML cannot read it; ``True`` asks for it (the line also appears
+        on a machine without a GPU); ``False`` turns it off (also a setting).
     :param stream: where the one line about missing GPU monitoring goes; standard error by
         default.
     """
@@ -182,15 +201,23 @@ class ResourceMonitor(Callback):
     error_policy = "disable"  # an observer: a failure drops it, the run goes on
     SETTINGS: ClassVar[Mapping[str, str]] = {
         "resource_interval": "seconds between resource samples",
+        "resource_gpu": "GPU monitoring: true (say why when NVML cannot), false (none); "
+                        "default: when a GPU is present",
     }
 
-    def __init__(self, resource_interval: float = 1.0, stream: TextIO | None = None) -> None:
+    def __init__(
+        self, resource_interval: float = 1.0, stream: TextIO | None = None,
+        resource_gpu: bool | None = None,
+    ) -> None:
         self.resource_interval = resource_interval
+        self.resource_gpu = resource_gpu
         self.stream = stream
         self.sampler: ResourceSampler | None = None
 
     def hookline_add_options(self, options: Options) -> None:
-        options.add_attributes(self, self.SETTINGS, owner="resources")
+        options.add_attributes(
+            self, self.SETTINGS, owner="resources", types={"resource_gpu": bool}
+        )
 
     def hookline_configure(self, settings: Settings) -> None:
         settings.apply(self, self.SETTINGS)
@@ -201,8 +228,9 @@ class ResourceMonitor(Callback):
 
     def on_train_start(self) -> None:
         self._stop_sampler()
-        self.sampler = ResourceSampler(self.resource_interval)
-        if self.sampler.gpus.reason:
+        wanted = self.resource_gpu
+        self.sampler = ResourceSampler(self.resource_interval, gpus=wanted is not False)
+        if self.sampler.gpus.reason and (wanted or (wanted is None and gpu_present())):
             stream = self.stream if self.stream is not None else sys.stderr
             stream.write(
                 f"resources: no GPU monitoring: {self.sampler.gpus.reason}; "

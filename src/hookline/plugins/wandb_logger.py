@@ -3,7 +3,9 @@
 Offline by default (``wandb_mode=offline``): the run is written under the run directory's
 ``wandb/`` folder and can be uploaded later with ``wandb sync``; ``wandb_mode=online`` sends it
 directly (after ``wandb login``).  Every record carries ``epoch`` and ``step`` so that either
-can be the x axis.  A resumed training run continues the same W&B run.
+can be the x axis.  W&B's own console capture, system metrics and metadata (host, git, the
+command line, which may hold a secret setting) are turned off.  A resumed training run
+continues the same W&B run.
 """
 
 from __future__ import annotations
@@ -39,7 +41,11 @@ class WandbLogger(TrackerLogger):
             project=self.wandb_project, name=run.save_dir.name, dir=str(run.save_dir),
             config=params, mode=self.wandb_mode,  # type: ignore[arg-type]
             id=self.run_id, resume="allow" if self.run_id else None,
-            settings=wandb.Settings(console="off", silent=True, x_disable_stats=True),
+            # no console capture, system metrics or metadata: the metadata holds the command
+            # line, which may hold a secret setting (the config has it redacted)
+            settings=wandb.Settings(
+                console="off", silent=True, x_disable_stats=True, x_disable_meta=True
+            ),
         )
         self.run_id = self.run.id
 

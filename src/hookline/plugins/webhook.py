@@ -16,8 +16,9 @@ has a timeout, and a failed delivery (network error, HTTP 429 or 5xx) is retried
 exponential backoff.  When the run ends, the plugin waits at most ``webhook_timeout`` seconds
 for the messages still queued, then gives up on them with one line on standard error.  A
 delivery problem never fails the run.  The URL (a secret, for Slack) comes from the
-``webhook_url`` setting or the ``HOOKLINE_WEBHOOK_URL`` environment variable, and is only ever
-shown as its scheme and host.
+``webhook_url`` setting (a secret setting: the run's files, checkpoints and trackers record it
+redacted, and a resumed run needs it given again) or the ``HOOKLINE_WEBHOOK_URL`` environment
+variable, and is only ever shown as its scheme and host.
 """
 
 from __future__ import annotations
@@ -37,16 +38,10 @@ from typing import Any, ClassVar, TextIO
 from hookline.manager import Callback
 from hookline.plugins.support import BestTracker, format_metrics, resolve_mode
 from hookline.run import Run, TrainingRun
-from hookline.settings import Options, Settings, SettingsError, closest
+from hookline.settings import Options, Settings, SettingsError, closest, redact
 
 EVENTS = ("train_start", "best", "early_stop", "train_end", "exception")
 URL_VARIABLE = "HOOKLINE_WEBHOOK_URL"
-
-
-def redact(url: str) -> str:
-    """The URL's scheme and host only: webhook paths are secrets."""
-    parts = urllib.parse.urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname or '?'}/…"
 
 
 class WebhookSender:
@@ -161,7 +156,7 @@ class Webhook(Callback):
         return f"Webhook({redact(self.url) if self.url else 'no URL'})"
 
     def hookline_add_options(self, options: Options) -> None:
-        options.add_attributes(self, self.SETTINGS, owner="webhook")
+        options.add_attributes(self, self.SETTINGS, owner="webhook", secret={"webhook_url"})
 
     def hookline_configure(self, settings: Settings) -> None:
         settings.apply(self, self.SETTINGS)

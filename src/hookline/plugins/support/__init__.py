@@ -11,7 +11,12 @@
 from hookline.plugins.support.charts import draw_panels
 from hookline.plugins.support.checks import at_least, monitored, require
 from hookline.plugins.support.files import atomic_write, check_run_name, claim_run_dir
-from hookline.plugins.support.formatting import QUIET_PREFIXES, format_metrics, plain
+from hookline.plugins.support.formatting import (
+    QUIET_PREFIXES,
+    format_metrics,
+    metric_order,
+    plain,
+)
 from hookline.plugins.support.monitor import BestTracker, improves, resolve_mode
 from hookline.plugins.support.trackers import Scalar, TrackerLogger, hyperparameters, series
 
@@ -28,6 +33,7 @@ __all__ = [
     "format_metrics",
     "hyperparameters",
     "improves",
+    "metric_order",
     "monitored",
     "plain",
     "require",

@@ -3,8 +3,8 @@
 Each consumes the ``on_log`` stream and nothing else.  Metrics keep their names; the running
 means of a log interval get the suffix ``_step`` (``train/loss_step``, plotted against
 ``step``, the optimizer steps) so they do not mix with the epoch's value of the same metric
-(``train/loss``, plotted against the 1-based ``epoch``).  The run's settings (``args``) are
-the hyperparameters.
+(``train/loss``, plotted against the 1-based ``epoch``).  The run's settings (``args``, in
+which secret settings are redacted) are the hyperparameters.
 
 A tracker's package is an optional extra: asking for a logger whose package is missing fails
 at configuration, before training starts, with the command that installs it.
@@ -62,6 +62,8 @@ class TrackerLogger(Callback):
     package = ""
     extra = ""
     SETTINGS: ClassVar[Mapping[str, str]] = {}
+    #: Those of ``SETTINGS`` that are secret (a URI that may carry a password, an API key).
+    SECRET: ClassVar[frozenset[str]] = frozenset()
     MODES: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self) -> None:
@@ -70,7 +72,7 @@ class TrackerLogger(Callback):
         self._failed = False
 
     def hookline_add_options(self, options: Options) -> None:
-        options.add_attributes(self, self.SETTINGS, owner=self.extra)
+        options.add_attributes(self, self.SETTINGS, owner=self.extra, secret=self.SECRET)
 
     def hookline_configure(self, settings: Settings) -> None:
         for module in self.package.split(","):
