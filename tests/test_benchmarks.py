@@ -100,3 +100,81 @@ def test_quick_bridge_benchmark_reports_each_installed_host_with_and_without_its
         else:
             assert (row["step_ratio"], row["run_ratio"]) == (1.0, 1.0)
 
+
+
+def test_quick_workload_benchmark_reports_every_contender_and_its_memory(tmp_path):
+    output = tmp_path / "workload.json"
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT.with_name("workload.py")), "--quick", "--json", str(output)],
+        capture_output=True, text=True, timeout=600, check=False,
+    )
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    results = json.loads(output.read_text())
+    installed = {module: importlib.util.find_spec(module) is not None
+                 for module in ("lightning", "ignite", "transformers", "accelerate", "jax",
+                                "flax", "optax")}
+    baselines = {"raw": "raw", "hookline-bare": "raw", "hookline-defaults": "raw"}
+    if installed["lightning"]:
+        baselines |= {"lightning": "raw", "lightning+hookline": "lightning"}
+    if installed["ignite"]:
+        baselines["ignite"] = "raw"
+    if installed["transformers"] and installed["accelerate"]:
+        baselines |= {"hf": "hf", "hf+hookline": "hf"}
+    if installed["jax"] and installed["flax"] and installed["optax"]:
+        baselines |= {"raw-jax": "raw-jax", "hookline-jax-defaults": "raw-jax"}
+    steps = results["steps"]
+    assert {name: row["baseline"] for name, row in steps.items()} == baselines
+    for name, row in steps.items():
+        for key in ("ratio", "step_ratio", "step_us", "overhead_us", "per_run_ms",
+                    "per_step_us", "rss_ratio"):
+            assert isinstance(row[key], float), (name, key)
+        assert row["step_us"] > 0, name
+        assert row["peak_rss_mb"] > 50, name  # a process with a framework in it
+        assert f"\n{name} " in result.stdout  # printed side by side, too
+    for baseline in {name for name, base in baselines.items() if name == base}:
+        row = steps[baseline]
+        assert (row["ratio"], row["overhead_us"], row["per_run_ms"], row["per_step_us"],
+                row["step_ratio"], row["rss_ratio"]) == (1, 0, 0, 0, 1, 1)
+    # the same model, data, seed and optimizer in every torch contender (HF's GPT-2 aside),
+    # and again in both JAX ones: the same validation loss, and it fell from ln(64) = 4.16
+    for name in baselines:
+        if name not in ("hf", "hf+hookline"):
+            reference = steps["raw-jax" if "jax" in name else "raw"]["val_loss"]
+            assert steps[name]["val_loss"] == pytest.approx(reference, abs=1e-3), name
+        assert steps[name]["val_loss"] < 3.9, name
+    for name, baseline in (("hookline-defaults", "raw"), ("hookline-jax-defaults", "raw-jax")):
+        if name not in steps:
+            continue
+        target = results["targets"][name]
+        assert isinstance(target["met"], bool)
+        assert isinstance(target["rss_met"], bool)
+        assert f"{name}: the workload takes " in result.stdout
+        assert f"x {baseline}'s time (target <= 1.01x: " in result.stdout
+        assert f"{name}: peak RSS " in result.stdout
+
+
+def test_quick_demo_benchmark_reports_each_contenders_peak_memory(tmp_path):
+    output = tmp_path / "demo.json"
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT.with_name("demo.py")), "--quick", "--json", str(output)],
+        capture_output=True, text=True, timeout=600, check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads(output.read_text())
+    contenders = {"plain-pytorch", "hookline-train"}
+    assert set(results["peak_rss_mb"]) == set(results["peak_rss_runs_mb"]) == contenders
+    for name in contenders:
+        # each process's own peak (a Python process with torch in it: hundreds of MiB)
+        assert 50 < results["peak_rss_mb"][name] < 8192, name
+        assert len(results["peak_rss_runs_mb"][name]) == results["rounds"]
+    assert results["rss_ratio"] == pytest.approx(
+        results["peak_rss_mb"]["hookline-train"] / results["peak_rss_mb"]["plain-pytorch"]
+    )
+    assert results["rss_met"] == (results["rss_ratio"] <= results["rss_target"])
+    assert "hookline train / plain script, peak RSS: " in result.stdout
+    import torch
+
+    if torch.cuda.is_available():  # the demo picks CUDA when there is one
+        assert "hookline-train" in results["peak_device_mb"]
+    else:
+        assert "peak_device_mb" not in results
