@@ -73,6 +73,7 @@ def main() -> None:
     parser.add_argument("--raise-on-rank", type=int, default=None)
     parser.add_argument("--raise-at-epoch", type=int, default=2)
     parser.add_argument("--f1", action="store_true", help="add torchmetrics' macro F1")
+    parser.add_argument("--async-checkpoint", action="store_true")
     args = parser.parse_args()
     args.record.mkdir(parents=True, exist_ok=True)
     recipe = DigitsRecipe()
@@ -94,6 +95,7 @@ def main() -> None:
     model.train(
         train, val, epochs=args.epochs, project=args.project, exist_ok=True,
         save_every_n_steps=args.save_every_n_steps, resume=args.resume, patience=100,
+        async_checkpoint=args.async_checkpoint,
     )
 
 

@@ -1,9 +1,10 @@
 """A small real training run for the resume tests, run as its own process, on either backend.
 
     python tests/resume_job.py SAVE_DIR --backend torch|jax [--resume CHECKPOINT]
-                               [--heavy-at-step N]
+                               [--heavy-at-step N] [--async-checkpoint]
 
-Checkpoints every optimizer step and prints ``saved STEP`` after each ``last.pt``; at the end
+Checkpoints every optimizer step (``--async-checkpoint``: in the background) and prints
+``saved STEP`` once ``last.pt`` holds that step; at the end
 writes SAVE_DIR/final.npz (the model's weights) and SAVE_DIR/final.json (the plugins' states,
 the epoch, the steps and the stop reason).  ``--heavy-at-step`` adds 200 MB of ballast to the
 checkpoint of that step, so that a test can kill the process while the file is being written.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -40,9 +42,19 @@ class Ballast(Callback):
             self.add(checkpoint, 200)
 
 
-def report_saved(trainer, path) -> None:
-    if path.name == "last.pt":
-        print(f"saved {trainer.global_step}", flush=True)
+class SavedSteps(Callback):
+    """Prints ``saved STEP`` once ``last.pt`` holds STEP: an asynchronous save reports its
+    file at a later step than the one it holds (every save here writes ``last.pt`` once)."""
+
+    def __init__(self) -> None:
+        self.steps: deque[int] = deque()
+
+    def on_save_checkpoint(self, trainer, checkpoint) -> None:
+        self.steps.append(checkpoint["progress"]["global_step"])
+
+    def on_model_save(self, trainer, path) -> None:
+        if path.name == "last.pt":
+            print(f"saved {self.steps.popleft()}", flush=True)
 
 
 def main() -> None:
@@ -51,6 +63,7 @@ def main() -> None:
     parser.add_argument("--backend", choices=("torch", "jax"), required=True)
     parser.add_argument("--resume", default="")
     parser.add_argument("--heavy-at-step", type=int, default=None)
+    parser.add_argument("--async-checkpoint", action="store_true")
     args = parser.parse_args()
     chosen = backend(args.backend)
     if args.backend == "torch":
@@ -64,13 +77,13 @@ def main() -> None:
     val = chosen.split(inputs[:96], labels[:96], size=48)
     task = chosen.make_task(features=8, hidden=32, dropout=0.2, optimizer="adamw", lr=0.01)
     plugins = [
-        ModelCheckpoint(save_every_n_steps=1, filename="step", resume=args.resume),
+        ModelCheckpoint(save_every_n_steps=1, filename="step", resume=args.resume,
+                        async_checkpoint=args.async_checkpoint),
         EarlyStopping(patience=2, min_delta=0.01),
         LRScheduler(schedule="step", lr_step_size=2, lr_gamma=0.5, warmup_steps=10),
         Ballast(args.heavy_at_step, chosen.add_ballast),
     ]
-    trainer = Trainer(task, plugins, manager=PluginManager())
-    trainer.add_callback("on_model_save", report_saved)
+    trainer = Trainer(task, [*plugins, SavedSteps()], manager=PluginManager())
     trainer.fit(train, val, epochs=EPOCHS, save_dir=args.save_dir)
     np.savez(args.save_dir / "final.npz", **chosen.weights(task))
     states = {name: plugin.state_dict() for name, plugin in zip(

@@ -273,15 +273,18 @@ def test_a_checkpoint_write_that_fails_keeps_the_previous_one(tmp_path, monkeypa
     from tests.test_torch_backend import batches, make_task
 
     writes = {"n": 0}
-    real = checkpointing.atomic_write
+    real = checkpointing.write_checkpoint_files
 
-    def disk_fills_up(path, write, **options):
+    def disk_fills_up(paths, format, args, write_payload):
         writes["n"] += 1
-        if writes["n"] > 2:  # last.pt and best.pt of epoch 1 fit; nothing after
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return real(path, write, **options)
 
-    monkeypatch.setattr(checkpointing, "atomic_write", disk_fills_up)
+        def full(file):  # epoch 1's last.pt and best.pt (one file) fit; nothing after
+            write_payload(file)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        return real(paths, format, args, write_payload if writes["n"] == 1 else full)
+
+    monkeypatch.setattr(checkpointing, "write_checkpoint_files", disk_fills_up)
     with pytest.raises(CheckpointError, match="No space left on device; the previous one is kept"):
         Model(make_task(), manager=PluginManager()).train(
             batches(64, 16), batches(32, 16, seed=1), epochs=3, project=str(tmp_path),

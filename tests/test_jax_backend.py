@@ -174,9 +174,13 @@ def test_a_checkpoint_that_does_not_fit_the_model_names_the_array(tmp_path):
         smaller.load_state_dict(saved)
 
 
-def test_more_than_one_process_is_refused_in_one_line(monkeypatch):
+def test_more_than_one_process_without_the_runtime_is_refused_in_one_line(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
-    with pytest.raises(TaskSettingError, match="WORLD_SIZE=2: multi-process JAX is not supported"):
+    with pytest.raises(
+        TaskSettingError,
+        match=r"should span 2 processes, but JAX's distributed runtime is not running: call "
+        r"hookline\.backends\.jax\.initialize_distributed\(\) before the model is built",
+    ):
         JaxBackend().make_task()
 
 
@@ -217,12 +221,17 @@ def test_the_jax_demo_trains_validates_predicts_and_exports_on_the_command_line(
     assert (run / "weights" / "best.stablehlo").exists()
 
 
-def test_a_jax_run_under_torchrun_settings_is_one_line_and_exit_2(tmp_path):
-    result = hookline_command("train", "recipe=digits-jax", cwd=tmp_path, WORLD_SIZE="2")
+def test_a_jax_run_with_several_processes_but_no_launcher_is_one_line_and_exit_2(tmp_path):
+    environment = {key: value for key, value in os.environ.items()
+                   if key not in ("MASTER_ADDR", "MASTER_PORT")}
+    result = subprocess.run(
+        [sys.executable, "-m", "hookline", "train", "recipe=digits-jax"], capture_output=True,
+        text=True, cwd=tmp_path, env={**environment, "WORLD_SIZE": "2"}, timeout=600,
+    )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "hookline train: error: JaxTask runs in one process, but WORLD_SIZE=2: multi-process "
-        "JAX is not supported; launch it without torchrun"
+        "hookline train: error: WORLD_SIZE=2 but MASTER_ADDR is not set: launch the processes "
+        "with torchrun (or set RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT in each)"
     ]
     assert not (tmp_path / "runs").exists()
 

@@ -50,10 +50,14 @@ def result(save_dir: Path) -> dict:
     return {"model": model, **json.loads((save_dir / "final.json").read_text())}
 
 
-def resume(backend, save_dir: Path) -> dict:
+def resume(backend, save_dir: Path, *extra: str) -> dict:
     last = save_dir / "weights" / "last.pt"
-    finish(job(backend, save_dir, *(["--resume", str(last)] if last.exists() else [])))
+    finish(job(backend, save_dir, *(["--resume", str(last)] if last.exists() else []), *extra))
     return result(save_dir)
+
+
+#: How the job writes its checkpoints: in the loop, or in the background (async_checkpoint).
+MODES = {"sync": (), "async": ("--async-checkpoint",)}
 
 
 def assert_same_weights(result: dict, reference: dict) -> None:
@@ -79,10 +83,17 @@ def reference(job_backend, tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("trial", range(3))
-def test_killed_at_a_random_step_resumes_bit_exactly(job_backend, reference, tmp_path, trial):
+@pytest.mark.parametrize(
+    ("mode", "trial"), [("sync", 0), ("sync", 1), ("sync", 2), ("async", 3), ("async", 4)]
+)
+def test_killed_at_a_random_step_resumes_bit_exactly(
+    job_backend, reference, tmp_path, mode, trial
+):
+    """Also with asynchronous checkpoints: ``saved STEP`` comes once the background write of
+    STEP is complete, the kill lands wherever the next write (or the loop) is, and the
+    uninterrupted run's result is the synchronous one."""
     target = random.Random(trial).randrange(5, reference["global_step"] - 10)
-    process = job(job_backend, tmp_path)
+    process = job(job_backend, tmp_path, *MODES[mode])
     assert process.stdout is not None
     for line in process.stdout:  # "saved STEP" after each last.pt
         if int(line.split()[1]) >= target:
@@ -92,14 +103,17 @@ def test_killed_at_a_random_step_resumes_bit_exactly(job_backend, reference, tmp
     assert process.returncode == -signal.SIGKILL
     killed_at = job_backend.load_checkpoint(tmp_path / "weights" / "last.pt")["progress"]
     assert target <= killed_at["global_step"] < reference["global_step"]
-    assert_same_run(resume(job_backend, tmp_path), reference)
+    assert_same_run(resume(job_backend, tmp_path, *MODES[mode]), reference)
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("mode", MODES)
 def test_killed_while_writing_a_checkpoint_keeps_the_previous_one_and_resumes(
-    job_backend, reference, tmp_path
+    job_backend, reference, tmp_path, mode
 ):
-    process = job(job_backend, tmp_path, "--heavy-at-step", "30")
+    """Asynchronous: the kill lands while the background thread writes step 30's file (the
+    loop has gone on, and waits for it at step 31's save)."""
+    process = job(job_backend, tmp_path, "--heavy-at-step", "30", *MODES[mode])
     weights = tmp_path / "weights"
     deadline = time.monotonic() + 120
     while not large_partial_file(weights) and time.monotonic() < deadline:
@@ -110,7 +124,7 @@ def test_killed_while_writing_a_checkpoint_keeps_the_previous_one_and_resumes(
     last = job_backend.load_checkpoint(weights / "last.pt")
     assert last["progress"]["global_step"] == 29  # the step before the one being written
     assert "ballast" not in last
-    assert_same_run(resume(job_backend, tmp_path), reference)
+    assert_same_run(resume(job_backend, tmp_path, *MODES[mode]), reference)
     assert not list(weights.glob(".*.tmp")), "the interrupted write was not cleaned up"
 
 

@@ -14,9 +14,9 @@ names these classes in its annotations without importing the engine.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+from typing import IO, TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from hookline.settings import Settings
 
@@ -97,6 +97,58 @@ class StateTask(Protocol):
 
         :raises hookline.errors.CheckpointError: naming ``source`` (the file) when the data is
             corrupt or would need code to be run (an arbitrary pickle) to load.
+        """
+
+    def write_checkpoint(self, checkpoint: Mapping[str, Any], file: IO[bytes]) -> None:
+        """Write :meth:`save_checkpoint`'s bytes to ``file`` (a binary file open for writing),
+        streamed where the format allows: the checkpoint plugin hashes them on their way to
+        the disk, without a copy of the whole payload in memory."""
+
+    def host_copy(self, checkpoint: Mapping[str, Any]) -> dict[str, Any]:
+        """``checkpoint`` with every array copied to host memory and every container and
+        other value copied, so that nothing in the copy changes as training goes on: what an
+        asynchronous checkpoint serialises (:meth:`write_checkpoint`) in a background thread
+        while the loop carries on.  Returns once the copies are complete (a device-to-host
+        transfer has landed)."""
+
+
+@runtime_checkable
+class ShardedStateTask(Protocol):
+    """What a task whose checkpoints may be directories of shards adds to :class:`StateTask`
+    (``TorchTask(strategy="fsdp")``).  Optional: the checkpoint plugin asks
+    ``isinstance(task, ShardedStateTask) and task.sharded``.
+
+    Every process writes its shard of the model and optimizer into one directory; rank zero
+    writes the plain-data rest (progress with each rank's random state, metrics, plugin
+    state).  Such a checkpoint loads on any number of processes and never runs code.
+    """
+
+    #: The payload format named in a sharded checkpoint's header (``"torch-dcp"``).
+    sharded_format: str
+
+    @property
+    def sharded(self) -> bool:
+        """Whether this task's checkpoints are directories of shards."""
+
+    def save_sharded(
+        self, directory: Path | None, checkpoint: Mapping[str, Any],
+        finish: Callable[[Path], None] | None = None, *, asynchronous: bool = False,
+    ) -> Path:
+        """Write :meth:`TrainingRun.checkpoint_state` into a new directory, with every process
+        (a collective: every rank calls it at the same point).  ``directory`` is rank zero's
+        choice (other ranks pass anything); once every file is written, ``finish(directory)``
+        runs on rank zero (in the background when ``asynchronous``: the call returns once the
+        state is copied, with at most one save in flight).  Returns the directory."""
+
+    def wait_sharded(self) -> None:
+        """Wait for the asynchronous save in flight, if any (re-raising its failure)."""
+
+    def load_sharded(self, directory: Path, source: str) -> dict[str, Any]:
+        """A sharded checkpoint as :meth:`StateTask.load_checkpoint` returns a file's: its
+        ``task`` part is read by :meth:`StateTask.load_state_dict`.
+
+        :raises hookline.errors.CheckpointError: naming the file when it is damaged or would
+            need code to be run to load.
         """
 
 
@@ -188,6 +240,10 @@ class TrainingRun(Run):
         #: Batches of the current epoch already trained, and whether the epoch is complete.
         self.batches_done = 0
         self.epoch_complete = False
+        #: The batches this process runs in the current epoch (its share of the data under
+        #: several processes), or ``None`` when unknown (data without a length, a host that
+        #: does not say).
+        self.epoch_batches: int | None = None
         #: Whether the run was interrupted (:meth:`interrupt`) rather than finished or stopped.
         self.interrupted = False
 

@@ -64,11 +64,12 @@ import contextlib
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import keras
 
 from hookline.backends.host_random import python_numpy_random_state, set_python_numpy_random_state
+from hookline.backends.host_tree import copy_tree
 from hookline.backends.msgpack_payload import load_payload, save_payload
 from hookline.bridges.coverage import UNSUPPORTED
 from hookline.bridges.loop import HookLoop, HostRun, rename_metrics
@@ -269,6 +270,16 @@ class KerasState:
     def load_checkpoint(self, data: bytes, source: str) -> dict[str, Any]:
         """Reads arrays as bytes into NumPy: nothing in the file can run code."""
         return load_payload(data, source)
+
+    def write_checkpoint(self, checkpoint: Mapping[str, Any], file: IO[bytes]) -> None:
+        """:meth:`save_checkpoint`'s bytes, written to ``file``."""
+        file.write(save_payload(checkpoint, _to_host))
+
+    def host_copy(self, checkpoint: Mapping[str, Any]) -> dict[str, Any]:
+        """``checkpoint`` with every tensor as a NumPy copy (``keras.ops.convert_to_numpy``)
+        and NumPy arrays and other values copied, for a background write."""
+        copied: dict[str, Any] = copy_tree(dict(checkpoint), _to_host)  # NumPy: deep-copied
+        return copied
 
 
 def _host_copies(variables: Sequence[Any]) -> list[Any]:

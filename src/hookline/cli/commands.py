@@ -27,7 +27,7 @@ from hookline.cli.resolution import (
     resolve,
 )
 from hookline.cli.trace import trace_hooks
-from hookline.cli.weights import latest_weights
+from hookline.cli.weights import last_checkpoint, latest_weights
 from hookline.engine import Task, load_checkpoint, read_header
 from hookline.errors import CheckpointError, UserError, first_line
 from hookline.flags import DEFAULT_FLAGS, apply_flags
@@ -48,8 +48,8 @@ def checkpoint_for(command: str, given: dict[str, Any]) -> Path | None:
         resume = given.get("resume")
         if resume == "auto":
             run = Path(str(given.get("project", "runs"))) / "train" / str(given.get("name", "exp"))
-            last = run / "weights" / "last.pt"
-            if not last.is_file():
+            last = last_checkpoint(run / "weights")  # last.pt, or a sharded last/
+            if last is None:
                 given.update(resume="", exist_ok=True)
                 return None
             given["resume"] = str(last)
@@ -60,7 +60,7 @@ def checkpoint_for(command: str, given: dict[str, Any]) -> Path | None:
         path = Path(str(weights))
     else:
         path = latest_weights(Path(str(given.get("project", "runs"))))
-        which = "best" if path.name == "best.pt" else "last"
+        which = "best" if path.stem == "best" else "last"
         print(f"weights: {path} (the latest run's {which}; weights=PATH to choose)")
     given["weights"] = str(path)
     return path
@@ -193,8 +193,8 @@ def interrupted_status(model: Model, manager: PluginManager) -> int:
     if trainer is None or not trainer.interrupted:
         return 0
     received = getattr(manager.get_plugin("signals"), "received", None)
-    last = trainer.save_dir / "weights" / "last.pt" if trainer.save_dir is not None else None
-    resume = f"; resume with: hookline train resume={last}" if last and last.is_file() else ""
+    last = last_checkpoint(trainer.save_dir / "weights") if trainer.save_dir else None
+    resume = f"; resume with: hookline train resume={last}" if last is not None else ""
     print(f"hookline train: {trainer.stop_reason} at step {trainer.global_step}{resume}",
           file=sys.stderr)
     return 128 + int(received) if received is not None else 1

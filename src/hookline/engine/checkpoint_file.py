@@ -11,7 +11,9 @@
 The header can be read without any framework (the ``hookline`` command reads the run's
 settings from it before it builds a task), the payload's digest catches a flipped bit, and the
 payload is read back only by a task of the same format, which never runs code from it.
-This module reads files and encodes bytes; writing them is the checkpoint plugin's business.
+This module reads files and encodes bytes; writing them is the checkpoint plugin's business
+(:mod:`hookline.plugins.support.checkpoint_writer` streams the payload into the file and
+fills the digest in afterwards).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hookline.engine import checkpoint_dir
 from hookline.errors import CheckpointError
 
 if TYPE_CHECKING:
@@ -32,18 +35,37 @@ VERSION = 1
 _LENGTH_BYTES = 8
 
 
-def encode(payload: bytes, format: str, args: Mapping[str, Any]) -> bytes:
-    """A checkpoint file's bytes: the header (``args`` must be plain JSON data) and payload."""
-    header = json.dumps(
-        {
-            "version": VERSION,
-            "format": format,
-            "sha256": hashlib.sha256(payload).hexdigest(),
-            "args": dict(args),
-        },
+#: The digest a header holds until the payload's is known (:func:`header`).
+DIGEST_PLACEHOLDER = "0" * 64
+
+
+def header(format: str, args: Mapping[str, Any], sha256: str = DIGEST_PLACEHOLDER) -> bytes:
+    """What precedes the payload in a checkpoint file: the magic line, the header's length and
+    the header (``args`` must be plain JSON data) with the payload's ``sha256`` (hex).
+
+    A writer that streams the payload writes this header with the placeholder digest first,
+    then overwrites the digest in place (:func:`digest_offset`) once the payload is hashed:
+    the header's length does not change.
+    """
+    if len(sha256) != len(DIGEST_PLACEHOLDER):
+        raise ValueError(f"a sha256 digest is 64 hex digits, got {sha256!r}")
+    body = json.dumps(
+        {"version": VERSION, "format": format, "sha256": sha256, "args": dict(args)},
         allow_nan=True,
     ).encode()
-    return b"".join((MAGIC, len(header).to_bytes(_LENGTH_BYTES, "big"), header, payload))
+    return b"".join((MAGIC, len(body).to_bytes(_LENGTH_BYTES, "big"), body))
+
+
+def digest_offset(header_bytes: bytes) -> int:
+    """Where the digest's 64 hex digits start in :func:`header`'s bytes."""
+    # "version" and "format" come first, and a JSON string holds no bare quote: the first
+    # '"sha256": "' is the key's
+    return header_bytes.index(b'"sha256": "') + len(b'"sha256": "')
+
+
+def encode(payload: bytes, format: str, args: Mapping[str, Any]) -> bytes:
+    """A checkpoint file's bytes: the header (``args`` must be plain JSON data) and payload."""
+    return header(format, args, hashlib.sha256(payload).hexdigest()) + payload
 
 
 def _split(data: bytes, source: str) -> tuple[dict[str, Any], int]:
@@ -88,6 +110,8 @@ def read_header(path: str | Path) -> dict[str, Any]:
 
     :raises CheckpointError: when the file is missing or is not a hookline checkpoint.
     """
+    if checkpoint_dir.is_checkpoint_dir(path):  # a sharded checkpoint
+        return checkpoint_dir.read_header(path)
     data, source = _read(path)
     return _split(data, source)[0]
 
@@ -100,6 +124,8 @@ def load_checkpoint(path: str | Path, task: StateTask) -> dict[str, Any]:
         was written (the digest differs), written by a task of another format, or would need
         code to be run to load.
     """
+    if checkpoint_dir.is_checkpoint_dir(path):  # a sharded checkpoint
+        return checkpoint_dir.load_checkpoint(path, task)
     data, source = _read(path)
     header, start = _split(data, source)
     payload = data[start:]

@@ -190,6 +190,10 @@ class Trainer(Phase, TrainingRun):
         task = self.task
         self.metrics = {}
         self._filter_step = self.manager.filter_position(self.global_step, self.epoch)
+        try:  # this process's batches (the task decides how the data is shared)
+            self.epoch_batches = len(task.shard(data, self.epoch))  # type: ignore[arg-type]
+        except TypeError:
+            self.epoch_batches = None
         self.call("on_train_epoch_start", trainer=self)
         task.train_mode(True)
         accumulate = max(1, int(getattr(task, "accumulate_grad_batches", 1)))

@@ -27,6 +27,8 @@ PLAIN_INTERVAL = 30.0
 
 def _epoch_batches(trainer: TrainingRun) -> int | None:
     """The batches each process runs in an epoch, when the data has a length."""
+    if trainer.epoch_batches is not None:  # what hookline's own loop knows
+        return trainer.epoch_batches
     try:
         total = len(trainer.train_data)  # type: ignore[arg-type]
     except TypeError:

@@ -9,12 +9,13 @@ exactly, so a resumed run ends bit for bit where an uninterrupted one does.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import random
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from hookline.engine.task import Stage
 from hookline.errors import CheckpointError
@@ -174,6 +175,13 @@ class LinearRegressionTask:
 
     def save_checkpoint(self, checkpoint: Mapping[str, Any]) -> bytes:
         return json.dumps(checkpoint).encode()
+
+    def write_checkpoint(self, checkpoint: Mapping[str, Any], file: IO[bytes]) -> None:
+        file.write(self.save_checkpoint(checkpoint))
+
+    def host_copy(self, checkpoint: Mapping[str, Any]) -> dict[str, Any]:
+        """A deep copy: the values are Python's own, already on the host."""
+        return copy.deepcopy(dict(checkpoint))
 
     def load_checkpoint(self, data: bytes, source: str) -> dict[str, Any]:
         try:

@@ -8,8 +8,17 @@ step costs a single dispatch and losses never leave the device between log inter
 
 Data is any iterable of ``(inputs, targets)`` batches of NumPy or JAX arrays (for instance
 :class:`hookline.backends.arrays.ArrayBatches`), ``{"inputs": ..., "targets": ...}`` dicts,
-or bare inputs for prediction.  A JaxTask runs in one process: multi-process JAX is not
-supported, and a launch with ``WORLD_SIZE`` > 1 is refused.
+or bare inputs for prediction.
+
+Across processes (launched by torchrun, JAX's distributed runtime started first: see
+:mod:`hookline.backends.jax.distributed`) the state is replicated on every device, each
+training batch is one global array made of every process's share (an
+:class:`~hookline.backends.arrays.ArrayBatches` is split by
+:class:`~hookline.backends.arrays.ProcessShare`, its batch size being the global batch), and
+the compiled step computes the global batch's loss and gradients, so that every process holds
+the same weights as one process trained on the same global batches.  Evaluation and
+prediction run the whole set on every process (a replicated computation: no process waits for
+another, and the metrics, stateful ones included, are those of one process).
 """
 
 from __future__ import annotations
@@ -18,7 +27,7 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import jax
 import jax.numpy as jnp
@@ -26,9 +35,12 @@ import numpy as np
 import optax
 from flax import nnx
 
+from hookline.backends.arrays import ArrayBatches
 from hookline.backends.batches import batch_parts
 from hookline.backends.host_random import python_numpy_random_state, set_python_numpy_random_state
+from hookline.backends.host_tree import copy_tree, leaves
 from hookline.backends.jax import export as jax_export
+from hookline.backends.jax.distributed import Processes, local_copy, running_processes
 from hookline.backends.msgpack_payload import load_payload, save_payload
 from hookline.distributed import env_world_size
 from hookline.engine.task import Stage, StatefulMetric, split_metrics
@@ -55,6 +67,23 @@ def cross_entropy(outputs: jax.Array, targets: jax.Array) -> jax.Array:
 
 def _is_key(leaf: Any) -> bool:
     return isinstance(leaf, jax.Array) and jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key)
+
+
+def _span(distributed: bool | str) -> Processes | None:
+    """The processes a task spans: ``None`` for one process."""
+    if distributed not in (True, False, "auto"):
+        raise TaskSettingError(f"distributed must be 'auto', True or False, got {distributed!r}")
+    if distributed is False:
+        return None
+    if running_processes() > 1:
+        return Processes()
+    if distributed is True or env_world_size() > 1:
+        raise TaskSettingError(
+            f"this JaxTask should span {max(env_world_size(), 2)} processes, but JAX's "
+            "distributed runtime is not running: call "
+            "hookline.backends.jax.initialize_distributed() before the model is built"
+        )
+    return None
 
 
 def _learning_rate_paths(opt_state: Any) -> list[int]:
@@ -88,8 +117,16 @@ class JaxTask:
     :param postprocess: applied to the model's outputs in prediction, inside the compiled call.
     :param example_input: an input batch used to check exports; by default the first batch the
         task sees.
+    :param distributed: ``"auto"`` spans the processes of JAX's distributed runtime when it
+        runs with more than one (a launch with ``WORLD_SIZE`` > 1 without it is refused:
+        start it with :func:`~hookline.backends.jax.distributed.initialize_distributed`
+        before building the model); ``False`` keeps to this process.
 
     The trained module is :attr:`model` (the object passed in, brought up to date when read).
+    Across processes, the weights every process starts from are process zero's, every
+    process must make the same calls (a plugin that computes on the device, such as one that
+    reads the gradient norm, runs on every process), and :attr:`rank` and
+    :attr:`world_size` are JAX's process index and count.
     """
 
     export_formats = tuple(jax_export.EXPORT_SUFFIXES)
@@ -108,12 +145,8 @@ class JaxTask:
         grad_clip_norm: float | None = None,
         postprocess: Callable[[jax.Array], Any] | None = None,
         example_input: Any = None,
+        distributed: bool | str = "auto",
     ) -> None:
-        if env_world_size() > 1:
-            raise TaskSettingError(
-                f"JaxTask runs in one process, but WORLD_SIZE={env_world_size()}: "
-                "multi-process JAX is not supported; launch it without torchrun"
-            )
         if accumulate_grad_batches < 1:
             raise TaskSettingError(
                 f"accumulate_grad_batches must be >= 1, got {accumulate_grad_batches}"
@@ -134,6 +167,12 @@ class JaxTask:
         self._params_template, self._rest_template = params, rest
         self._params, self._params_def = jax.tree_util.tree_flatten(params)
         self._rest, self._rest_def = jax.tree_util.tree_flatten(rest)
+        self._processes = _span(distributed)
+        self._shares: dict[int, Any] = {}
+        if self._processes is not None:
+            self.rank, self.world_size = self._processes.rank, self._processes.world_size
+            self._params = self._processes.replicate(self._params, from_rank_zero=True)
+            self._rest = self._processes.replicate(self._rest, from_rank_zero=True)
         self._opt_state: Leaves | None = None
         self._opt_def: Any = None
         self._lr_positions: list[int] = []
@@ -234,7 +273,13 @@ class JaxTask:
                 "evaluate": self._evaluate, "predict": self._predict, "norm": optax.tree.norm,
             }
             static = ("apply", "norm") if name == "train" else ()
-            self._compiled[name] = jax.jit(functions[name], static_argnames=static)
+            if self._processes is None:
+                self._compiled[name] = jax.jit(functions[name], static_argnames=static)
+            else:  # everything a step returns is the same on every device
+                self._compiled[name] = jax.jit(
+                    functions[name], static_argnames=static,
+                    out_shardings=self._processes.replicated,
+                )
         return self._compiled[name]
 
     # -- set-up --------------------------------------------------------------------------------
@@ -249,10 +294,17 @@ class JaxTask:
             self._ensure_optimizer()
 
     def teardown(self) -> None:
-        return None  # one process, nothing shared to release (a pending update stays pending)
+        """Across processes, wait for every process (so that JAX's shutdown, at exit, never
+        waits for process zero's last files); nothing to release in one process (a pending
+        update stays pending)."""
+        if self._processes is not None:
+            self._shares.clear()
+            self._processes.barrier("hookline-teardown")
 
     def abort(self) -> None:
-        return None
+        """Nothing to release, and no collective: another process may never join it (JAX's
+        runtime ends the processes of a failed run, see
+        :mod:`hookline.backends.jax.distributed`)."""
 
     def _ensure_optimizer(self) -> None:
         if self._opt_state is not None:
@@ -262,11 +314,27 @@ class JaxTask:
         params = jax.tree_util.tree_unflatten(self._params_def, self._params)
         state = self.optimizer.init(params)
         self._opt_state, self._opt_def = jax.tree_util.tree_flatten(state)
+        if self._processes is not None:
+            self._opt_state = self._processes.replicate(self._opt_state)
         self._lr_positions = _learning_rate_paths(state)
         self._lrs = [self.to_float(self._opt_state[index]) for index in self._lr_positions]
 
     def shard(self, data: Iterable[Any], epoch: int | None) -> Iterable[Any]:
-        return data
+        """In one process, ``data`` itself.  Across processes, for training (``epoch``
+        given), this process's :class:`~hookline.backends.arrays.ProcessShare` of an
+        :class:`~hookline.backends.arrays.ArrayBatches` (any other iterable is taken as this
+        process's share already); evaluation data whole (every process evaluates all of it).
+
+        :raises TaskSettingError: when the batch size is no multiple of the process count.
+        """
+        if self._processes is None or epoch is None or not isinstance(data, ArrayBatches):
+            return data
+        if id(data) not in self._shares:
+            try:
+                self._shares[id(data)] = data.share(self.rank, self.world_size)
+            except ValueError as error:
+                raise TaskSettingError(str(error)) from None
+        return self._shares[id(data)]
 
     def weighted_sum(self, values: Sequence[Any], weights: Sequence[int]) -> Any:
         """One compiled call (per number of values), not an operation per value: eager
@@ -274,7 +342,9 @@ class JaxTask:
         return _weighted_sum(list(values), np.asarray(weights, np.float32))
 
     def reduce_sum(self, value: Any) -> Any:
-        return value
+        """``value`` summed over the processes (a collective: every process calls it); itself
+        in one process."""
+        return value if self._processes is None else self._processes.sum(value)
 
     def train_mode(self, enabled: bool) -> None:
         """Nothing to switch: training steps always run the module in training mode,
@@ -311,6 +381,9 @@ class JaxTask:
         those accumulated (:meth:`backward` has nothing left to do).  A pending update is
         applied first, in that call too."""
         inputs, targets = self._inputs_targets(batch)
+        if self._processes is not None:  # every process's share, one global batch
+            inputs, targets = (self._processes.global_rows(inputs),
+                               self._processes.global_rows(targets))
         if self._opt_state is None:
             self._ensure_optimizer()
         if self._update_pending and not self._zero_pending:
@@ -335,12 +408,15 @@ class JaxTask:
         """Update the parameters from the accumulated gradients (clipped first when
         ``grad_clip_norm`` is set).  The update is compiled into the next training step's call;
         reading the parameters (validation, prediction, state, export, :attr:`model`) applies
-        it at once."""
+        it at once.  Across processes it is applied at once, so that every process makes the
+        same calls whichever of them reads the parameters (a checkpoint: rank zero alone)."""
         self._ensure_optimizer()
         if self._grads is None:
             return  # no gradient since the last step
         self._flush()
         self._update_pending = True
+        if self._processes is not None:
+            self._flush()
 
     def zero_grad(self) -> None:
         if self._update_pending:
@@ -351,6 +427,9 @@ class JaxTask:
     def validation_step(self, batch: Any) -> dict[str, jax.Array]:
         self._flush()
         inputs, targets = self._inputs_targets(batch)
+        if self._processes is not None:  # the same batch on every process
+            inputs, targets = (self._processes.global_copy(inputs),
+                               self._processes.global_copy(targets))
         results: dict[str, jax.Array]
         results, outputs = self._compile("evaluate")(self._params, self._rest, inputs, targets)
         for metric in self._stateful.values():
@@ -369,6 +448,8 @@ class JaxTask:
     def predict_step(self, batch: Any) -> Any:
         self._flush()
         inputs, _ = self._inputs_targets(batch)
+        if self._processes is not None:
+            inputs = self._processes.global_copy(inputs)
         return self._compile("predict")(self._params, self._rest, inputs)
 
     def detach(self, value: Any) -> Any:
@@ -437,6 +518,8 @@ class JaxTask:
         assert self._opt_state is not None
         for index, rate in zip(self._lr_positions, rates, strict=True):
             self._opt_state[index] = jnp.asarray(rate, dtype=self._opt_state[index].dtype)
+            if self._processes is not None:  # the same rate on every process
+                self._opt_state[index] = self._processes.replicate([self._opt_state[index]])[0]
         self._lrs = [float(rate) for rate in rates]
 
     # -- state ---------------------------------------------------------------------------------
@@ -463,6 +546,22 @@ class JaxTask:
     def load_checkpoint(self, data: bytes, source: str) -> dict[str, Any]:
         """Reads arrays as bytes into NumPy: nothing in the file can run code."""
         return load_payload(data, source)
+
+    def write_checkpoint(self, checkpoint: Mapping[str, Any], file: IO[bytes]) -> None:
+        """:meth:`save_checkpoint`'s bytes, written to ``file``."""
+        file.write(save_payload(checkpoint, _to_host))
+
+    def host_copy(self, checkpoint: Mapping[str, Any]) -> dict[str, Any]:
+        """``checkpoint`` with every JAX array brought to the host (``jax.device_get``, all
+        transfers started before the first is collected) and NumPy arrays and other values
+        copied, for a background write.  A JAX array already on the CPU comes back as a
+        read-only view of its buffer, no copy: JAX never changes a buffer that a view holds
+        (a donation to a compiled step copies instead)."""
+        for leaf in leaves(checkpoint):
+            if isinstance(leaf, jax.Array) and leaf.is_fully_addressable:
+                leaf.copy_to_host_async()
+        copied: dict[str, Any] = copy_tree(dict(checkpoint), _to_host)  # as save_checkpoint
+        return copied
 
     def state_dict(self) -> dict[str, Any]:
         """``model``: parameters and other state as nested dicts of arrays (random keys as
@@ -501,6 +600,8 @@ class JaxTask:
                 _as_leaf(value, template, f"optimizer[{index}]")
                 for index, (value, template) in enumerate(zip(saved, self._opt_state, strict=True))
             ]
+            if self._processes is not None:
+                self._opt_state = self._processes.replicate(self._opt_state)
             self._lrs = [self.to_float(saved[index]) for index in self._lr_positions]
         elif self.optimizer is not None:
             warnings.warn(
@@ -514,6 +615,9 @@ class JaxTask:
         self._flush()
         self._params = self._restore(self._params_template, state["params"], "params")
         self._rest = self._restore(self._rest_template, state["state"], "state")
+        if self._processes is not None:  # every process loaded the same checkpoint
+            self._params = self._processes.replicate(self._params)
+            self._rest = self._processes.replicate(self._rest)
         self._grads, self._update_pending, self._zero_pending = None, False, False
 
     def _restore(
@@ -538,7 +642,8 @@ class JaxTask:
                 "export needs an example input: pass example_input= to JaxTask"
             )
         self._flush()
-        params, rest = list(self._params), list(self._rest)
+        # this process's copies: an export is one process's work
+        params, rest = [local_copy(p) for p in self._params], [local_copy(r) for r in self._rest]
 
         def forward(inputs: jax.Array) -> jax.Array:
             return self._merge(params, rest, training=False)(inputs)

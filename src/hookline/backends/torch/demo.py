@@ -20,13 +20,16 @@ if TYPE_CHECKING:
 
 class DigitsRecipe(DigitsSettings):
     """The demo recipe: an MLP classifier on ``data`` (the digits by default); see
-    :mod:`hookline.recipe`.  Adds ``device`` and ``precision`` to the shared settings."""
+    :mod:`hookline.recipe`.  Adds ``device``, ``precision`` and ``strategy`` to the shared
+    settings."""
 
     def hookline_add_options(self, options: Options) -> None:
         super().hookline_add_options(options)
         add = options.add
         add("device", "auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...", owner="demo")
         add("precision", "32", help="32, bf16-mixed, or 16-mixed (CUDA)", owner="demo")
+        add("strategy", "auto", help="under torchrun: ddp (auto) or fsdp (sharded; batch is "
+            "the global batch)", owner="demo", choices=("auto", "ddp", "fsdp"))
 
     def hookline_configure(self, settings: Settings) -> None:
         """Refuse values the demo cannot train with, before anything is built."""

@@ -68,6 +68,7 @@ def make_task(settings: Settings, n_features: int, hidden: int, n_classes: int) 
         grad_clip_norm=settings["clip"] or None,
         postprocess=classify,
         example_input=torch.zeros(2, n_features),
+        strategy=settings.get("strategy", "auto"),
     )
 
 

@@ -9,14 +9,23 @@ evaluation data without repeating samples, and leaves the group in ``teardown``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import atexit
+import contextlib
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch.distributed.distributed_c10d import PrefixStore
+from torch.distributed.rendezvous import rendezvous
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Sampler
 
-from hookline.distributed import env_local_rank
+from hookline.distributed import elastic_attempt, env_local_rank
+from hookline.errors import UserError
+
+
+class BatchSizeError(UserError, ValueError):
+    """A global batch that does not divide among the processes."""
 
 
 def join_group(device: torch.device) -> tuple[torch.device, bool]:
@@ -27,7 +36,17 @@ def join_group(device: torch.device) -> tuple[torch.device, bool]:
     if device.type == "cuda":
         device = torch.device("cuda", env_local_rank())
         torch.cuda.set_device(device)
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    attempt = elastic_attempt()
+    if attempt is None:
+        dist.init_process_group(backend)
+        return device, True
+    # torchrun's store outlives a restart (--max-restarts): each attempt meets under its own
+    # prefix, or a restarted rank may read the address its killed predecessor published and
+    # fail to connect (pytorch/pytorch#135712)
+    store, rank, world_size = next(rendezvous("env://"))
+    attempt_store = PrefixStore(f"hookline/attempt{attempt}/", store)
+    dist.init_process_group(backend, store=attempt_store, rank=rank, world_size=world_size)
     return device, True
 
 
@@ -35,6 +54,27 @@ def leave_group() -> None:
     """Leave the process group once every rank has finished its collectives."""
     dist.barrier()
     dist.destroy_process_group()
+
+
+_EXIT_REGISTERED = False
+
+
+def leave_group_at_exit() -> None:
+    """Leave the process group when the process exits (after a barrier, so that no rank
+    leaves while another still finishes a collective): for a sharded model, whose shards live
+    on the group after its phase ends.  Registered once."""
+    global _EXIT_REGISTERED
+    if _EXIT_REGISTERED:
+        return
+    _EXIT_REGISTERED = True
+
+    def leave() -> None:
+        if dist.is_initialized():
+            with contextlib.suppress(Exception):  # another rank is gone: leave anyway
+                dist.barrier()
+            dist.destroy_process_group()
+
+    atexit.register(leave)
 
 
 def destroy_group() -> None:
@@ -47,19 +87,39 @@ def rank_and_size() -> tuple[int, int]:
     return dist.get_rank(), dist.get_world_size()
 
 
-def shard_loader(data: DataLoader[Any], epoch: int | None, rank: int, world_size: int) -> Any:
+def shard_loader(
+    data: DataLoader[Any], epoch: int | None, rank: int, world_size: int,
+    *, global_batch: bool = False,
+) -> Any:
     """A DataLoader over ``data``'s dataset for this rank: training (``epoch`` given) through
-    a DistributedSampler, evaluation through every ``world_size``-th sample, without padding."""
+    a DistributedSampler, evaluation through every ``world_size``-th sample, without padding.
+
+    With ``global_batch``, ``data``'s batch size is the global batch: each rank takes
+    ``batch_size / world_size`` of it, so that optimizer step ``k`` sees the same samples on
+    any number of processes.
+
+    :raises BatchSizeError: when the global batch does not divide among the processes.
+    """
     dataset = data.dataset
     sampler: Sampler[int]
+    batch_size = data.batch_size
+    if global_batch and batch_size is not None:
+        if batch_size % world_size:
+            raise BatchSizeError(
+                f"batch size {batch_size} (the global batch under strategy=fsdp) does not "
+                f"divide among {world_size} processes: use a multiple of {world_size}"
+            )
+        batch_size //= world_size
     if epoch is not None:
         seed = data.generator.initial_seed() if data.generator is not None else 0
         shuffle = isinstance(data.sampler, RandomSampler)
-        sampler = DistributedSampler(dataset, shuffle=shuffle, seed=seed)
+        sampler = DistributedSampler(
+            dataset, num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed
+        )
     else:
         sampler = EveryNth(len(dataset), rank, world_size)  # type: ignore[arg-type]
     return DataLoader(
-        dataset, batch_size=data.batch_size, sampler=sampler,
+        dataset, batch_size=batch_size, sampler=sampler,
         num_workers=data.num_workers, collate_fn=data.collate_fn,
         pin_memory=data.pin_memory, drop_last=data.drop_last,
     )
@@ -74,6 +134,40 @@ def sum_over_ranks(value: Any, device: torch.device) -> Any:
     number = torch.tensor(float(value), dtype=torch.float64, device=device)
     dist.all_reduce(number)
     return type(value)(number.item())
+
+
+def max_over_ranks(value: int, device: torch.device) -> int:
+    """The largest of every rank's ``value``."""
+    number = torch.tensor(value, dtype=torch.int64, device=device)
+    dist.all_reduce(number, op=dist.ReduceOp.MAX)
+    return int(number.item())
+
+
+def empty_like_batch(batch: Any) -> Any:
+    """``batch`` with no rows: every tensor in it sliced to length 0."""
+    if isinstance(batch, torch.Tensor):
+        return batch[:0]
+    if isinstance(batch, dict):
+        return {key: empty_like_batch(value) for key, value in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(empty_like_batch(value) for value in batch)
+    return batch
+
+
+def pad_batches(data: Iterable[Any], count: int) -> Iterator[Any]:
+    """``data``'s batches, then empty ones (no rows: they count for nothing in the metrics)
+    up to ``count`` batches, so that every rank runs as many forwards (under FSDP each is a
+    collective)."""
+    done, empty = 0, None
+    for batch in data:
+        if empty is None:
+            empty = empty_like_batch(batch)
+        done += 1
+        yield batch
+    if done < count and empty is None:
+        raise ValueError("a rank has no evaluation batch to pad from: too few samples")
+    for _ in range(count - done):
+        yield empty
 
 
 class EveryNth(Sampler[int]):

@@ -9,7 +9,7 @@ rates, and save and restore the model and optimizer in hookline's checkpoint for
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import IO, Any
 
 import torch
 import torch.distributed as dist
@@ -118,6 +118,16 @@ class TorchHostState:
 
     def save_checkpoint(self, checkpoint: Mapping[str, Any]) -> bytes:
         return torch_state.save_payload(checkpoint)
+
+    def write_checkpoint(self, checkpoint: Mapping[str, Any], file: IO[bytes]) -> None:
+        """:meth:`save_checkpoint`'s bytes, streamed into ``file``."""
+        torch_state.write_payload(checkpoint, file)
+
+    def host_copy(self, checkpoint: Mapping[str, Any]) -> dict[str, Any]:
+        """``checkpoint`` with every tensor copied to CPU memory (pinned, without blocking,
+        from CUDA), for a background write (see
+        :func:`hookline.backends.torch.state.host_copy`)."""
+        return torch_state.host_copy(checkpoint)
 
     def load_checkpoint(self, data: bytes, source: str) -> dict[str, Any]:
         """Loads with ``torch.load(weights_only=True)``: nothing in the file is run."""

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import io
 import pickle
+import threading
 import zipfile
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import IO, Any, cast
 
 import torch
 
 from hookline.backends.host_random import python_numpy_random_state, set_python_numpy_random_state
+from hookline.backends.host_tree import copy_tree
 from hookline.errors import CheckpointError, first_line
 
 
@@ -79,6 +81,116 @@ def save_payload(checkpoint: Mapping[str, Any]) -> bytes:
     buffer = io.BytesIO()
     torch.save(dict(checkpoint), buffer)
     return buffer.getvalue()
+
+
+def write_payload(checkpoint: Mapping[str, Any], file: IO[bytes]) -> None:
+    """Write :func:`save_payload`'s bytes to ``file``, streamed: torch writes each storage
+    straight from the tensor's memory, with no copy of the whole payload in between.
+
+    The zip records carry no CRC-32 (``torch.load`` never checks them; the checkpoint file's
+    SHA-256 covers the whole payload), which saves a pass over every byte.  torch reads that
+    option when ``torch.save`` opens its writer, a process-wide setting: it is switched off
+    for this save only until torch writes its first record (while torch pickles the
+    object's structure), then put back.
+    """
+    with _CRC_LOCK:
+        restore = _crc32_off()
+        try:
+            torch.save(dict(checkpoint), cast(IO[bytes], _FirstWrite(file, restore)))
+        finally:
+            restore()
+
+
+_CRC_LOCK = threading.Lock()
+
+
+def _crc32_off() -> Callable[[], None]:
+    """Switch torch's per-record CRC-32 off; returns what switches it back (once)."""
+    get = getattr(torch.serialization, "get_crc32_options", None)
+    set_ = getattr(torch.serialization, "set_crc32_options", None)
+    if get is None or set_ is None:
+        return lambda: None
+    before = get()
+    set_(False)
+    done = False
+
+    def restore() -> None:
+        nonlocal done
+        if not done:
+            done = True
+            set_(before)
+
+    return restore
+
+
+class _FirstWrite:
+    """``file``, calling ``first()`` before the first write."""
+
+    def __init__(self, file: IO[bytes], first: Callable[[], None]) -> None:
+        self._file, self._first = file, first
+        self._started = False
+
+    def write(self, data: Any) -> int:
+        if not self._started:
+            self._started = True
+            self._first()
+        return self._file.write(data)
+
+    def flush(self) -> None:
+        self._file.flush()
+
+
+def host_copy(checkpoint: Mapping[str, Any]) -> dict[str, Any]:
+    """``checkpoint`` with every tensor copied to CPU memory that nothing else uses, and its
+    containers and other values copied too: a background thread can serialise the copy while
+    training changes the model.
+
+    Tensors that share a storage (tied weights, views) share one copy, as ``torch.save`` would
+    store them.  CUDA tensors are copied into pinned memory without blocking, then their
+    streams are synchronized once; CPU tensors are cloned.
+    """
+    copier = _HostCopier()
+    copied: dict[str, Any] = copy_tree(dict(checkpoint), copier.copy)
+    copier.wait()
+    return copied
+
+
+class _HostCopier:
+    """Copies tensors to the host, one copy per storage, and waits for the transfers."""
+
+    def __init__(self) -> None:
+        self._storages: dict[tuple[torch.device, int], torch.UntypedStorage] = {}
+        self._devices: set[torch.device] = set()
+
+    def copy(self, leaf: Any) -> torch.Tensor | None:
+        if not isinstance(leaf, torch.Tensor):
+            return None
+        value: torch.Tensor = leaf.detach()
+        if type(value) is not torch.Tensor or value.layout != torch.strided or (
+            value.is_quantized or value.device.type not in ("cpu", "cuda")
+        ):  # a subclass, a sparse or quantized tensor, another device: torch's own copy
+            return value.to("cpu", copy=True)
+        storage = value.untyped_storage()
+        key = (value.device, storage.data_ptr())
+        copied = self._storages.get(key) if storage.nbytes() else None
+        if copied is None:
+            pinned = value.device.type == "cuda"
+            source = torch.empty(0, dtype=torch.uint8, device=value.device).set_(storage)
+            target = torch.empty(source.shape, dtype=torch.uint8, pin_memory=pinned)
+            target.copy_(source, non_blocking=pinned)
+            copied = target.untyped_storage()
+            if pinned:
+                self._devices.add(value.device)
+            if storage.nbytes():
+                self._storages[key] = copied
+        return torch.empty(0, dtype=value.dtype).set_(
+            copied, value.storage_offset(), value.size(), value.stride()
+        )
+
+    def wait(self) -> None:
+        """Block until every transfer to the host has landed."""
+        for device in self._devices:
+            torch.cuda.current_stream(device).synchronize()
 
 
 def load_payload(data: bytes, source: str) -> dict[str, Any]:

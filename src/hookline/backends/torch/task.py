@@ -6,7 +6,9 @@ instance, or a factory called with the model's parameters), optional metric func
 gradient-norm clipping and autocast mixed precision.  Data is any iterable of batches: a
 ``DataLoader``, ``(inputs, targets)`` tuples, ``{"inputs": ..., "targets": ...}`` dicts, or
 bare input tensors for prediction.  Under torchrun it trains distributed (see
-:mod:`hookline.backends.torch.distributed`); a single process is untouched.
+:mod:`hookline.backends.torch.distributed`): DistributedDataParallel by default, or FSDP2 with
+``strategy="fsdp"`` (:mod:`hookline.backends.torch.fsdp`), whose checkpoints are directories of
+shards (:mod:`hookline.backends.torch.sharded`); a single process is untouched.
 """
 
 from __future__ import annotations
@@ -15,18 +17,23 @@ import contextlib
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
 from hookline.backends.batches import batch_parts
+from hookline.backends.torch import fsdp as torch_fsdp
+from hookline.backends.torch import sharded as torch_sharded
 from hookline.backends.torch import state as torch_state
 from hookline.backends.torch.distributed import (
     destroy_group,
     join_group,
     leave_group,
+    leave_group_at_exit,
+    max_over_ranks,
+    pad_batches,
     rank_and_size,
     shard_loader,
     sum_over_ranks,
@@ -104,6 +111,17 @@ class TorchTask:
     :param grad_scaler: a ``torch.amp.GradScaler`` to scale the loss with, instead of the one
         ``16-mixed`` creates (for example with another ``init_scale``); it may be used with
         any precision.
+    :param strategy: how a distributed run shares the model: ``"ddp"`` (every process holds
+        all of it; ``"auto"`` means this) or ``"fsdp"`` (FSDP2: each process holds a shard of
+        the parameters and of the optimizer state).  With ``"fsdp"`` the optimizer must be a
+        factory (it is built after sharding), a DataLoader's batch size is the *global* batch
+        (each of N processes takes batch / N, which must divide), evaluation pads the ranks
+        with fewer batches with empty ones (every forward is a collective) and checkpoints are
+        directories of shards that resume on any number of processes (also in a single
+        process, where nothing is sharded).
+    :param shard_modules: with ``"fsdp"``, the modules sharded one by one before the whole
+        model: modules of the model, module classes (every submodule of one), or a function
+        ``f(model)`` returning modules; by default each direct child holding parameters.
 
     Plugins see final, unscaled gradients in ``on_before_optimizer_step``: the engine calls
     :meth:`unscale_gradients` first, and :meth:`optimizer_step` does not unscale twice.
@@ -127,7 +145,18 @@ class TorchTask:
         example_input: torch.Tensor | None = None,
         distributed: bool | str = "auto",
         grad_scaler: torch.amp.GradScaler | None = None,
+        strategy: str = "auto",
+        shard_modules: torch_fsdp.ShardModules | None = None,
     ) -> None:
+        if strategy not in torch_fsdp.STRATEGIES:
+            raise TaskSettingError(
+                f"strategy must be one of {', '.join(torch_fsdp.STRATEGIES)}, got {strategy!r}"
+            )
+        if strategy == "fsdp" and isinstance(optimizer, torch.optim.Optimizer):
+            raise TaskSettingError(
+                "strategy 'fsdp' needs the optimizer as a factory (optimizer=lambda params: "
+                "torch.optim.AdamW(params, ...)): one built before sharding trains nothing"
+            )
         if precision not in PRECISIONS:
             raise TaskSettingError(
                 f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}"
@@ -171,6 +200,11 @@ class TorchTask:
         self._ddp: nn.Module | None = None
         self._owns_group = False
         self._shards: dict[tuple[int, bool], Any] = {}
+        self.strategy = "ddp" if strategy == "auto" else strategy
+        self.shard_modules = shard_modules
+        self._fsdp = False  # the model is sharded over the processes
+        self._template: nn.Module | None = None  # the model's structure before sharding
+        self._saver = torch_sharded.ShardedSaver()
 
     # -- set-up --------------------------------------------------------------------------------
 
@@ -185,9 +219,17 @@ class TorchTask:
         for metric in self._stateful.values():
             if isinstance(metric, nn.Module):  # torchmetrics: its state on the device too
                 metric.to(self.device)
+        if self.strategy == "fsdp" and self.world_size > 1 and not self._fsdp:
+            self._template = torch_fsdp.plain_template(self.model)
+            torch_fsdp.shard_model(
+                self.model, self.device, self.world_size, self.shard_modules, self.precision
+            )
+            self._fsdp = True
+            if self.device.type == "cuda" and self.precision != "32":
+                self._autocast = contextlib.nullcontext()  # FSDP2's policy casts instead
         if stage == "fit":
             self._ensure_optimizer()
-            if self.world_size > 1 and self._ddp is None:
+            if self.world_size > 1 and self._ddp is None and not self._fsdp:
                 from torch.nn.parallel import DistributedDataParallel
 
                 ids = [self.device.index] if self.device.type == "cuda" else None
@@ -200,7 +242,13 @@ class TorchTask:
         self.rank, self.world_size = rank_and_size()
 
     def teardown(self) -> None:
-        """Leave the process group if this task created it (a later phase joins again)."""
+        """Leave the process group if this task created it (a later phase joins again).  A
+        sharded model keeps it (its shards live on it) until the process exits."""
+        self._saver.wait()
+        if self._fsdp:
+            self._shards.clear()
+            leave_group_at_exit()
+            return
         if self._owns_group:
             self._ddp = None  # release DDP's reducer before its process group
             self._shards.clear()
@@ -214,6 +262,7 @@ class TorchTask:
         if self._owns_group:
             self._ddp = None
             self._shards.clear()
+            self._fsdp = False
             destroy_group()
             self._owns_group = False
             self.rank, self.world_size = 0, 1
@@ -223,14 +272,26 @@ class TorchTask:
     def shard(self, data: Iterable[Any], epoch: int | None) -> Iterable[Any]:
         """Outside distributed runs, ``data`` itself; otherwise this rank's part of a
         DataLoader (see :func:`~hookline.backends.torch.distributed.shard_loader`)."""
-        if self.world_size == 1 or not isinstance(data, DataLoader):
+        fsdp = self.strategy == "fsdp"
+        if not isinstance(data, DataLoader) or (self.world_size == 1 and not fsdp):
+            return data
+        if self.world_size == 1 and epoch is None:
             return data
         key = (id(data), epoch is not None)
         if key not in self._shards:
-            self._shards[key] = shard_loader(data, epoch, self.rank, self.world_size)
+            if fsdp and epoch is not None:
+                # the same samples in the same global batches on any number of processes
+                self._shards[key] = shard_loader(
+                    data, epoch, self.rank, self.world_size, global_batch=True
+                )
+            else:
+                self._shards[key] = shard_loader(data, epoch, self.rank, self.world_size)
         loader: DataLoader[Any] = self._shards[key]
         if epoch is not None:
             loader.sampler.set_epoch(epoch)  # type: ignore[attr-defined]
+            return loader
+        if fsdp:  # every forward is a collective: as many batches on every rank
+            return pad_batches(loader, int(max_over_ranks(len(loader), self.device)))
         return loader
 
     def weighted_sum(self, values: Sequence[Any], weights: Sequence[int]) -> Any:
@@ -328,6 +389,9 @@ class TorchTask:
         inputs, targets = self._inputs_targets(batch)
         with self._autocast:
             outputs = self.model(inputs)
+            if self.batch_size(batch) == 0:  # a padding batch (strategy="fsdp"): weight 0
+                zero = torch.zeros((), device=self.device)
+                return {"loss": zero, **{name: zero for name in self._functions}}
             results = {"loss": self.loss(outputs, targets).float()}
         for name, function in self._functions.items():
             results[name] = function(outputs.float(), targets).float()
@@ -366,10 +430,55 @@ class TorchTask:
         return torch_state.random_state(data)
 
     def set_random_state(self, state: Mapping[str, Any], data: Iterable[Any] | None) -> None:
+        if any(data is loader for loader in self._shards.values()):
+            data = None  # a rank's own loader: its sampler draws from a seed, not a generator
         torch_state.set_random_state(state, data)
+
+    # -- sharded checkpoints (strategy="fsdp") ----------------------------------------------------
+
+    @property
+    def sharded(self) -> bool:
+        """Whether checkpoints are directories of shards (``strategy="fsdp"``)."""
+        return self.strategy == "fsdp"
+
+    #: The format a sharded checkpoint's header names.
+    sharded_format = torch_sharded.FORMAT
+
+    def save_sharded(
+        self, directory: Path | None, checkpoint: Mapping[str, Any],
+        finish: Callable[[Path], None] | None = None, *, asynchronous: bool = False,
+    ) -> Path:
+        """Write ``checkpoint`` as a directory of shards with every process (see
+        :meth:`hookline.backends.torch.sharded.ShardedSaver.save`)."""
+        return self._saver.save(
+            directory, self.model, self.optimizer, checkpoint, finish, asynchronous=asynchronous
+        )
+
+    def wait_sharded(self) -> None:
+        """Wait for the asynchronous save in flight, if any."""
+        self._saver.wait()
+
+    def load_sharded(self, directory: Path, source: str) -> dict[str, Any]:
+        """A sharded checkpoint's plain part for this process; its tensors are read by
+        :meth:`load_state_dict`.  Outside a sharded run, ``task["model"]`` holds the whole
+        model's weights too (what ``hookline val``/``predict``/``export`` build from)."""
+        checkpoint = torch_sharded.load_checkpoint(directory, source)
+        if not self._fsdp:
+            checkpoint["task"]["model"] = torch_sharded.load_model(directory, self.model)
+        return checkpoint
 
     def save_checkpoint(self, checkpoint: Mapping[str, Any]) -> bytes:
         return torch_state.save_payload(checkpoint)
+
+    def write_checkpoint(self, checkpoint: Mapping[str, Any], file: IO[bytes]) -> None:
+        """:meth:`save_checkpoint`'s bytes, streamed into ``file``."""
+        torch_state.write_payload(checkpoint, file)
+
+    def host_copy(self, checkpoint: Mapping[str, Any]) -> dict[str, Any]:
+        """``checkpoint`` with every tensor copied to CPU memory (pinned, without blocking,
+        from CUDA), for a background write (see
+        :func:`hookline.backends.torch.state.host_copy`)."""
+        return torch_state.host_copy(checkpoint)
 
     def load_checkpoint(self, data: bytes, source: str) -> dict[str, Any]:
         """Loads with ``torch.load(weights_only=True)``: nothing in the file is run."""
@@ -397,6 +506,11 @@ class TorchTask:
         return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if "sharded" in state:  # load_sharded's: read the shards into the model as it is now
+            torch_sharded.load_into(
+                Path(state["sharded"]), state.get("extras", []), self.model, self.optimizer
+            )
+            return
         self.model.load_state_dict(state["model"])
         if "optimizer" in state:
             self._ensure_optimizer().load_state_dict(state["optimizer"])
@@ -415,6 +529,12 @@ class TorchTask:
         :func:`~hookline.backends.torch.export.export_model`)."""
         if self.example_input is None:
             raise ExportError("export needs an example input: pass example_input= to TorchTask")
+        if self._fsdp and self._template is not None:  # gather the shards into a plain model
+            state = torch_fsdp.full_state_dict(self.model)  # every rank; rank zero gets it
+            if self.rank != 0:  # rank zero writes the file
+                return path.with_suffix(EXPORT_SUFFIXES.get(format, path.suffix))
+            plain = torch_fsdp.full_model(self._template, state).eval()
+            return export_model(plain, self.example_input.to("cpu"), format, path)
         model = self.model.to("cpu").eval()
         try:
             return export_model(model, self.example_input.to("cpu"), format, path)

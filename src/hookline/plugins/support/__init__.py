@@ -2,6 +2,10 @@
 
 * :mod:`~hookline.plugins.support.checks`: setting ranges and the monitored metric.
 * :mod:`~hookline.plugins.support.files`: atomic writes and run directories.
+* :mod:`~hookline.plugins.support.checkpoint_writer`: checkpoint files streamed, hashed, fsynced
+  and renamed in one pass, other names as hard links.
+* :mod:`~hookline.plugins.support.async_writer`: one background write at a time (asynchronous
+  checkpoints).
 * :mod:`~hookline.plugins.support.monitor`: ``min``/``max`` modes and the best value so far.
 * :mod:`~hookline.plugins.support.formatting`: plain values and metric lines.
 * :mod:`~hookline.plugins.support.trackers`: the base of the experiment-tracker loggers.
