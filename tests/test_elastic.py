@@ -38,9 +38,11 @@ STEPS_PER_EPOCH = 23
 
 
 def train(*words: str, cwd: Path, record: Path, launcher: list[str], **env: str) -> str:
-    """``hookline train`` under ``launcher`` with the recording plugin; returns its output."""
+    """``hookline train`` under ``launcher`` with the recording plugin and no installed one
+    (an installed plugin's wall-clock metric would differ between two runs); returns its
+    output."""
     result = subprocess.run(
-        [*launcher, "-m", "hookline", "train", "epochs=3", *words,
+        [*launcher, "-m", "hookline", "train", "--no-plugins", "epochs=3", *words,
          f"callbacks={JOB}:Record{',' + str(JOB) + ':KillOnce' if env else ''}"],
         cwd=cwd, capture_output=True, text=True, timeout=240, check=False,
         env={**os.environ, "OMP_NUM_THREADS": "1", "HOOKLINE_TEST_RECORD": str(record), **env},

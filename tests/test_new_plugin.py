@@ -20,9 +20,9 @@ def created(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     and installed there in editable mode."""
     root = tmp_path_factory.mktemp("new-plugin")
     python = fresh_venv(root)
-    made = run(python, ["-m", "hookline", "new-plugin", "grad_norm", "--dir", str(root)])
+    made = run(python, ["-m", "hookline", "new-plugin", "step_count", "--dir", str(root)])
     assert made.returncode == 0, made.stderr
-    package = root / "hookline-grad-norm"
+    package = root / "hookline-step-count"
     pip_install(python, "-e", str(package))
     return python, package
 
@@ -39,22 +39,22 @@ def test_hookline_plugins_lists_it(created):
     result = run(python, ["-m", "hookline", "plugins", "--json"])
     assert result.returncode == 0, result.stderr
     (listed,) = [p for p in json.loads(result.stdout)["plugins"] if p["source"] == "entry point"]
-    assert listed["name"] == "grad_norm"
-    assert listed["distribution"] == "hookline-grad-norm"
+    assert listed["name"] == "step_count"
+    assert listed["distribution"] == "hookline-step-count"
     assert "on_fit_epoch_end" in listed["hooks"]
 
 
 def test_hookline_train_runs_it_and_its_flag_turns_it_off(created, tmp_path):
     python, _ = created
-    on = run(python, ["-m", "hookline", "train", "epochs=2", "grad_norm_every=2"], cwd=tmp_path)
+    on = run(python, ["-m", "hookline", "train", "epochs=2", "step_count_every=2"], cwd=tmp_path)
     assert on.returncode == 0, on.stderr
     summary = json.loads((tmp_path / "runs/train/exp/summary.json").read_text())
-    assert summary["final_metrics"]["grad_norm/epochs"] == 2.0
-    assert summary["final_metrics"]["grad_norm/steps"] > 0
-    off = run(python, ["-m", "hookline", "train", "epochs=1", "grad_norm=false"], cwd=tmp_path)
+    assert summary["final_metrics"]["step_count/epochs"] == 2.0
+    assert summary["final_metrics"]["step_count/steps"] > 0
+    off = run(python, ["-m", "hookline", "train", "epochs=1", "step_count=false"], cwd=tmp_path)
     assert off.returncode == 0, off.stderr
     summary = json.loads((tmp_path / "runs/train/exp2/summary.json").read_text())
-    assert not any(name.startswith("grad_norm/") for name in summary["final_metrics"])
+    assert not any(name.startswith("step_count/") for name in summary["final_metrics"])
 
 
 def test_hookline_settings_names_the_plugin_as_owner(created):
@@ -62,5 +62,5 @@ def test_hookline_settings_names_the_plugin_as_owner(created):
     result = run(python, ["-m", "hookline", "settings", "--json"])
     assert result.returncode == 0, result.stderr
     owners = {row["name"]: row["owner"] for row in json.loads(result.stdout)}
-    assert owners["grad_norm_every"] == "grad_norm"
-    assert owners["grad_norm"] == "hookline-grad-norm 0.1.0"  # its on/off flag
+    assert owners["step_count_every"] == "step_count"
+    assert owners["step_count"] == "hookline-step-count 0.1.0"  # its on/off flag

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import io
 import pickle
-import threading
 import zipfile
-from collections.abc import Callable, Iterable, Mapping
-from typing import IO, Any, cast
+from collections.abc import Iterable, Mapping
+from typing import IO, Any
 
 import torch
 
@@ -85,59 +84,9 @@ def save_payload(checkpoint: Mapping[str, Any]) -> bytes:
 
 def write_payload(checkpoint: Mapping[str, Any], file: IO[bytes]) -> None:
     """Write :func:`save_payload`'s bytes to ``file``, streamed: torch writes each storage
-    straight from the tensor's memory, with no copy of the whole payload in between.
-
-    The zip records carry no CRC-32 (``torch.load`` never checks them; the checkpoint file's
-    SHA-256 covers the whole payload), which saves a pass over every byte.  torch reads that
-    option when ``torch.save`` opens its writer, a process-wide setting: it is switched off
-    for this save only until torch writes its first record (while torch pickles the
-    object's structure), then put back.
-    """
-    with _CRC_LOCK:
-        restore = _crc32_off()
-        try:
-            torch.save(dict(checkpoint), cast(IO[bytes], _FirstWrite(file, restore)))
-        finally:
-            restore()
-
-
-_CRC_LOCK = threading.Lock()
-
-
-def _crc32_off() -> Callable[[], None]:
-    """Switch torch's per-record CRC-32 off; returns what switches it back (once)."""
-    get = getattr(torch.serialization, "get_crc32_options", None)
-    set_ = getattr(torch.serialization, "set_crc32_options", None)
-    if get is None or set_ is None:
-        return lambda: None
-    before = get()
-    set_(False)
-    done = False
-
-    def restore() -> None:
-        nonlocal done
-        if not done:
-            done = True
-            set_(before)
-
-    return restore
-
-
-class _FirstWrite:
-    """``file``, calling ``first()`` before the first write."""
-
-    def __init__(self, file: IO[bytes], first: Callable[[], None]) -> None:
-        self._file, self._first = file, first
-        self._started = False
-
-    def write(self, data: Any) -> int:
-        if not self._started:
-            self._started = True
-            self._first()
-        return self._file.write(data)
-
-    def flush(self) -> None:
-        self._file.flush()
+    straight from the tensor's memory, with no copy of the whole payload in between (a valid
+    zip, CRC-32 records included, that any zip reader checks)."""
+    torch.save(dict(checkpoint), file)
 
 
 def host_copy(checkpoint: Mapping[str, Any]) -> dict[str, Any]:

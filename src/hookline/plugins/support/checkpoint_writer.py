@@ -5,8 +5,7 @@ under is a hard link to it.
 
 What a save costs, against ``torch.save`` of the same state to a file: the digest (SHA-256,
 hashed in a helper thread while the same bytes go to the disk, where the machine has a second
-core; a torch payload skips the zip's own CRC-32 in exchange), one fsync of the file and one of
-its folder.  The payload is never held in memory whole.
+core), one fsync of the file and one of its folder.  The payload is never held in memory whole.
 
 A crash at any instant leaves every target either as it was or complete: the file is complete
 and on disk before its rename, a link is made under a temporary name and renamed over its
