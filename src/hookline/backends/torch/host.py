@@ -9,7 +9,7 @@ rates, and save and restore the model and optimizer in hookline's checkpoint for
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import IO, Any
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -17,7 +17,7 @@ import torch.distributed as dist
 from hookline.backends.torch import state as torch_state
 
 
-class TorchHostState:
+class TorchHostState(torch_state.TorchStateMethods):
     """:class:`hookline.StateTask` over ``model`` and ``optimizer`` as a host trains them.
 
     :param model: the ``nn.Module`` being trained (unwrapped: not the DDP wrapper).
@@ -29,7 +29,6 @@ class TorchHostState:
     plugin's rate is the one used.
     """
 
-    checkpoint_format = "torch"
 
     def __init__(
         self, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None
@@ -66,15 +65,6 @@ class TorchHostState:
     def parameters(self) -> dict[str, Any]:
         """``model.named_parameters()``, detached (the same storage: no copy)."""
         return {name: value.detach() for name, value in self.model.named_parameters()}
-
-    def gradients(self) -> dict[str, Any]:
-        """Each parameter's gradient by name (as the host left it: at
-        ``on_before_optimizer_step`` the final, unscaled one), without a copy."""
-        return torch_state.gradients(self.model)
-
-    def gradient_norm(self) -> torch.Tensor:
-        """The global L2 norm of the gradients, on their device (no host sync)."""
-        return torch_state.gradient_norm(self.model)
 
     def _groups(self) -> list[dict[str, Any]]:
         if self.optimizer is None:
@@ -115,23 +105,6 @@ class TorchHostState:
         self.model.load_state_dict(state["model"])
         if "optimizer" in state and self.optimizer is not None:
             self.optimizer.load_state_dict(state["optimizer"])
-
-    def save_checkpoint(self, checkpoint: Mapping[str, Any]) -> bytes:
-        return torch_state.save_payload(checkpoint)
-
-    def write_checkpoint(self, checkpoint: Mapping[str, Any], file: IO[bytes]) -> None:
-        """:meth:`save_checkpoint`'s bytes, streamed into ``file``."""
-        torch_state.write_payload(checkpoint, file)
-
-    def host_copy(self, checkpoint: Mapping[str, Any]) -> dict[str, Any]:
-        """``checkpoint`` with every tensor copied to CPU memory (pinned, without blocking,
-        from CUDA), for a background write (see
-        :func:`hookline.backends.torch.state.host_copy`)."""
-        return torch_state.host_copy(checkpoint)
-
-    def load_checkpoint(self, data: bytes, source: str) -> dict[str, Any]:
-        """Loads with ``torch.load(weights_only=True)``: nothing in the file is run."""
-        return torch_state.load_payload(data, source)
 
 
 def _collective_device() -> torch.device:

@@ -167,3 +167,37 @@ def load_payload(data: bytes, source: str) -> dict[str, Any]:
     if not isinstance(loaded, dict):
         raise CheckpointError(f"checkpoint {source!r} holds no hookline checkpoint")
     return loaded
+
+
+class TorchStateMethods:
+    """The state-part methods that :class:`~hookline.backends.torch.TorchTask` and
+    :class:`~hookline.backends.torch.host.TorchHostState` share: gradients and checkpoint
+    payloads of ``self.model``, a torch module."""
+
+    checkpoint_format = "torch"
+    model: torch.nn.Module
+
+    def gradients(self) -> dict[str, Any]:
+        """Each parameter's ``.grad`` by name, without a copy (see :func:`gradients`)."""
+        return gradients(self.model)
+
+    def gradient_norm(self) -> torch.Tensor:
+        """The global L2 norm of the gradients, on their device (no host sync)."""
+        return gradient_norm(self.model)
+
+    def save_checkpoint(self, checkpoint: Mapping[str, Any]) -> bytes:
+        return save_payload(checkpoint)
+
+    def write_checkpoint(self, checkpoint: Mapping[str, Any], file: IO[bytes]) -> None:
+        """:meth:`save_checkpoint`'s bytes, streamed into ``file``."""
+        write_payload(checkpoint, file)
+
+    def host_copy(self, checkpoint: Mapping[str, Any]) -> dict[str, Any]:
+        """``checkpoint`` with every tensor copied to CPU memory (pinned, without blocking,
+        from CUDA), for a background write (see :func:`host_copy`)."""
+        return host_copy(checkpoint)
+
+    def load_checkpoint(self, data: bytes, source: str) -> dict[str, Any]:
+        """Loads with ``torch.load(weights_only=True)``: nothing in the file is run."""
+        return load_payload(data, source)
+

@@ -17,7 +17,7 @@ import contextlib
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import torch
 from torch import nn
@@ -86,7 +86,7 @@ def accuracy(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return (outputs.argmax(dim=1) == targets).float().mean()
 
 
-class TorchTask:
+class TorchTask(torch_state.TorchStateMethods):
     """A PyTorch model with its loss and optimizer, driven by the hookline engine.
 
     :param model: the ``nn.Module`` to train.
@@ -128,7 +128,6 @@ class TorchTask:
     """
 
     export_formats = tuple(EXPORT_SUFFIXES)
-    checkpoint_format = "torch"
 
     def __init__(
         self,
@@ -467,35 +466,9 @@ class TorchTask:
             checkpoint["task"]["model"] = torch_sharded.load_model(directory, self.model)
         return checkpoint
 
-    def save_checkpoint(self, checkpoint: Mapping[str, Any]) -> bytes:
-        return torch_state.save_payload(checkpoint)
-
-    def write_checkpoint(self, checkpoint: Mapping[str, Any], file: IO[bytes]) -> None:
-        """:meth:`save_checkpoint`'s bytes, streamed into ``file``."""
-        torch_state.write_payload(checkpoint, file)
-
-    def host_copy(self, checkpoint: Mapping[str, Any]) -> dict[str, Any]:
-        """``checkpoint`` with every tensor copied to CPU memory (pinned, without blocking,
-        from CUDA), for a background write (see
-        :func:`hookline.backends.torch.state.host_copy`)."""
-        return torch_state.host_copy(checkpoint)
-
-    def load_checkpoint(self, data: bytes, source: str) -> dict[str, Any]:
-        """Loads with ``torch.load(weights_only=True)``: nothing in the file is run."""
-        return torch_state.load_payload(data, source)
-
     def parameters(self) -> dict[str, Any]:
         """``model.named_parameters()``, detached (the same storage: no copy)."""
         return {name: value.detach() for name, value in self.model.named_parameters()}
-
-    def gradients(self) -> dict[str, Any]:
-        """Each parameter's ``.grad`` by name, without a copy (see
-        :func:`hookline.backends.torch.state.gradients`)."""
-        return torch_state.gradients(self.model)
-
-    def gradient_norm(self) -> torch.Tensor:
-        """The global L2 norm of the gradients, on their device (no host sync)."""
-        return torch_state.gradient_norm(self.model)
 
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {"model": self.model.state_dict()}
