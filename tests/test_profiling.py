@@ -57,13 +57,15 @@ def test_the_profile_table_adds_up_to_the_measured_hook_time(manager, tmp_path):
     batch_end = rows["on_train_batch_end"]
     assert batch_end["calls"] == 30
     (sleeper,) = [p for p in batch_end["plugins"] if p["plugin"] == "sleeper"]
-    assert 30 * 2.0 <= sleeper["total_ms"] <= 30 * 2.0 * 1.5  # the sleeps, and little more
+    # The timers nest: the sleeper's own timer inside this test's monitor, which pluggy runs
+    # inside the profile's (added later, at the start of the run).  So each inequality below
+    # holds however the machine is loaded; the slack between them is the monitors' own cost.
+    assert 30 * 2.0 <= sleeper["total_ms"] <= measured["on_train_batch_end"] * 1000 + 1e-3
     for hook, row in rows.items():
         plugins_ms = sum(plugin["total_ms"] for plugin in row["plugins"])
-        assert plugins_ms <= row["total_ms"] + 1e-3  # plugins' time is inside the hook's
-        # an independent measurement of the same calls, within the monitors' own cost
-        assert abs(row["total_ms"] - measured[hook] * 1000) <= 0.1 + 0.02 * row["calls"]
-    # the time that dominates is accounted for: the hooks' rows, the plugins' rows and an
+        assert plugins_ms <= measured[hook] * 1000 + 1e-3  # plugins' time is inside the hook's
+        assert measured[hook] * 1000 <= row["total_ms"] + 1e-3  # the hook's call, dispatch too
+    # and the slack is small: where the time goes (the sleeps), the profile's rows and the
     # independent measurement agree within 10%
     slept = rows["on_train_batch_end"]["total_ms"] + rows["on_fit_epoch_end"]["total_ms"]
     independent = (measured["on_train_batch_end"] + measured["on_fit_epoch_end"]) * 1000
