@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 from typing import IO, Any
 
@@ -185,6 +185,7 @@ class JaxTask:
         self._update_pending = False  # optimizer_step asked for, not applied yet
         self._zero_pending = False  # zero_grad asked for while the update is pending
         self._compiled: dict[str, Callable[..., Any]] = {}
+        self._flags: dict[bool, jax.Array] = {}
 
     # -- the module and its pytrees --------------------------------------------------------------
 
@@ -227,19 +228,20 @@ class JaxTask:
         return jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(state)
 
     def _train_step(
-        self, params: Leaves, rest: Leaves, opt_state: Leaves, grads: Leaves | None,
-        inputs: Any, targets: Any, *, apply: bool, norm: bool,
+        self, params: Leaves, rest: Leaves, opt_state: Leaves, grads: Leaves,
+        inputs: Any, targets: Any, apply: jax.Array, fresh: jax.Array, *, norm: bool,
     ) -> tuple[Leaves, Leaves, jax.Array, Leaves, Leaves, jax.Array | None]:
-        """One training step as one compiled call: first, when ``apply``, the pending update
-        from ``grads`` (the new gradients then start afresh); then the batch's loss and
-        gradients, added to ``grads`` otherwise (``None``: nothing to add); with ``norm``, the
-        accumulated gradients' global norm too.  ``apply`` and ``norm`` are static: a run
-        compiles the first step's variant and the steady one, nothing per step decides on the
-        device."""
-        if apply:
-            assert grads is not None
-            params, opt_state = self._update(params, opt_state, grads)
-            grads = None
+        """One training step as one compiled call: first, where ``apply``, the pending update
+        from ``grads``; then the batch's loss and gradients, which replace ``grads`` where
+        ``fresh`` (after an update or a ``zero_grad``; ``grads`` is then any leaves shaped like
+        them) and are added to them otherwise; with ``norm``, the accumulated gradients' global
+        norm too.  ``apply`` and ``fresh`` are traced booleans, so that a run compiles one
+        training program (two only when a plugin starts reading the gradient norm, the one
+        static choice), however its steps alternate."""
+        params, opt_state = jax.lax.cond(
+            apply, self._update, lambda params, opt_state, _: (params, opt_state),
+            params, opt_state, grads,
+        )
         module = self._merge(params, rest, training=True)
 
         def loss_of(candidate: nnx.Module) -> jax.Array:
@@ -247,9 +249,10 @@ class JaxTask:
 
         loss, new = nnx.value_and_grad(loss_of)(module)
         scale = 1.0 / self.accumulate_grad_batches
-        leaves = [leaf * scale for leaf in jax.tree_util.tree_leaves(new)]
-        if grads is not None:
-            leaves = [old + leaf for old, leaf in zip(grads, leaves, strict=True)]
+        leaves = [
+            jnp.where(fresh, leaf * scale, old + leaf * scale)
+            for old, leaf in zip(grads, jax.tree_util.tree_leaves(new), strict=True)
+        ]
         rest = jax.tree_util.tree_leaves(nnx.state(module, nnx.Not(nnx.Param)))
         return params, opt_state, loss, rest, leaves, optax.tree.norm(leaves) if norm else None
 
@@ -272,7 +275,7 @@ class JaxTask:
                 "train": self._train_step, "update": self._update,
                 "evaluate": self._evaluate, "predict": self._predict, "norm": optax.tree.norm,
             }
-            static = ("apply", "norm") if name == "train" else ()
+            static = ("norm",) if name == "train" else ()
             if self._processes is None:
                 self._compiled[name] = jax.jit(functions[name], static_argnames=static)
             else:  # everything a step returns is the same on every device
@@ -281,6 +284,15 @@ class JaxTask:
                     out_shardings=self._processes.replicated,
                 )
         return self._compiled[name]
+
+    def _flag(self, value: bool) -> jax.Array:
+        """``value`` as a device boolean for the training program, made once (a Python bool
+        would be transferred at every call)."""
+        if value not in self._flags:
+            flag = np.bool_(value)
+            self._flags[value] = (jax.device_put(flag) if self._processes is None
+                                  else self._processes.replicate([flag])[0])
+        return self._flags[value]
 
     # -- set-up --------------------------------------------------------------------------------
 
@@ -337,9 +349,19 @@ class JaxTask:
         return self._shares[id(data)]
 
     def weighted_sum(self, values: Sequence[Any], weights: Sequence[int]) -> Any:
-        """One compiled call (per number of values), not an operation per value: eager
-        ``jnp.stack`` of fifty scalars costs fifty dispatches, most of a log interval."""
-        return _weighted_sum(list(values), np.asarray(weights, np.float32))
+        """One compiled call per :data:`SUM_ARITY` values, not an operation per value (eager
+        ``jnp.stack`` of fifty scalars costs fifty dispatches, most of a log interval).  A
+        shorter list is padded with zeros of weight zero, so that the sum is compiled once
+        per process, whatever the log interval, the epoch's length or the validation set's."""
+        zero = _zero()
+        total = zero
+        for start in range(0, len(values), SUM_ARITY):
+            chunk = list(values[start:start + SUM_ARITY])
+            padding = SUM_ARITY - len(chunk)
+            chunk_weights = np.zeros(SUM_ARITY, np.float32)
+            chunk_weights[:len(chunk)] = weights[start:start + SUM_ARITY]
+            total = _weighted_sum(total, chunk + [zero] * padding, chunk_weights)
+        return total
 
     def reduce_sum(self, value: Any) -> Any:
         """``value`` summed over the processes (a collective: every process calls it); itself
@@ -388,11 +410,14 @@ class JaxTask:
             self._ensure_optimizer()
         if self._update_pending and not self._zero_pending:
             self._flush()  # the gradients outlive the update: apply it on its own
+        apply = self._update_pending
+        fresh = apply or self._grads is None
         (
             self._params, self._opt_state, loss, self._rest, self._grads, self._grad_norm
         ) = self._compile("train")(
-            self._params, self._rest, self._opt_state, self._grads, inputs, targets,
-            apply=self._update_pending, norm=self._track_norm,
+            self._params, self._rest, self._opt_state,
+            self._params if self._grads is None else self._grads,  # shaped like the gradients
+            inputs, targets, self._flag(apply), self._flag(fresh), norm=self._track_norm,
         )
         self._update_pending = self._zero_pending = False
         return loss
@@ -651,10 +676,21 @@ class JaxTask:
         return jax_export.export_function(forward, np.asarray(self.example_input), format, path)
 
 
+#: Values summed by one call of the compiled weighted sum (see :meth:`JaxTask.weighted_sum`).
+SUM_ARITY = 64
+
+
+@cache
+def _zero() -> jax.Array:
+    """A float32 zero on the default device, uncommitted (jit places it where the values are):
+    the padding of :func:`_weighted_sum`, made once rather than transferred at every call."""
+    return jax.device_put(np.float32(0.0))
+
+
 @jax.jit
-def _weighted_sum(values: list[Any], weights: jax.Array) -> jax.Array:
+def _weighted_sum(total: jax.Array, values: list[Any], weights: jax.Array) -> jax.Array:
     stacked = jnp.stack([jnp.reshape(value, ()).astype(jnp.float32) for value in values])
-    return jnp.dot(stacked, weights)
+    return total + jnp.dot(stacked, weights)
 
 
 def _plain_key(leaf: Any) -> Any:

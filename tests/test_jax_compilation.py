@@ -1,0 +1,80 @@
+"""What a JAX run compiles, counted from JAX's own compilation log (``jax.log_compiles``):
+one training program per run, and nothing at all after the first epoch, with every default
+plugin on.  A recompilation per epoch or per log interval costs a JAX user tenths of a second
+each time and shows in no result, so only a count catches it."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import pytest
+
+jax = pytest.importorskip("jax")
+pytest.importorskip("flax")
+
+from hookline import Callback, Model, PluginManager  # noqa: E402
+from hookline.backends.jax.testing import JaxBackend  # noqa: E402
+
+COMPILED = re.compile(r"Finished XLA compilation of (?:jit|pjit)\((\w+)\)")
+
+
+class CompilationLog(logging.Handler):
+    """The names of the functions JAX compiles while it is attached, and where the run was."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.compiled: list[tuple[str, str]] = []
+        self.where = "set-up"
+
+    def emit(self, record: logging.LogRecord) -> None:
+        match = COMPILED.search(record.getMessage())
+        if match:
+            self.compiled.append((self.where, match.group(1)))
+
+
+class Where(Callback):
+    """Tells the log where the run is: in its first epoch, or after it."""
+
+    def __init__(self, log: CompilationLog) -> None:
+        self.log = log
+
+    def on_train_epoch_start(self, trainer) -> None:
+        self.log.where = "first epoch" if trainer.epoch == 0 else "later epochs"
+
+
+@pytest.fixture
+def compilation_log():
+    log = CompilationLog()
+    logger = logging.getLogger("jax")
+    logger.addHandler(log)
+    with jax.log_compiles(True):
+        yield log
+    logger.removeHandler(log)
+
+
+def train(tmp_path, log: CompilationLog, **settings) -> None:
+    backend = JaxBackend()
+    model = Model(backend.make_task(dropout=0.1), [Where(log)], manager=PluginManager())
+    model.train(
+        backend.batches(320, 16), backend.batches(100, 16, seed=1), epochs=3,
+        project=str(tmp_path), name="run", **settings,
+    )
+
+
+def test_a_run_with_the_defaults_compiles_nothing_after_its_first_epoch(
+    compilation_log, tmp_path
+):
+    # 20 batches an epoch against a log interval of 8: intervals of 8 and of 4 values, epochs
+    # of 20, a validation set of 7 batches (the last one short): every length the sums see
+    train(tmp_path, compilation_log, log_every_n_steps=8, progress=True, plots=False)
+    compiled = compilation_log.compiled
+    assert ("first epoch", "_train_step") in compiled  # the log is read: it saw the step
+    assert [name for where, name in compiled if where == "later epochs"] == []
+
+
+def test_a_run_compiles_one_training_program(compilation_log, tmp_path):
+    """The first step (nothing to apply yet) and the steady ones (the pending update, then the
+    step) are one program: the update is a traced branch, not a second compilation."""
+    train(tmp_path, compilation_log, plots=False)
+    assert [name for _, name in compilation_log.compiled].count("_train_step") == 1
