@@ -48,17 +48,26 @@ def stop_load(load: Sequence[subprocess.Popen[bytes]]) -> None:
 
 
 def run_suite(pytest_args: Sequence[str]) -> tuple[int, float, str]:
-    """One run of the suite: its exit code, seconds and pytest's last line."""
+    """One run of the suite: its exit code, seconds and pytest's last line.  The run is a
+    process group of its own, ended whole (subprocesses that tests started included) if this
+    script is stopped while it runs."""
     started = time.monotonic()
-    completed = subprocess.run(
+    suite = subprocess.Popen(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *pytest_args],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        preexec_fn=_die_with_parent,
     )
+    try:
+        output, _ = suite.communicate()
+    finally:
+        if suite.poll() is None:
+            os.killpg(suite.pid, signal.SIGKILL)
+            suite.wait()
     seconds = time.monotonic() - started
-    lines = completed.stdout.strip().splitlines()
+    lines = output.strip().splitlines()
     failures = [line for line in lines if line.startswith(("FAILED", "ERROR"))]
     print("\n".join(failures), flush=True)
-    return completed.returncode, seconds, lines[-1] if lines else ""
+    return suite.returncode, seconds, lines[-1] if lines else ""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
