@@ -1,12 +1,15 @@
 """Per-plugin time accounting: the profile table (``profile=True``) adds up to the measured
-hook time and reaches summary.json; the slow-plugin line names a plugin that sleeps in a
-per-batch hook, once, and no other.  Both cost nothing when off: no implementation is wrapped."""
+hook time and reaches summary.json; with ``profile_memory`` each plugin's row also has the
+memory it kept and its peak, nested hooks included; the slow-plugin line names a plugin that
+sleeps in a per-batch hook, once, and no other.  All cost nothing when off: no implementation
+is wrapped, and no memory is traced."""
 
 from __future__ import annotations
 
 import io
 import json
 import time
+import tracemalloc
 import warnings
 
 import pytest
@@ -90,6 +93,158 @@ def test_no_implementation_is_wrapped_when_profiling_is_off(manager):
     apply_flags(manager, {"profile": False, "slow_plugins": False})
     Trainer(LinearRegressionTask(2, lr=0.01), manager=manager).fit(batches(8), epochs=1)
     assert all(functions == [inspector.on_train_batch_end] for functions in inspector.functions)
+
+
+MB = 1_000_000
+KIB = 1024
+
+
+class Keeper(hookline.Callback):
+    """Keeps about 1 MB of Python objects at the end of each training epoch."""
+
+    def __init__(self):
+        self.kept = []
+
+    def on_train_epoch_end(self):
+        self.kept.append(bytearray(MB))
+
+
+class Spiker(hookline.Callback):
+    """Uses 5 MB for a moment in each epoch's end and keeps nothing."""
+
+    def on_fit_epoch_end(self):
+        block = bytearray(5 * MB)
+        del block
+
+
+class ProbeSpecs:
+    @hookline.hookspec
+    def on_memory_probe(self, trainer):
+        """Fired by :class:`Outer` from inside its own ``on_train_epoch_end``."""
+
+
+class Outer(hookline.Callback):
+    """Uses 4 MB for a moment, then fires a hook whose implementation uses 1 MB: the nested
+    call resets tracemalloc's peak, which must not hide the outer call's 4 MB."""
+
+    hookspecs = ProbeSpecs
+
+    def on_train_epoch_end(self, trainer):
+        block = bytearray(4 * MB)
+        del block
+        trainer.call("on_memory_probe", trainer=trainer)
+
+
+class Inner(hookline.Callback):
+    def on_memory_probe(self):
+        block = bytearray(MB)
+        del block
+
+
+class TracingSpy(hookline.Callback):
+    """Whether tracemalloc traced while the run's hooks ran."""
+
+    def __init__(self):
+        self.tracing = []
+
+    def on_train_batch_end(self):
+        self.tracing.append(tracemalloc.is_tracing())
+
+
+def memory_profile(manager, tmp_path, epochs=3, **settings):
+    """Train with the profile (and the summary) on; the profile table from summary.json, as
+    plugin rows by (hook, plugin), and the printed table."""
+    apply_flags(manager, {"profile": True, "summary": True})
+    printed = io.StringIO()
+    manager.get_plugin("profile").stream = printed
+    trainer = Trainer(LinearRegressionTask(2, lr=0.01), manager=manager)
+    trainer.fit(batches(4), epochs=epochs, save_dir=tmp_path, **settings)
+    table = json.loads((tmp_path / "summary.json").read_text())["profile"]
+    rows = {(row["hook"], plugin["plugin"]): plugin
+            for row in table["hooks"] for plugin in row["plugins"]}
+    return rows, printed.getvalue()
+
+
+@pytest.fixture
+def not_tracing():
+    if tracemalloc.is_tracing():
+        pytest.skip("tracemalloc is already tracing (PYTHONTRACEMALLOC?)")
+
+
+def test_memory_profile_shows_what_a_plugin_keeps_and_its_peak(manager, tmp_path, not_tracing):
+    keeper = Keeper()
+    manager.register(keeper, "keeper")
+    manager.register(Spiker(), "spiker")
+    rows, printed = memory_profile(manager, tmp_path, epochs=3, profile_memory=True)
+    kept = rows[("on_train_epoch_end", "keeper")]
+    assert kept["calls"] == 3
+    # 3 epochs x 1 MB kept (the list holding them: a few dozen bytes more)
+    assert kept["retained_kib"] == pytest.approx(3 * MB / KIB, abs=16)
+    assert kept["peak_kib"] == pytest.approx(MB / KIB, abs=16)  # one call's 1 MB
+    spiked = rows[("on_fit_epoch_end", "spiker")]
+    assert spiked["peak_kib"] >= 5 * MB / KIB
+    assert spiked["peak_kib"] == pytest.approx(5 * MB / KIB, abs=16)
+    assert spiked["retained_kib"] == pytest.approx(0, abs=16)
+    assert all({"retained_kib", "peak_kib"} <= row.keys() for row in rows.values())
+    assert "retained KiB" in printed
+    assert "peak KiB" in printed
+    assert not tracemalloc.is_tracing()  # the profile started it, and stopped it at the end
+
+
+def test_a_nested_hook_keeps_the_outer_calls_peak(manager, tmp_path, not_tracing):
+    manager.register(Outer(), "outer")
+    manager.register(Inner(), "inner")
+    rows, _ = memory_profile(manager, tmp_path, epochs=2, profile_memory=True)
+    outer = rows[("on_train_epoch_end", "outer")]
+    inner = rows[("on_memory_probe", "inner")]
+    assert inner["calls"] == outer["calls"] == 2
+    assert outer["peak_kib"] == pytest.approx(4 * MB / KIB, abs=16)  # not the inner 1 MB
+    assert inner["peak_kib"] == pytest.approx(MB / KIB, abs=16)  # not the outer 4 MB
+    assert outer["retained_kib"] == pytest.approx(0, abs=16)
+    assert inner["retained_kib"] == pytest.approx(0, abs=16)
+
+
+def test_no_memory_is_traced_or_reported_without_profile_memory(manager, tmp_path, not_tracing):
+    spy = TracingSpy()
+    manager.register(spy, "spy")
+    manager.register(Keeper(), "keeper")
+    rows, printed = memory_profile(manager, tmp_path, epochs=1)
+    assert spy.tracing
+    assert not any(spy.tracing)
+    assert rows[("on_train_epoch_end", "keeper")].keys() == {
+        "plugin", "calls", "total_ms", "mean_us",
+    }
+    assert all("retained_kib" not in row and "peak_kib" not in row for row in rows.values())
+    assert "KiB" not in printed
+    impls = manager.hook.on_train_epoch_end.get_hookimpls()
+    assert all(not hasattr(impl.function, "__wrapped__") for impl in impls)  # unwrapped again
+
+
+def test_tracing_started_by_someone_else_is_left_running(manager, tmp_path, not_tracing):
+    spy = TracingSpy()
+    manager.register(spy, "spy")
+    manager.register(Keeper(), "keeper")
+    tracemalloc.start()
+    try:
+        rows, _ = memory_profile(manager, tmp_path, epochs=2, profile_memory=True)
+        assert tracemalloc.is_tracing()
+    finally:
+        tracemalloc.stop()
+    assert all(spy.tracing)
+    assert rows[("on_train_epoch_end", "keeper")]["retained_kib"] == pytest.approx(
+        2 * MB / KIB, abs=16)
+
+
+def test_a_bridge_turns_the_profile_on_for_profile_memory(manager, tmp_path):
+    torch = pytest.importorskip("torch")
+    from hookline.backends.torch.host import TorchHostState
+    from hookline.bridges.loop import HookLoop
+
+    model = torch.nn.Linear(2, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    loop = HookLoop(TorchHostState(model, optimizer), save_dir=tmp_path, manager=manager,
+                    profile_memory=True)
+    assert loop.manager.get_plugin("profile").profile_memory is True
 
 
 def run_with_slow_check(manager, task, data, epochs):
