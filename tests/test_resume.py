@@ -111,16 +111,20 @@ def test_killed_at_a_random_step_resumes_bit_exactly(
 def test_killed_while_writing_a_checkpoint_keeps_the_previous_one_and_resumes(
     job_backend, reference, tmp_path, mode
 ):
-    """Asynchronous: the kill lands while the background thread writes step 30's file (the
-    loop has gone on, and waits for it at step 31's save)."""
-    process = job(job_backend, tmp_path, "--heavy-at-step", "30", *MODES[mode])
-    weights = tmp_path / "weights"
-    deadline = time.monotonic() + 120
-    while not large_partial_file(weights) and time.monotonic() < deadline:
-        time.sleep(0.001)
+    """The job stops the write of step 30's file halfway and waits (``writing 30``), so the
+    kill lands during the write however late this test gets a core.  Asynchronous: in the
+    background thread (the loop has gone on, and waits for it at step 31's save)."""
+    process = job(job_backend, tmp_path, "--stall-at-step", "30", *MODES[mode])
+    assert process.stdout is not None
+    assert process.stderr is not None
+    for line in process.stdout:  # "saved STEP" lines, then "writing 30"
+        if line.startswith(b"writing"):
+            break
     process.send_signal(signal.SIGKILL)
     process.wait()
-    assert list(weights.glob(".*.tmp")), "the kill did not land during a checkpoint write"
+    assert process.returncode == -signal.SIGKILL, process.stderr.read().decode()[-3000:]
+    weights = tmp_path / "weights"
+    assert large_partial_file(weights), "the kill did not land during a checkpoint write"
     last = job_backend.load_checkpoint(weights / "last.pt")
     assert last["progress"]["global_step"] == 29  # the step before the one being written
     assert "ballast" not in last
@@ -129,14 +133,9 @@ def test_killed_while_writing_a_checkpoint_keeps_the_previous_one_and_resumes(
 
 
 def large_partial_file(folder: Path) -> bool:
-    """Whether the ballast checkpoint (200 MB) is being written: a large temporary file."""
-    for partial in folder.glob(".*.tmp"):
-        try:
-            if partial.stat().st_size > 10_000_000:
-                return True
-        except FileNotFoundError:  # renamed into place meanwhile
-            pass
-    return False
+    """Whether the ballast checkpoint (200 MB) was cut short while streaming into its file: a
+    large temporary file."""
+    return any(partial.stat().st_size > 10_000_000 for partial in folder.glob(".*.tmp"))
 
 
 class Crash(Exception):
