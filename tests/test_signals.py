@@ -118,6 +118,7 @@ def test_sigterm_to_hookline_train_checkpoints_mid_epoch_and_resume_matches(tmp_
         env={**os.environ, "PYTHONPATH": str(REPO), "HOOKLINE_TEST_MARKER": str(marker)},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
+    # the marked batch waits for the signal: it lands there, however late this test runs
     deadline = time.monotonic() + 120
     while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -130,8 +131,7 @@ def test_sigterm_to_hookline_train_checkpoints_mid_epoch_and_resume_matches(tmp_
         "interrupted: stopped by SIGTERM"
     )
     progress = load_torch_checkpoint(run / "weights" / "last.pt")["progress"]
-    assert progress["epoch"] == 1
-    assert progress["batches_done"] > 10
+    assert (progress["epoch"], progress["batches_done"]) == (1, 11)  # after batch 10
 
     # the checkpoint names its recipe, but hookline imports it only when told again
     last = "resume=runs/train/exp/weights/last.pt"
