@@ -3,14 +3,15 @@ on; ``raise`` ends the run cleanly.  Nothing already written is lost either way.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import importlib.util
 import json
 import os
 import random
+import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -220,37 +221,46 @@ def test_every_plugin_is_torn_down_even_when_one_teardown_raises(task, manager):
 # -- a real tracking server that goes away ---------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+#: What uvicorn, which serves ``mlflow server``, prints once it listens: the port it took.
+LISTENING = re.compile(rb"Uvicorn running on http://127\.0\.0\.1:(\d+)")
 
 
 @pytest.fixture
 def mlflow_server(tmp_path):
-    """A real ``mlflow server`` on 127.0.0.1 (the full ``mlflow`` package brings it)."""
+    """A real ``mlflow server`` on 127.0.0.1 (the full ``mlflow`` package brings it), on a port
+    it takes itself (``--port 0``): a free port chosen here would stay unbound through the
+    server's start-up, which a busy machine stretches to half a minute, for any other process
+    to take (and a test to talk to whatever listens there)."""
     if shutil.which("mlflow") is None or importlib.util.find_spec("flask") is None:
         pytest.skip("the mlflow server needs the full mlflow package (extra: tracking-server)")
-    port = free_port()
     store = tmp_path / "server"
     store.mkdir()
-    server = subprocess.Popen(
-        ["mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{store / 'db.sqlite'}",
-         "--default-artifact-root", str(store / "artifacts")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
+    log = store / "server.log"
+    with open(log, "wb") as output:
+        server = subprocess.Popen(
+            ["mlflow", "server", "--host", "127.0.0.1", "--port", "0", "--workers", "1",
+             "--backend-store-uri", f"sqlite:///{store / 'db.sqlite'}",
+             "--default-artifact-root", str(store / "artifacts")],
+            stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    url = ""  # known once the server says where it listens
     deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2):
-                break
-        except OSError:
-            time.sleep(0.5)
+    while time.monotonic() < deadline and server.poll() is None:
+        listening = LISTENING.search(log.read_bytes())
+        if listening:
+            url = f"http://127.0.0.1:{int(listening.group(1))}"
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2):
+                    break
+            except OSError:
+                pass
+        time.sleep(0.5)
     else:
-        os.killpg(server.pid, signal.SIGKILL)
-        pytest.fail("mlflow server did not start within 90 s")
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+        output = log.read_text(errors="replace")[-2000:]
+        pytest.fail(f"mlflow server did not start within 90 s: {output}")
     yield url, server
     if server.poll() is None:
         os.killpg(server.pid, signal.SIGKILL)
