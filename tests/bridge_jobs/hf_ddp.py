@@ -71,6 +71,11 @@ def main(out: Path) -> None:
         "steps_per_epoch": len(trainer.get_train_dataloader()), "stop_reason": run.stop_reason,
     }
     (out / f"rank{run.rank}.json").write_text(json.dumps(report))
+    # the Trainer's process group is the script's to end (``Trainer.end()`` in transformers 5
+    # does just this): a gloo group left to the interpreter's exit is torn down while it shuts
+    # down, which now and then aborts the process ("terminate called without an active
+    # exception", exit code -6)
+    trainer.accelerator.end_training()
 
 
 if __name__ == "__main__":
