@@ -23,6 +23,8 @@ another, and the metrics, stateful ones included, are those of one process).
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import cache, partial
@@ -185,7 +187,10 @@ class JaxTask:
         self._update_pending = False  # optimizer_step asked for, not applied yet
         self._zero_pending = False  # zero_grad asked for while the update is pending
         self._compiled: dict[str, Callable[..., Any]] = {}
-        self._flags: dict[bool, jax.Array] = {}
+        #: Whether the first training step started compiling the steady one; the thread doing
+        #: so until a step has waited for it.
+        self._steady_started = False
+        self._steady_compilation: threading.Thread | None = None
 
     # -- the module and its pytrees --------------------------------------------------------------
 
@@ -229,19 +234,18 @@ class JaxTask:
 
     def _train_step(
         self, params: Leaves, rest: Leaves, opt_state: Leaves, grads: Leaves,
-        inputs: Any, targets: Any, apply: jax.Array, fresh: jax.Array, *, norm: bool,
+        inputs: Any, targets: Any, *, apply: bool, fresh: bool, norm: bool,
     ) -> tuple[Leaves, Leaves, jax.Array, Leaves, Leaves, jax.Array | None]:
-        """One training step as one compiled call: first, where ``apply``, the pending update
-        from ``grads``; then the batch's loss and gradients, which replace ``grads`` where
+        """One training step as one compiled call: first, when ``apply``, the pending update
+        from ``grads``; then the batch's loss and gradients, which replace ``grads`` when
         ``fresh`` (after an update or a ``zero_grad``; ``grads`` is then any leaves shaped like
         them) and are added to them otherwise; with ``norm``, the accumulated gradients' global
-        norm too.  ``apply`` and ``fresh`` are traced booleans, so that a run compiles one
-        training program (two only when a plugin starts reading the gradient norm, the one
-        static choice), however its steps alternate."""
-        params, opt_state = jax.lax.cond(
-            apply, self._update, lambda params, opt_state, _: (params, opt_state),
-            params, opt_state, grads,
-        )
+        norm too.  The three choices are static: nothing per step decides on the device (a
+        traced choice doubled a small model's step time on the CPU).  A run compiles the first
+        step's variant and the steady one, the latter while the first step runs (see
+        :meth:`_precompile_steady_step`)."""
+        if apply:
+            params, opt_state = self._update(params, opt_state, grads)
         module = self._merge(params, rest, training=True)
 
         def loss_of(candidate: nnx.Module) -> jax.Array:
@@ -249,10 +253,9 @@ class JaxTask:
 
         loss, new = nnx.value_and_grad(loss_of)(module)
         scale = 1.0 / self.accumulate_grad_batches
-        leaves = [
-            jnp.where(fresh, leaf * scale, old + leaf * scale)
-            for old, leaf in zip(grads, jax.tree_util.tree_leaves(new), strict=True)
-        ]
+        leaves = [leaf * scale for leaf in jax.tree_util.tree_leaves(new)]
+        if not fresh:
+            leaves = [old + leaf for old, leaf in zip(grads, leaves, strict=True)]
         rest = jax.tree_util.tree_leaves(nnx.state(module, nnx.Not(nnx.Param)))
         return params, opt_state, loss, rest, leaves, optax.tree.norm(leaves) if norm else None
 
@@ -275,7 +278,7 @@ class JaxTask:
                 "train": self._train_step, "update": self._update,
                 "evaluate": self._evaluate, "predict": self._predict, "norm": optax.tree.norm,
             }
-            static = ("norm",) if name == "train" else ()
+            static = ("apply", "fresh", "norm") if name == "train" else ()
             if self._processes is None:
                 self._compiled[name] = jax.jit(functions[name], static_argnames=static)
             else:  # everything a step returns is the same on every device
@@ -285,14 +288,23 @@ class JaxTask:
                 )
         return self._compiled[name]
 
-    def _flag(self, value: bool) -> jax.Array:
-        """``value`` as a device boolean for the training program, made once (a Python bool
-        would be transferred at every call)."""
-        if value not in self._flags:
-            flag = np.bool_(value)
-            self._flags[value] = (jax.device_put(flag) if self._processes is None
-                                  else self._processes.replicate([flag])[0])
-        return self._flags[value]
+    def _precompile_steady_step(self, *arguments: Any) -> None:
+        """Compile the steady training step (the pending update, then the step) in a thread
+        while the first step's variant compiles and runs: XLA compiles without holding the GIL,
+        so on two cores a run waits for one compilation, not two.  Lowering the jitted
+        function fills the same caches its first call then uses.  A failure is left for that
+        call to raise."""
+        train: Any = self._compile("train")  # a jitted function: it has .lower
+        norm = self._track_norm
+
+        def compile_steady() -> None:
+            with contextlib.suppress(Exception):
+                train.lower(*arguments, apply=True, fresh=True, norm=norm).compile()
+
+        self._steady_compilation = threading.Thread(
+            target=compile_steady, name="hookline-jax-compile", daemon=True
+        )
+        self._steady_compilation.start()
 
     # -- set-up --------------------------------------------------------------------------------
 
@@ -306,17 +318,24 @@ class JaxTask:
             self._ensure_optimizer()
 
     def teardown(self) -> None:
-        """Across processes, wait for every process (so that JAX's shutdown, at exit, never
-        waits for process zero's last files); nothing to release in one process (a pending
-        update stays pending)."""
+        """Wait for a compilation still running in the background; across processes, for
+        every process (so that JAX's shutdown, at exit, never waits for process zero's last
+        files).  A pending update stays pending."""
+        self._await_steady_compilation()
         if self._processes is not None:
             self._shares.clear()
             self._processes.barrier("hookline-teardown")
 
     def abort(self) -> None:
-        """Nothing to release, and no collective: another process may never join it (JAX's
-        runtime ends the processes of a failed run, see
-        :mod:`hookline.backends.jax.distributed`)."""
+        """No collective: another process may never join it (JAX's runtime ends the processes
+        of a failed run, see :mod:`hookline.backends.jax.distributed`); a compilation still
+        running in the background is waited for, so that none outlives the run."""
+        self._await_steady_compilation()
+
+    def _await_steady_compilation(self) -> None:
+        if self._steady_compilation is not None:
+            self._steady_compilation.join()
+            self._steady_compilation = None
 
     def _ensure_optimizer(self) -> None:
         if self._opt_state is not None:
@@ -411,13 +430,19 @@ class JaxTask:
         if self._update_pending and not self._zero_pending:
             self._flush()  # the gradients outlive the update: apply it on its own
         apply = self._update_pending
-        fresh = apply or self._grads is None
+        arguments = (self._params, self._rest, self._opt_state,
+                     self._params if self._grads is None else self._grads,  # shaped like them
+                     inputs, targets)
+        if not self._steady_started:
+            self._steady_started = True
+            if self._processes is None:  # across processes, compile as every process does
+                self._precompile_steady_step(*arguments)
+        elif apply and self._steady_compilation is not None:
+            self._await_steady_compilation()  # compiled once, not twice at the same time
         (
             self._params, self._opt_state, loss, self._rest, self._grads, self._grad_norm
         ) = self._compile("train")(
-            self._params, self._rest, self._opt_state,
-            self._params if self._grads is None else self._grads,  # shaped like the gradients
-            inputs, targets, self._flag(apply), self._flag(fresh), norm=self._track_norm,
+            *arguments, apply=apply, fresh=apply or self._grads is None, norm=self._track_norm
         )
         self._update_pending = self._zero_pending = False
         return loss
