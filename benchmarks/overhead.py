@@ -4,6 +4,7 @@ to a raw jitted JAX loop.
     python benchmarks/overhead.py            # the full run (about 8 minutes on 2 cores)
     python benchmarks/overhead.py --quick    # a small run, for the test suite
     python benchmarks/overhead.py --json results.json
+    python benchmarks/overhead.py --backend jax  # one backend's workload, no micro-benchmarks
 
 Workload (the same seed and data for every contender): 16,384 random samples with 32 features
 and 2 classes, batches of 32, an MLP 32-64-2 trained with SGD for 3 epochs on one CPU thread.
@@ -577,6 +578,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--quick", action="store_true", help="a small run (for tests)")
     parser.add_argument("--repeats", type=int, default=None, help="interleaved rounds")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument("--backend", choices=("all", "torch", "jax"), default="all",
+                        help="the workload on one backend only, without the micro-benchmarks "
+                             "(to re-measure what a change to one backend moved)")
     args = parser.parse_args(argv)
     samples, repeats, calls, runs = (
         (1024, 1, 2_000, 2) if args.quick else (16384, args.repeats or 15, 200_000, 7)
@@ -584,8 +588,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"torch {torch.__version__}, 1 thread; {samples} samples, batch {BATCH}, 3 epochs, "
           f"{repeats} interleaved rounds")
     torch.set_num_threads(1)
-    steps = overhead(make_data, torch_contenders(), samples, 3, repeats)
-    suite = jax_suite()
+    steps = (overhead(make_data, torch_contenders(), samples, 3, repeats)
+             if args.backend != "jax" else {})
+    suite = jax_suite() if args.backend != "torch" else None
     if suite is not None:
         import jax
 
@@ -605,6 +610,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
           "epoch ends; runs of one batch per epoch); us/step = a further step's cost (runs\n"
           "twice as long; on JAX, the steps after the first epoch of those runs, compilation\n"
           "done); step x raw = that step against the baseline's (raw, raw-jax)")
+    if args.backend != "all":
+        results = {"steps": steps, "micro": {}, "quick": args.quick}
+        if args.json is not None:
+            args.json.write_text(json.dumps(results, indent=2))
+        return results
     micro: dict[str, float] = dispatch_costs(calls)
     micro.update(filter_costs(999, runs * 6))
     micro["pluggy calls for empty hooks in a run"] = empty_hook_pluggy_calls(samples)
