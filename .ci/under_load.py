@@ -1,11 +1,12 @@
 """Run the test suite several times while busy loops keep every core loaded.
 
-    python .ci/under_load.py [--runs 3] [--load N] [-- PYTEST ARGS]
+    python .ci/under_load.py [--runs 3] [--load N] [--logs FOLDER] [-- PYTEST ARGS]
 
 A test that passes only on a quiet machine is a flaky test: it times something, races a
 thread or a subprocess, or waits a fixed time.  This script starts ``--load`` busy-loop
 processes (one per core by default), runs ``python -m pytest`` ``--runs`` times under them,
-prints one line per run and exits 0 only if every run passed.  The load processes belong to
+prints one line per run (pytest's whole output goes to ``--logs``, ``run-N.log``, so that a
+failure can be read afterwards) and exits 0 only if every run passed.  The load processes belong to
 this script: they are stopped when it ends, however it ends (they also die with it if it is
 killed outright), so nothing is left running.
 """
@@ -19,8 +20,10 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 BUSY_LOOP = "while True:\n    pass\n"
 
@@ -47,10 +50,10 @@ def stop_load(load: Sequence[subprocess.Popen[bytes]]) -> None:
         process.wait()
 
 
-def run_suite(pytest_args: Sequence[str]) -> tuple[int, float, str]:
-    """One run of the suite: its exit code, seconds and pytest's last line.  The run is a
-    process group of its own, ended whole (subprocesses that tests started included) if this
-    script is stopped while it runs."""
+def run_suite(pytest_args: Sequence[str], log: Path) -> tuple[int, float, str]:
+    """One run of the suite: its exit code, seconds and pytest's last line; its output is
+    written to ``log``.  The run is a process group of its own, ended whole (subprocesses
+    that tests started included) if this script is stopped while it runs."""
     started = time.monotonic()
     suite = subprocess.Popen(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *pytest_args],
@@ -64,6 +67,7 @@ def run_suite(pytest_args: Sequence[str]) -> tuple[int, float, str]:
             os.killpg(suite.pid, signal.SIGKILL)
             suite.wait()
     seconds = time.monotonic() - started
+    log.write_text(output)
     lines = output.strip().splitlines()
     failures = [line for line in lines if line.startswith(("FAILED", "ERROR"))]
     print("\n".join(failures), flush=True)
@@ -75,6 +79,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3, help="runs of the suite (default 3)")
     parser.add_argument("--load", type=int, default=os.cpu_count() or 1,
                         help="busy-loop processes (default: one per core)")
+    parser.add_argument("--logs", type=Path, default=None,
+                        help="where each run's output is written (default: a new temporary "
+                             "folder, named at the end)")
     parser.add_argument("pytest_args", nargs="*", help="passed to pytest (after --)")
     options = parser.parse_args(argv)
     if options.runs < 1 or options.load < 0:
@@ -82,18 +89,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # a SIGTERM ends the script through the finally clause below, like Ctrl-C does
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    logs = options.logs or Path(tempfile.mkdtemp(prefix="hookline-under-load-"))
+    logs.mkdir(parents=True, exist_ok=True)
     load = start_load(options.load)
     passed = 0
     try:
         for run in range(1, options.runs + 1):
-            code, seconds, last_line = run_suite(options.pytest_args)
+            code, seconds, last_line = run_suite(options.pytest_args, logs / f"run-{run}.log")
             passed += code == 0
             print(f"run {run}/{options.runs} under {options.load} busy loops: "
                   f"{'passed' if code == 0 else f'FAILED (exit {code})'} in {seconds:.0f} s: "
                   f"{last_line}", flush=True)
     finally:
         stop_load(load)
-    print(f"{passed} of {options.runs} runs passed under load")
+    print(f"{passed} of {options.runs} runs passed under load (their output: {logs})")
     return 0 if passed == options.runs else 1
 
 
