@@ -7,8 +7,10 @@ shows in no result, so only a count catches it."""
 from __future__ import annotations
 
 import logging
+import math
 import re
 
+import numpy as np
 import pytest
 
 jax = pytest.importorskip("jax")
@@ -95,3 +97,17 @@ def test_a_run_compiles_each_training_variant_once_the_steady_one_alongside_the_
     threads = compilation_log.threads["_train_step"]
     assert len(threads) == 2
     assert "hookline-jax-compile" in threads
+
+
+@pytest.mark.parametrize("committed", [False, True], ids=["one process", "placed"])
+def test_the_loss_sum_compiles_once_for_any_number_of_values(compilation_log, committed):
+    """Losses placed on a device explicitly (as a distributed run's are) and losses left where
+    JAX put them: either way one program sums every length (a longer list in several calls)."""
+    task = JaxBackend().make_task()
+    device = jax.devices()[0] if committed else None
+    for count in (5, 6, 7, 8, 63, 64, 130):
+        values = [jax.device_put(np.float32(i), device) for i in range(count)]
+        assert float(task.weighted_sum(values, [2] * count)) == 2 * sum(range(count))
+    infinite = [jax.device_put(np.float32(value), device) for value in (math.inf, 1.0)]
+    assert float(task.weighted_sum(infinite, [1, 1])) == math.inf  # the padding adds no NaN
+    assert [name for _, name in compilation_log.compiled].count("_weighted_sum") <= 1

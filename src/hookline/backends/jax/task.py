@@ -27,7 +27,7 @@ import contextlib
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from functools import cache, partial
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
@@ -188,9 +188,10 @@ class JaxTask:
         self._zero_pending = False  # zero_grad asked for while the update is pending
         self._compiled: dict[str, Callable[..., Any]] = {}
         #: Whether the first training step started compiling the steady one; the thread doing
-        #: so until a step has waited for it.
+        #: so, until it is waited for; the ``norm`` it compiles with, until a step used it.
         self._steady_started = False
         self._steady_compilation: threading.Thread | None = None
+        self._steady_norm: bool | None = None
 
     # -- the module and its pytrees --------------------------------------------------------------
 
@@ -295,15 +296,15 @@ class JaxTask:
         function fills the same caches its first call then uses.  A failure is left for that
         call to raise."""
         train: Any = self._compile("train")  # a jitted function: it has .lower
-        norm = self._track_norm
+        norm = self._steady_norm = self._track_norm
 
         def compile_steady() -> None:
             with contextlib.suppress(Exception):
                 train.lower(*arguments, apply=True, fresh=True, norm=norm).compile()
 
-        self._steady_compilation = threading.Thread(
-            target=compile_steady, name="hookline-jax-compile", daemon=True
-        )
+        # not a daemon: the interpreter's exit waits for it rather than stopping XLA mid-way
+        self._steady_compilation = threading.Thread(target=compile_steady,
+                                                    name="hookline-jax-compile")
         self._steady_compilation.start()
 
     # -- set-up --------------------------------------------------------------------------------
@@ -370,16 +371,18 @@ class JaxTask:
     def weighted_sum(self, values: Sequence[Any], weights: Sequence[int]) -> Any:
         """One compiled call per :data:`SUM_ARITY` values, not an operation per value (eager
         ``jnp.stack`` of fifty scalars costs fifty dispatches, most of a log interval).  A
-        shorter list is padded with zeros of weight zero, so that the sum is compiled once
-        per process, whatever the log interval, the epoch's length or the validation set's."""
-        zero = _zero()
-        total = zero
+        shorter list is padded with its own first value at weight zero (masked out, so that
+        an infinite loss stays infinite), so that every call has the same arguments, placed
+        alike: the sum is compiled once per process, whatever the log interval, the epoch's
+        length or the validation set's."""
+        total: Any = np.float32(0.0) if not values else None
         for start in range(0, len(values), SUM_ARITY):
             chunk = list(values[start:start + SUM_ARITY])
-            padding = SUM_ARITY - len(chunk)
             chunk_weights = np.zeros(SUM_ARITY, np.float32)
             chunk_weights[:len(chunk)] = weights[start:start + SUM_ARITY]
-            total = _weighted_sum(total, chunk + [zero] * padding, chunk_weights)
+            chunk += [chunk[0]] * (SUM_ARITY - len(chunk))
+            partial = _weighted_sum(chunk, chunk_weights)
+            total = partial if total is None else total + partial
         return total
 
     def reduce_sum(self, value: Any) -> Any:
@@ -437,8 +440,10 @@ class JaxTask:
             self._steady_started = True
             if self._processes is None:  # across processes, compile as every process does
                 self._precompile_steady_step(*arguments)
-        elif apply and self._steady_compilation is not None:
-            self._await_steady_compilation()  # compiled once, not twice at the same time
+        elif apply and self._steady_norm is not None:
+            if self._steady_norm == self._track_norm:  # not when a plugin asked for the norm
+                self._await_steady_compilation()  # compiled once, not twice at the same time
+            self._steady_norm = None
         (
             self._params, self._opt_state, loss, self._rest, self._grads, self._grad_norm
         ) = self._compile("train")(
@@ -705,17 +710,10 @@ class JaxTask:
 SUM_ARITY = 64
 
 
-@cache
-def _zero() -> jax.Array:
-    """A float32 zero on the default device, uncommitted (jit places it where the values are):
-    the padding of :func:`_weighted_sum`, made once rather than transferred at every call."""
-    return jax.device_put(np.float32(0.0))
-
-
 @jax.jit
-def _weighted_sum(total: jax.Array, values: list[Any], weights: jax.Array) -> jax.Array:
+def _weighted_sum(values: list[Any], weights: jax.Array) -> jax.Array:
     stacked = jnp.stack([jnp.reshape(value, ()).astype(jnp.float32) for value in values])
-    return total + jnp.dot(stacked, weights)
+    return jnp.dot(jnp.where(weights > 0, stacked, 0.0), weights)
 
 
 def _plain_key(leaf: Any) -> Any:
