@@ -8,6 +8,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -117,9 +118,14 @@ def test_killed_while_writing_a_checkpoint_keeps_the_previous_one_and_resumes(
     process = job(job_backend, tmp_path, "--stall-at-step", "30", *MODES[mode])
     assert process.stdout is not None
     assert process.stderr is not None
-    for line in process.stdout:  # "saved STEP" lines, then "writing 30"
-        if line.startswith(b"writing"):
-            break
+    watchdog = threading.Timer(300, process.kill)  # a job that never says "writing" ends
+    watchdog.start()
+    try:
+        for line in process.stdout:  # "saved STEP" lines, then "writing 30"
+            if line.startswith(b"writing"):
+                break
+    finally:
+        watchdog.cancel()
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert process.returncode == -signal.SIGKILL, process.stderr.read().decode()[-3000:]
