@@ -10,6 +10,7 @@ import math
 import os
 import stat
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -61,8 +62,16 @@ def test_resuming_a_finished_run_reports_its_epochs_not_one_more(tmp_path):
     assert (summary["epochs"], summary["of_epochs"]) == (3, 3)
 
 
+class SlowSave(Callback):
+    """Makes each checkpoint's write take half a second after its state was collected, as a
+    busy disk does."""
+
+    def on_model_save(self) -> None:
+        time.sleep(0.5)
+
+
 def test_the_time_column_carries_on_after_a_resume(tmp_path):
-    model_run(tmp_path, epochs=2)
+    model_run(tmp_path, SlowSave(), epochs=2)
     run = tmp_path / "train" / "run"
     model_run(tmp_path, epochs=4, resume=str(run / "weights" / "last.pt"))
     with open(run / "results.csv", newline="") as file:

@@ -24,7 +24,7 @@ import csv
 import io
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -80,6 +80,13 @@ class _MetricFile(Callback):
         """Start the file; for a resumed run keep the records before its checkpoint."""
         raise NotImplementedError
 
+    def _carry_on_after(self, times: Iterable[Any]) -> None:
+        """Start a resumed run's clock no earlier than the last time kept in its file: the
+        checkpoint saved the time before its epoch's records were written (after it, its
+        files were made durable, which takes long on a busy disk), so without this the next
+        epoch's time could come out earlier than the last one kept."""
+        self._earlier = max([self._earlier, *(float(value) for value in times if value)])
+
     @staticmethod
     def _kept(record: Mapping[str, Any], resumed: TrainingRun) -> bool:
         """Whether a record written before a resume stays: logged before the checkpoint."""
@@ -108,6 +115,7 @@ class CSVLogger(_MetricFile):
                 for row in reader:
                     if self._kept({"phase": "epoch", **row}, resumed):
                         self.rows.append(row)
+            self._carry_on_after(row.get("time") for row in self.rows)
         self._rewrite()
 
     def _rewrite(self) -> None:
@@ -157,6 +165,7 @@ class JSONLogger(_MetricFile):
                     continue  # a line cut short by the crash being resumed from
                 if self._kept(record, resumed):
                     kept.append(line + "\n")
+                    self._carry_on_after([record.get("time")])
         atomic_write(self.path, lambda file: file.write("".join(kept).encode()), durable=False)
         self._close()
         self._file = open(self.path, "a")  # noqa: SIM115 - held for the run, closed in teardown
