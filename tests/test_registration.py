@@ -211,3 +211,42 @@ def test_listing_distinguishes_local_and_builtin_plugins():
 def test_fit_refuses_bad_engine_arguments(task, manager, bad):
     with pytest.raises(ValueError, match="setting 'epochs' must be an integer >= 0"):
         Trainer(task, manager=manager).fit(regression_batches(4, 4), epochs=bad)
+
+
+def test_registering_reads_each_plugin_once_however_many_there_are(monkeypatch):
+    """Registration reads a plugin's attributes statically (``inspect.getattr_static``, some
+    microseconds each); rebuilding the dispatch table and checking state keys used to read
+    every registered plugin's again at each registration, so that registering the defaults
+    grew with the square of their number.  The lookups must grow as the plugins do."""
+    import inspect
+
+    def lookups(count: int) -> int:
+        # a class per plugin: what one class parsed is remembered for its other instances
+        plugins = [type(f"Plugin{count}x{index}", (Callback,), {
+            "on_train_epoch_end": lambda self, trainer: None,
+            "idle_hooks": lambda self: (),
+            "state_dict": lambda self: {},
+            "load_state_dict": lambda self, state: None,
+            "state_key": f"key{index}",
+        })() for index in range(count)]
+        calls = 0
+        original = inspect.getattr_static
+
+        def counted(*args, **kwargs):
+            nonlocal calls
+            calls += 1
+            return original(*args, **kwargs)
+
+        manager = PluginManager()
+        monkeypatch.setattr(inspect, "getattr_static", counted)
+        try:
+            for plugin in plugins:
+                manager.register(plugin)
+            manager.stateful_plugins()
+        finally:
+            monkeypatch.setattr(inspect, "getattr_static", original)
+        return calls
+
+    few, many = lookups(10), lookups(40)
+    assert few > 0  # the count sees the lookups
+    assert many <= 4.5 * few  # linear: 4x the plugins; the square would be 16x

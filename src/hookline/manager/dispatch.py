@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 
 import pluggy
 
-from hookline.manager.attributes import static_method, static_value
+from hookline.manager.attributes import PluginTraits
 from hookline.manager.defaults import call_defaults
 
 #: Hooks that every plugin implements on every rank: settings must agree across ranks.
@@ -55,14 +55,19 @@ def due_callers(
     hook_names: Iterable[str],
     rank: int,
     not_due: Callable[[str, object], bool],
+    traits: Callable[[object], PluginTraits],
 ) -> dict[str, DueHook]:
     """Hook name to :class:`DueHook`, for the hooks of ``hook_names`` with an implementation
-    due a call (``not_due(hook, plugin)``: whether a filter keeps one out for now)."""
-    idle: dict[int, frozenset[str]] = {}
-    for plugin in manager.get_plugins():
-        idle_hooks = static_method(plugin, "idle_hooks")
-        if idle_hooks is not None:
-            idle[id(plugin)] = frozenset(idle_hooks())
+    due a call (``not_due(hook, plugin)``: whether a filter keeps one out for now; ``traits``:
+    a registered plugin's :class:`~hookline.manager.attributes.PluginTraits`)."""
+    idle: dict[int, frozenset[str]] = {}  # asked once per plugin: idle_hooks() may change
+
+    def idle_hooks(plugin: object) -> frozenset[str]:
+        if id(plugin) not in idle:
+            method = traits(plugin).idle_hooks
+            idle[id(plugin)] = frozenset(method()) if method is not None else frozenset()
+        return idle[id(plugin)]
+
     table: dict[str, DueHook] = {}
     for name in hook_names:
         caller: pluggy.HookCaller = getattr(manager.hook, name)
@@ -72,8 +77,8 @@ def due_callers(
         if name not in SETTINGS_HOOKS:
             skipped = [
                 impl.plugin for impl in impls
-                if (rank != 0 and static_value(impl.plugin, "rank_zero_only", False))
-                or name in idle.get(id(impl.plugin), ())
+                if (rank != 0 and traits(impl.plugin).rank_zero_only)
+                or name in idle_hooks(impl.plugin)
                 or not_due(name, impl.plugin)
             ]
             if len(skipped) == len(impls):

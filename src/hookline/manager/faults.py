@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from hookline.errors import first_line
-from hookline.manager.attributes import static_value
 from hookline.manager.dispatch import SETTINGS_HOOKS
 from hookline.settings import SettingsError
 
@@ -82,11 +81,10 @@ class PluginFailure:
         return f"plugin {self.plugin!r}{source} failed in {self.hook}: {first_line(self.error)}"
 
 
-def declared_policy(plugin: object) -> str:
-    """The policy a plugin declares (``error_policy``, read statically), ``raise`` when it
-    declares none."""
-    policy = static_value(plugin, "error_policy", "raise")
-    return policy if policy in POLICIES else "raise"
+def declared_policy(declared: object) -> str:
+    """The policy that a plugin's ``error_policy`` value declares: ``raise`` when it is
+    none."""
+    return declared if isinstance(declared, str) and declared in POLICIES else "raise"
 
 
 def parse_setting(value: str) -> tuple[str | None, dict[str, str]]:
@@ -205,18 +203,22 @@ class FaultPolicy:
 
     def policy(self, name: str, plugin: object) -> str:
         """The policy in force for the plugin registered as ``name``."""
-        return self.each.get(name) or self.every or declared_policy(plugin)
+        return (self.each.get(name) or self.every
+                or declared_policy(self.manager.plugin_traits(plugin).error_policy))
 
     def configure(self, values: Mapping[str, str]) -> None:
         """Take the user's overrides from the settings' ``plugin_errors``."""
         self.every, self.each = parse_setting(values.get(SETTING, DEFAULT_SETTING))
         self.apply()
 
-    def apply(self, plugin: object | None = None) -> None:
+    def apply(
+        self, plugin: object | None = None, callers: Sequence[pluggy.HookCaller] | None = None
+    ) -> None:
         """Guard or unguard the implementations of ``plugin`` (of every plugin when None) to
-        match its policy."""
+        match its policy; ``callers``: the plugin's hook callers, when the caller has them."""
         manager = self.manager
-        callers = manager.get_hookcallers(plugin) if plugin is not None else None
+        if plugin is not None and callers is None:
+            callers = manager.get_hookcallers(plugin)
         hooks = [caller.name for caller in callers or ()] if plugin is not None else (
             manager.hook_names
         )

@@ -21,10 +21,11 @@ from hookline import hookspecs
 from hookline.distributed import env_rank
 from hookline.errors import UserError, add_note
 from hookline.manager.attributes import (
+    PluginTraits,
     computed_setting,
     hookable,
     own_attributes,
-    static_method,
+    plugin_traits,
     static_value,
 )
 from hookline.manager.callback import PLAIN_IMPL, Callback, FunctionCallback
@@ -119,6 +120,8 @@ class PluginManager(pluggy.PluginManager):
         # first, then pluggy's register asks again (a static lookup per attribute is costly)
         self._parsing: tuple[Any, dict[str, pluggy.HookimplOpts | None]] | None = None
         self._faults = FaultPolicy(self)
+        #: Each registered plugin's traits, by ``id``, read as it registered.
+        self._traits: dict[int, PluginTraits] = {}
         self.add_hookspecs(hookspecs)
 
     @property
@@ -265,7 +268,7 @@ class PluginManager(pluggy.PluginManager):
         """Rebuild the dispatch table's entries for ``hook_names`` (all hooks by default), in
         place: holders of :attr:`dispatch` see the change."""
         names = self._hook_names if hook_names is None else frozenset(hook_names)
-        table = due_callers(self, names, self.rank, self._filters.not_due)
+        table = due_callers(self, names, self.rank, self._filters.not_due, self.plugin_traits)
         for name in names:
             self._dispatch.pop(name, None)
         self._dispatch.update(table)
@@ -417,7 +420,8 @@ class PluginManager(pluggy.PluginManager):
         specs = static_value(plugin, HOOKSPECS_ATTRIBUTE)
         if specs is not None:
             self._add_plugin_hookspecs(specs, name)
-        self._check_state_key(plugin, name)
+        traits = plugin_traits(plugin)
+        self._check_state_key(plugin, name, traits)
         shared = self._class_parses(plugin)
         self._parsing = (plugin, shared if shared is not None else {})
         try:
@@ -427,15 +431,19 @@ class PluginManager(pluggy.PluginManager):
                 pending = check_plugin(self, plugin, name)
                 if shared is not None and not pending:
                     shared[_VALID] = None
+            self._traits[id(plugin)] = traits  # a historic replay may already call it
             registered = self._register_validated(plugin, name)
             if registered is not None and pending:
                 self._check_after_replay(plugin, registered, pending)
         finally:
             self._parsing = None
+            if self.get_plugin(name) is not plugin:  # refused, blocked or failed
+                self._traits.pop(id(plugin), None)
         if registered is not None:  # only the hooks it implements change
-            self._record_filters(plugin)
-            self._refresh_dispatch(self._hooks_of(plugin))
-            self._faults.apply(plugin)
+            callers = self.get_hookcallers(plugin) or []
+            self._record_filters(plugin, callers)
+            self._refresh_dispatch([caller.name for caller in callers])
+            self._faults.apply(plugin, callers)
             self.hook.on_plugin_registered.call_historic(
                 kwargs={"plugin": plugin, "manager": self}
             )
@@ -493,8 +501,8 @@ class PluginManager(pluggy.PluginManager):
         self._spec_sources.append(specs)
         self.custom_hooks.update(dict.fromkeys(self._hook_names - known, name))
 
-    def _record_filters(self, plugin: Any) -> None:
-        for caller in self.get_hookcallers(plugin) or ():
+    def _record_filters(self, plugin: Any, callers: Sequence[pluggy.HookCaller]) -> None:
+        for caller in callers:
             for impl in caller.get_hookimpls():
                 event_filter = filter_of(impl.function) if impl.plugin is plugin else None
                 if event_filter is not None:
@@ -510,6 +518,7 @@ class PluginManager(pluggy.PluginManager):
             plugin = self.get_plugin(name)
         hooks = self._hooks_of(plugin)
         removed = super().unregister(plugin, name)
+        self._traits.pop(id(removed), None)
         self._faults.forget(removed)
         self._filters.forget(removed)
         self._refresh_dispatch(hooks)
@@ -517,17 +526,25 @@ class PluginManager(pluggy.PluginManager):
 
     # -- plugin state --------------------------------------------------------------------------
 
+    def plugin_traits(self, plugin: object) -> PluginTraits:
+        """What hookline reads of ``plugin`` besides its hooks (:class:`PluginTraits`): read
+        once as it registered, or now for a plugin that is not registered."""
+        traits = self._traits.get(id(plugin))
+        return traits if traits is not None else plugin_traits(plugin)
+
     def stateful_plugins(self) -> dict[str, Any]:
         """State key to plugin, for every registered plugin that has a ``state_dict()``."""
-        return {
-            state_key_of(plugin, name): plugin for name, plugin in self.list_name_plugin()
-            if plugin is not None and static_method(plugin, "state_dict") is not None
-        }
+        found = {}
+        for name, plugin in self.list_name_plugin():
+            traits = self.plugin_traits(plugin) if plugin is not None else None
+            if traits is not None and traits.state_dict is not None:
+                found[_state_key(traits, name)] = plugin
+        return found
 
-    def _check_state_key(self, plugin: Any, name: str) -> None:
-        if static_method(plugin, "state_dict") is None:
+    def _check_state_key(self, plugin: Any, name: str, traits: PluginTraits) -> None:
+        if traits.state_dict is None:
             return
-        key = state_key_of(plugin, name)
+        key = _state_key(traits, name)
         holder = self.stateful_plugins().get(key)
         if holder is not None and holder is not plugin:
             raise PluginValidationError(
@@ -702,10 +719,9 @@ def default_manager(strict: bool = False) -> PluginManager:
     return manager
 
 
-def state_key_of(plugin: Any, name: str) -> str:
-    """``plugin``'s ``state_key`` attribute (read statically), else ``name`` (the name it is
-    registered under)."""
-    key = static_value(plugin, "state_key")
+def _state_key(traits: PluginTraits, name: str) -> str:
+    """The plugin's ``state_key``, else ``name`` (the name it is registered under)."""
+    key = traits.state_key
     return key if isinstance(key, str) and key else name
 
 
