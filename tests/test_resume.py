@@ -182,7 +182,10 @@ def test_time_limit_stops_within_the_budget_with_a_checkpoint_that_resumes_the_r
     backend, tmp_path
 ):
     loader = backend.batches(320, 16, seed=5)
-    budget, epochs = 1.0, 10  # 20 batches of >= 10 ms an epoch: the budget ends in epoch 3-5
+    # 20 batches of >= 10 ms an epoch: the budget ends by epoch 15.  The limited run's task
+    # compiles afresh on JAX (0.5 s, over a second on a loaded machine): a budget of 3 s leaves
+    # room for it, which the plugin cannot stop before
+    budget, epochs = 3.0, 30
     full = Trainer(backend.make_task(), manager=PluginManager())  # also pays one-off imports
     full.fit(loader, epochs=epochs)
     fit_started: list[float] = []
