@@ -36,9 +36,10 @@ For each contender it prints the median time per step of the 3-epoch run, the ov
 over the raw loop and the ratio to it, and splits that overhead in two: what each further step
 costs and what the 3-epoch run costs whatever its length (set-up, run files, threads,
 compilation, and the checkpoint and metrics written at each epoch's end), measured by running
-every contender again, interleaved the same way, on one batch per epoch.  The cost of a further
-step comes from a third series, twice as many epochs: the difference per step, against the raw
-loop's.  Its ratio (the last column) is what a long run converges to.
+every contender again on one batch per epoch.  The cost of a further step comes from a third
+run, twice as many epochs: the difference per step, against the raw loop's in the same round.
+Its ratio (the last column) is what a long run converges to.  A contender makes its three runs
+one after the other in each round, so that what is compared ran seconds apart, not minutes.
 
 Then micro-benchmarks: the cost of one hook call through hookline's dispatch with 0, 1 and 10
 implementations next to a direct pluggy call, what an event-filtered implementation costs on
@@ -343,24 +344,33 @@ def jax_suite() -> tuple[Callable[[int], Any], dict[str, Contender]] | None:
     return make_data, contenders
 
 
+#: A run to time: its data and its number of epochs.
+Job = tuple[Any, int]
+
+
 def interleaved(
-    runs: dict[str, Contender], data: Any, epochs: int, repeats: int
-) -> dict[str, list[tuple[float, float]]]:
-    """Each contender's seconds for ``epochs`` epochs of ``data``, paired with the baseline's
-    (the first contender's) seconds of the same round, over ``repeats`` rounds that rotate
-    who goes first."""
+    runs: dict[str, Contender], jobs: dict[str, Job], repeats: int
+) -> dict[str, dict[str, list[tuple[float, float]]]]:
+    """Per job, each contender's seconds, paired with the baseline's (the first contender's)
+    seconds of the same round, over ``repeats`` rounds that rotate who goes first.  A
+    contender runs every job in turn, so that the jobs a ratio compares ran seconds apart."""
     baseline = next(iter(runs))
-    times: dict[str, list[float]] = {name: [] for name in runs}
+    times: dict[str, dict[str, list[float]]] = {job: {name: [] for name in runs} for job in jobs}
     with tempfile.TemporaryDirectory() as folder:
-        runs[baseline](data, 1, Path(folder))  # warm-up: first-call costs in the framework
+        runs[baseline](*next(iter(jobs.values())), Path(folder))  # warm-up: first-call costs
         for round_index in range(repeats):
             names = list(runs)
             shift = round_index % len(names)
             for name in names[shift:] + names[:shift]:
-                times[name].append(runs[name](data, epochs, Path(folder) / name))
+                for job, (data, epochs) in jobs.items():
+                    times[job][name].append(runs[name](data, epochs, Path(folder) / name))
     # The machine's speed drifts over minutes (a shared VM): every comparison with the baseline
     # is made within a round, then the median over rounds is taken, which cancels the drift.
-    return {name: list(zip(values, times[baseline], strict=True)) for name, values in times.items()}
+    return {
+        job: {name: list(zip(values, by_name[baseline], strict=True))
+              for name, values in by_name.items()}
+        for job, by_name in times.items()
+    }
 
 
 def overhead(
@@ -372,31 +382,33 @@ def overhead(
     measured on its own: what a run costs whatever its length (set-up, run files, threads,
     compilation, epoch ends), from runs of one batch per epoch; and what a further step costs,
     from runs twice as long (the difference per step), also as a ratio to what a further step
-    of the baseline costs."""
+    of the baseline costs.  All three runs of a contender are made one after the other in each
+    round, and every figure is a median over rounds of a comparison within a round."""
     data = make_data(samples)
     steps = epochs * len(data)
-    full = interleaved(runs, data, epochs, repeats)
-    double = interleaved(runs, data, 2 * epochs, repeats)
-    tiny = interleaved(runs, make_data(BATCH), epochs, repeats)
+    timed = interleaved(
+        runs, {"full": (data, epochs), "double": (data, 2 * epochs),
+               "tiny": (make_data(BATCH), epochs)}, repeats,
+    )
+    full, double, tiny = timed["full"], timed["double"], timed["tiny"]
 
-    def further_step_us(name: str) -> float:
-        # each round's difference between the two lengths, so that drift between rounds cancels
-        extra = [long - short for (long, _), (short, _) in zip(double[name], full[name],
+    def further(name: str) -> list[tuple[float, float]]:
+        """Per round: the seconds of the contender's further steps and of the baseline's."""
+        return [(long - short, long_raw - short_raw)
+                for (long, long_raw), (short, short_raw) in zip(double[name], full[name],
                                                                 strict=True)]
-        return statistics.median(extra) / steps * 1e6
 
-    baseline_step_us = further_step_us(next(iter(runs)))
     results = {}
     for name, pairs in full.items():
         overhead_us = statistics.median(value - raw for value, raw in pairs) / steps * 1e6
-        per_step_us = further_step_us(name) - baseline_step_us
+        per_step_us = statistics.median(extra - raw for extra, raw in further(name)) / steps * 1e6
         results[name] = {
             "step_us": statistics.median(value for value, _ in pairs) / steps * 1e6,
             "overhead_us": overhead_us,
             "ratio": statistics.median(value / raw for value, raw in pairs),
             "per_run_ms": statistics.median(value - raw for value, raw in tiny[name]) * 1e3,
             "per_step_us": per_step_us,
-            "step_ratio": 1 + per_step_us / baseline_step_us,
+            "step_ratio": statistics.median(extra / raw for extra, raw in further(name)),
         }
     return results
 
