@@ -6,6 +6,7 @@ is wrapped, and no memory is traced."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import time
@@ -18,7 +19,7 @@ import hookline
 from hookline import Trainer
 from hookline.flags import apply_flags
 from hookline.plugins.slow_plugins import SlowPluginWarning
-from hookline.testing import LinearRegressionTask, make_batches
+from hookline.testing import LinearRegressionTask, make_batches, run_cli
 
 
 def batches(count: int):
@@ -245,6 +246,25 @@ def test_a_bridge_turns_the_profile_on_for_profile_memory(manager, tmp_path):
     loop = HookLoop(TorchHostState(model, optimizer), save_dir=tmp_path, manager=manager,
                     profile_memory=True)
     assert loop.manager.get_plugin("profile").profile_memory is True
+
+
+def test_model_turns_the_profile_on_for_profile_memory(manager, tmp_path, not_tracing):
+    """``profile_memory=True`` asks for the profile, with hookline.Model as with a bridge;
+    before, the profile being off, the setting was unknown."""
+    model = hookline.Model(LinearRegressionTask(2, lr=0.01), manager=manager)
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        model.train(batches(4), epochs=1, project=str(tmp_path), profile_memory=True,
+                    verbose=False)
+    assert manager.get_plugin("profile").profile_memory is True
+    assert "peak KiB" in printed.getvalue()
+
+
+def test_the_command_line_turns_the_profile_on_for_profile_memory(tmp_path, not_tracing):
+    result = run_cli(["train", "epochs=1", "batch=256", "plots=false", "profile_memory=true"],
+                     tmp_path)
+    assert result.exit_code == 0, result.stderr
+    assert "peak KiB" in result.stdout
+    assert "profile" in json.loads((result.run_dir / "summary.json").read_text())
 
 
 def run_with_slow_check(manager, task, data, epochs):

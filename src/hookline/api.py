@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from hookline.engine import Exporter, Predictor, Task, Trainer, Validator
-from hookline.flags import apply_flags, with_defaults
+from hookline.flags import apply_flags_given, with_defaults
 from hookline.manager import PluginManager, default_manager
 
 
@@ -57,9 +57,10 @@ class Model:
         self.manager.remove_callback(event, function)
 
     def _with_defaults(self, settings: dict[str, Any]) -> dict[str, Any]:
-        """The settings with the default flags, whose built-ins are then turned on or off."""
+        """The settings with the default flags, whose built-ins are then turned on or off
+        (also those that a given setting asks for: ``profile_memory=True``, the profile)."""
         values = with_defaults(settings)
-        apply_flags(self.manager, values)
+        values.update(apply_flags_given(self.manager, values, settings))
         return values
 
     def train(

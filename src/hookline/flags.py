@@ -19,7 +19,7 @@ from hookline.manager.listing import is_builtin
 from hookline.plugins import BUILTINS, DEFAULT_FLAGS
 from hookline.settings import Options
 
-__all__ = ["DEFAULT_FLAGS", "FLAGS_PLUGIN", "PluginFlags", "apply_flags"]
+__all__ = ["DEFAULT_FLAGS", "FLAGS_PLUGIN", "PluginFlags", "apply_flags", "apply_flags_given"]
 
 #: The name :func:`apply_flags` registers :class:`PluginFlags` under.
 FLAGS_PLUGIN = "plugin-flags"
@@ -89,6 +89,45 @@ def apply_flags(manager: PluginManager, values: Mapping[str, Any]) -> None:
             manager.register(switched_off.pop(name), name)
         elif not wanted and manager.has_plugin(name):
             switched_off[name] = manager.unregister(name=name)
+
+
+def apply_flags_given(
+    manager: PluginManager, values: Mapping[str, Any], given: Mapping[str, Any]
+) -> dict[str, bool]:
+    """:func:`apply_flags` for ``values``, then for the built-ins that a setting the user gave
+    (in ``given``) asks for: asking for ``patience=3`` asks for early stopping,
+    ``profile_memory=True`` for the profile.  Returns the flags so turned on, for the caller
+    to add to its settings."""
+    apply_flags(manager, values)
+    implied = implied_flags(manager, given)
+    if implied:
+        apply_flags(manager, {**values, **implied})
+    return implied
+
+
+def implied_flags(manager: PluginManager, given: Mapping[str, Any]) -> dict[str, bool]:
+    """The built-ins that are off and that a setting in ``given`` belongs to alone.  A setting
+    several built-ins declare (``monitor``) turns none of them on; a flag given explicitly is
+    left as it is, and a setting nobody declares is left for the settings to refuse."""
+    known = manager.options()
+    wanted = [name for name in given if name not in known]
+    implied: dict[str, bool] = {}
+    if not wanted:
+        return implied
+    declared: dict[str, list[str]] = {}
+    for builtin in BUILTINS:
+        if builtin.flag in given or manager.has_plugin(builtin.flag):
+            continue
+        options, declare = Options(), getattr(builtin.create(), "hookline_add_options", None)
+        if declare is not None:
+            declare(options)
+        for option in options:
+            declared.setdefault(option.name, []).append(builtin.flag)
+    for name in wanted:
+        owners = declared.get(name, [])
+        if len(owners) == 1:
+            implied[owners[0]] = True
+    return implied
 
 
 def with_defaults(settings: Mapping[str, Any]) -> dict[str, Any]:

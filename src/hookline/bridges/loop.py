@@ -38,12 +38,11 @@ from types import MappingProxyType
 from typing import Any, ClassVar
 
 from hookline.errors import add_note
-from hookline.flags import apply_flags
+from hookline.flags import apply_flags_given
 from hookline.manager import PluginManager, default_manager
 from hookline.manager.listing import is_builtin
-from hookline.plugins import BUILTINS, DEFAULT_FLAGS
+from hookline.plugins import DEFAULT_FLAGS
 from hookline.run import Run, StateTask, TrainingRun
-from hookline.settings import Options
 
 #: The built-ins a bridge turns on unless told otherwise: the observers.  The host's own
 #: console and progress bar stay; control plugins wait until asked for.
@@ -135,11 +134,7 @@ class HookLoop:
             self.manager.register(plugin)
         self.save_dir = None if save_dir is None else Path(save_dir)
         self.values = {**BRIDGE_FLAGS, **settings}
-        apply_flags(self.manager, self.values)
-        implied = self._flags_implied_by(settings)
-        if implied:
-            self.values.update(implied)
-            apply_flags(self.manager, self.values)
+        self.values.update(apply_flags_given(self.manager, self.values, settings))
         self.manager.configure(self.values)  # a bad setting is refused now, not mid-run
         self._warned: set[tuple[str, str]] = set()
         self.warn_unsupported()
@@ -150,30 +145,6 @@ class HookLoop:
         self._in_validation = False
 
     # -- the plugins -----------------------------------------------------------------------------
-
-    def _flags_implied_by(self, settings: Mapping[str, Any]) -> dict[str, bool]:
-        """The built-ins that are off and that a given setting belongs to alone: asking for
-        ``patience=3`` asks for early stopping.  A setting several built-ins declare
-        (``monitor``) turns none of them on; a flag given explicitly is left as it is."""
-        known = self.manager.options()
-        wanted = [name for name in settings if name not in known]
-        implied: dict[str, bool] = {}
-        if not wanted:
-            return implied
-        declared: dict[str, list[str]] = {}
-        for builtin in BUILTINS:
-            if builtin.flag in settings or self.manager.has_plugin(builtin.flag):
-                continue
-            options, declare = Options(), getattr(builtin.create(), "hookline_add_options", None)
-            if declare is not None:
-                declare(options)
-            for option in options:
-                declared.setdefault(option.name, []).append(builtin.flag)
-        for name in wanted:
-            owners = declared.get(name, [])
-            if len(owners) == 1:
-                implied[owners[0]] = True
-        return implied
 
     def warn_unsupported(self) -> None:
         """One warning per plugin and hook that this host cannot fire (each once).  A

@@ -15,7 +15,7 @@ from typing import Any
 
 from hookline.cli.callbacks import OPTION_PLUGIN, SETTING, CallbacksOption
 from hookline.cli.parser import CommandError
-from hookline.flags import DEFAULT_FLAGS, apply_flags
+from hookline.flags import DEFAULT_FLAGS, apply_flags, apply_flags_given
 from hookline.manager import PluginManager
 from hookline.recipe import DEFAULT_RECIPE, Recipe, RecipeOption, load_recipe
 from hookline.settings import Options, Settings
@@ -116,6 +116,8 @@ def resolve(
     # on a plugin that writes elsewhere or contacts a server
     off = {k: v for k, v in recorded.items() if k in DEFAULT_FLAGS and v is False}
     flags = {**DEFAULT_FLAGS, **off}
+    # a setting of a built-in that is off asks for it: profile_memory=true, the profile
+    flags.update(apply_flags_given(manager, {**flags, **given}, given))
     options = command_options(manager, command, {**flags, **given})
     inherited = {}
     for key, value in recorded.items():
