@@ -22,6 +22,7 @@ and makes no tracemalloc call.
 
 from __future__ import annotations
 
+import threading
 import time
 import tracemalloc
 from collections.abc import Callable, Iterable
@@ -113,9 +114,17 @@ def _timed(
     return timed
 
 
-#: The running maximum of the traced peak of each measured call in progress, innermost last.
-#: One for the process, as tracemalloc's peak is.
-_peaks: list[int] = []
+class _Peaks(threading.local):
+    """Per thread, the running maximum of the traced peak of each measured call in progress,
+    innermost last: a hook fired from another thread (a plugin's own) stacks apart, so that
+    no call takes another's entry.  The peak itself is one for the process, as
+    tracemalloc's is."""
+
+    def __init__(self) -> None:
+        self.stack: list[int] = []
+
+
+_peaks = _Peaks()
 
 
 def _timed_with_memory(
@@ -126,9 +135,10 @@ def _timed_with_memory(
     record: Callable[[str, str, float], None] | None,
 ) -> Callable[..., Any]:
     clock = time.perf_counter
-    traced, reset_peak, peaks = tracemalloc.get_traced_memory, tracemalloc.reset_peak, _peaks
+    traced, reset_peak = tracemalloc.get_traced_memory, tracemalloc.reset_peak
 
     def timed(*args: Any, **kwargs: Any) -> Any:
+        peaks = _peaks.stack
         before, peak = traced()
         if peaks:  # an enclosing measured call: keep its peak so far before the reset
             peaks[-1] = max(peaks[-1], peak)
