@@ -211,8 +211,9 @@ class ShardedSaver:
     """Writes sharded checkpoints, synchronously or in the background (at most one in flight:
     a new save, :meth:`wait` and the end of training wait for the previous one).
 
-    :param async_group: a gloo process group of every rank for asynchronous saves (DCP's
-        ``async_save`` fails on the default group); created on the first asynchronous save.
+    Asynchronous saves across ranks go through a gloo group of every rank of their own (DCP's
+    ``async_save`` fails on the default group), created on the first one; it ends with the
+    default group, which a sharded model keeps until the process exits.
     """
 
     def __init__(self) -> None:
@@ -316,15 +317,6 @@ class ShardedSaver:
         shared = [str(directory) if rank == 0 else None]
         dist.broadcast_object_list(shared, src=0)
         return Path(str(shared[0]))
-
-    def close(self) -> None:
-        """Wait for the save in flight and release the asynchronous group."""
-        try:
-            self.wait()
-        finally:
-            if self._async_group is not None and dist.is_initialized():
-                dist.destroy_process_group(self._async_group)
-            self._async_group = None
 
 
 # -- loading ----------------------------------------------------------------------------------
