@@ -483,12 +483,19 @@ def test_a_checkpoint_names_no_code_address_or_folder_that_hookline_uses(
         "csv": False, "hidden": 16,
     }
     manager, _ = prepared_manager(build_parser().parse_args(["val", "--no-plugins"]))
-    settings, _ = resolve(manager, "val", {}, recorded)
+    settings, values = resolve(manager, "val", {}, recorded)
     assert not manager.has_plugin("webhook")
     assert not manager.has_plugin("mlflow")  # a checkpoint turns nothing on
+    assert values.get("webhook") is not True  # ... nor do the values handed to the model
+    assert values.get("mlflow") is not True
     assert not manager.has_plugin("csv")  # ... but may turn a built-in off, as its run had it
     assert settings["project"] == "runs"
     assert settings["hidden"] == 16  # the model's own settings still come from the checkpoint
+    # a flag the checkpoint recorded as off does not undo what a given setting asks for
+    manager, _ = prepared_manager(build_parser().parse_args(["train", "--no-plugins"]))
+    settings, values = resolve(manager, "train", {"profile_memory": True}, {"profile": False})
+    assert settings["profile"] is True
+    assert values["profile"] is True
 
 
 def test_a_misspelt_monitor_ends_the_run_with_one_line_listing_the_metrics(

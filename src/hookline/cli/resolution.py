@@ -129,8 +129,8 @@ def resolve(
                     f"it again ({key}=...) unless its environment variable holds it",
                     stacklevel=2,
                 )
-        elif option is not None and inheritable(key, value):
-            inherited[key] = value
+        elif option is not None and key not in DEFAULT_FLAGS and inheritable(key, value):
+            inherited[key] = value  # a built-in's flag comes from ``off`` alone
     values = {**flags, **inherited, **given}
     settings = options.resolve(values)
     own_names = {name for name, *_ in COMMAND_OPTIONS[command]}
