@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import threading
 import time
 import tracemalloc
 import warnings
@@ -16,8 +17,8 @@ import warnings
 import pytest
 
 import hookline
-from hookline import Trainer
-from hookline.flags import apply_flags
+from hookline import PluginManager, Trainer
+from hookline.flags import apply_flags, implied_flags
 from hookline.plugins.slow_plugins import SlowPluginWarning
 from hookline.testing import LinearRegressionTask, make_batches, run_cli
 
@@ -205,6 +206,30 @@ def test_a_nested_hook_keeps_the_outer_calls_peak(manager, tmp_path, not_tracing
     assert inner["retained_kib"] == pytest.approx(0, abs=16)
 
 
+class ThreadedOuter(Outer):
+    """Like :class:`Outer`, but fires the probe from a thread of its own."""
+
+    def on_train_epoch_end(self, trainer):
+        block = bytearray(4 * MB)
+        del block
+        thread = threading.Thread(
+            target=lambda: trainer.call("on_memory_probe", trainer=trainer)
+        )
+        thread.start()
+        thread.join()
+
+
+def test_a_hook_fired_from_another_thread_keeps_the_running_calls_peak(
+    manager, tmp_path, not_tracing
+):
+    manager.register(ThreadedOuter(), "outer")
+    manager.register(Inner(), "inner")
+    rows, _ = memory_profile(manager, tmp_path, epochs=2, profile_memory=True)
+    assert rows[("on_train_epoch_end", "outer")]["peak_kib"] == pytest.approx(4 * MB / KIB,
+                                                                            abs=16)
+    assert rows[("on_memory_probe", "inner")]["peak_kib"] == pytest.approx(MB / KIB, abs=16)
+
+
 def test_no_memory_is_traced_or_reported_without_profile_memory(manager, tmp_path, not_tracing):
     spy = TracingSpy()
     manager.register(spy, "spy")
@@ -257,6 +282,7 @@ def test_model_turns_the_profile_on_for_profile_memory(manager, tmp_path, not_tr
                     verbose=False)
     assert manager.get_plugin("profile").profile_memory is True
     assert "peak KiB" in printed.getvalue()
+    assert implied_flags(PluginManager(), {"profile_memory": False}) == {}  # asks for nothing
 
 
 def test_the_command_line_turns_the_profile_on_for_profile_memory(tmp_path, not_tracing):
@@ -265,6 +291,13 @@ def test_the_command_line_turns_the_profile_on_for_profile_memory(tmp_path, not_
     assert result.exit_code == 0, result.stderr
     assert "peak KiB" in result.stdout
     assert "profile" in json.loads((result.run_dir / "summary.json").read_text())
+    # a checkpoint records profile=false, which must not undo what profile_memory asks for
+    last = result.run_dir / "weights" / "last.pt"
+    resumed = run_cli(["train", f"resume={last}", "epochs=2", "profile_memory=true"], tmp_path)
+    assert resumed.exit_code == 0, resumed.stderr
+    assert "peak KiB" in resumed.stdout
+    validated = run_cli(["val", f"weights={last}", "profile_memory=true"], tmp_path)
+    assert validated.exit_code == 0, validated.stderr  # the profile times training alone
 
 
 def run_with_slow_check(manager, task, data, epochs):

@@ -107,10 +107,13 @@ def apply_flags_given(
 
 def implied_flags(manager: PluginManager, given: Mapping[str, Any]) -> dict[str, bool]:
     """The built-ins that are off and that a setting in ``given`` belongs to alone.  A setting
-    several built-ins declare (``monitor``) turns none of them on; a flag given explicitly is
-    left as it is, and a setting nobody declares is left for the settings to refuse."""
+    several built-ins declare (``monitor``) turns none of them on, nor does one given as false;
+    a flag given explicitly is left as it is, and a setting nobody declares is left for the
+    settings to refuse."""
     known = manager.options()
-    wanted = [name for name in given if name not in known]
+    # a setting given as false asks for nothing: profile_memory=false is no profile
+    wanted = [name for name, value in given.items()
+              if name not in known and value is not False and str(value).lower() != "false"]
     implied: dict[str, bool] = {}
     if not wanted:
         return implied

@@ -16,8 +16,9 @@ plugin is scanned.  hookline reads the attributes it gives a meaning to (``hookl
   property, say), which hookline refuses at registration: read statically, it would be
   silently ignored.
 * :class:`PluginTraits` holds what the manager reads of a plugin again and again (its policy,
-  state, idle hooks), read once when it registers: a static lookup costs microseconds, and
-  rebuilding the dispatch table or collecting state asked every plugin each time.
+  state, idle hooks), read when it registers and again when the plugins are configured for a
+  run, not at each use: a static lookup costs microseconds, and rebuilding the dispatch table
+  or collecting state asked every plugin each time.
 """
 
 from __future__ import annotations
@@ -116,7 +117,7 @@ def computed_setting(obj: object, names: Iterable[str] = PLUGIN_SETTINGS) -> tup
 
 
 class PluginTraits(NamedTuple):
-    """What hookline reads of a plugin object besides its hooks, read statically once."""
+    """What hookline reads of a plugin object besides its hooks, read statically."""
 
     #: ``error_policy`` as declared (any value; the fault policy checks it).
     error_policy: Any

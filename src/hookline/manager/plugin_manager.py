@@ -120,7 +120,8 @@ class PluginManager(pluggy.PluginManager):
         # first, then pluggy's register asks again (a static lookup per attribute is costly)
         self._parsing: tuple[Any, dict[str, pluggy.HookimplOpts | None]] | None = None
         self._faults = FaultPolicy(self)
-        #: Each registered plugin's traits, by ``id``, read as it registered.
+        #: Each registered plugin's traits, by ``id``: read as it registered, and again when
+        #: the plugins are configured.
         self._traits: dict[int, PluginTraits] = {}
         self.add_hookspecs(hookspecs)
 
@@ -437,7 +438,7 @@ class PluginManager(pluggy.PluginManager):
                 self._check_after_replay(plugin, registered, pending)
         finally:
             self._parsing = None
-            if self.get_plugin(name) is not plugin:  # refused, blocked or failed
+            if self.get_name(plugin) is None:  # refused or failed
                 self._traits.pop(id(plugin), None)
         if registered is not None:  # only the hooks it implements change
             callers = self.get_hookcallers(plugin) or []
@@ -699,6 +700,8 @@ class PluginManager(pluggy.PluginManager):
             value a plugin refuses.
         """
         settings = self.options().resolve(values)
+        # read again: what a plugin was given between its registration and the run counts
+        self._traits = {id(plugin): plugin_traits(plugin) for plugin in self.get_plugins()}
         self._faults.configure(settings)
         with self._each_implementation(
             self.hook.hookline_configure.get_hookimpls(), refusals_as_settings_errors

@@ -114,14 +114,38 @@ def _timed(
     return timed
 
 
-class _Peaks(threading.local):
-    """Per thread, the running maximum of the traced peak of each measured call in progress,
-    innermost last: a hook fired from another thread (a plugin's own) stacks apart, so that
-    no call takes another's entry.  The peak itself is one for the process, as
-    tracemalloc's is."""
+class _Peaks:
+    """The running maximum of the traced peak of each measured call in progress, a stack per
+    thread (innermost last).  tracemalloc's peak is one for the process: before any call resets
+    it, the peak so far is kept in the innermost open call of every thread, so that neither a
+    nested call nor one in another thread (a hook a plugin fires from its own thread) hides
+    it, and no call takes another's entry."""
 
     def __init__(self) -> None:
-        self.stack: list[int] = []
+        self._lock = threading.Lock()
+        self._stacks: dict[int, list[int]] = {}
+
+    def enter(self) -> int:
+        """Open a call: the traced memory at its start."""
+        with self._lock:
+            before, peak = tracemalloc.get_traced_memory()
+            for stack in self._stacks.values():
+                stack[-1] = max(stack[-1], peak)
+            tracemalloc.reset_peak()
+            self._stacks.setdefault(threading.get_ident(), []).append(before)
+            return before
+
+    def leave(self) -> tuple[int, int]:
+        """Close this thread's innermost call: the traced memory now, and the call's peak."""
+        with self._lock:
+            after, peak = tracemalloc.get_traced_memory()
+            stack = self._stacks[threading.get_ident()]
+            highest = max(stack.pop(), peak)
+            if stack:
+                stack[-1] = max(stack[-1], highest)
+            else:
+                del self._stacks[threading.get_ident()]
+            return after, highest
 
 
 _peaks = _Peaks()
@@ -135,24 +159,15 @@ def _timed_with_memory(
     record: Callable[[str, str, float], None] | None,
 ) -> Callable[..., Any]:
     clock = time.perf_counter
-    traced, reset_peak = tracemalloc.get_traced_memory, tracemalloc.reset_peak
 
     def timed(*args: Any, **kwargs: Any) -> Any:
-        peaks = _peaks.stack
-        before, peak = traced()
-        if peaks:  # an enclosing measured call: keep its peak so far before the reset
-            peaks[-1] = max(peaks[-1], peak)
-        reset_peak()
-        peaks.append(before)
+        before = _peaks.enter()
         started = clock()
         try:
             return function(*args, **kwargs)
         finally:
             elapsed = clock() - started
-            after, peak = traced()
-            highest = max(peaks.pop(), peak)
-            if peaks:
-                peaks[-1] = max(peaks[-1], highest)
+            after, highest = _peaks.leave()
             times.calls += 1
             times.seconds += elapsed
             times.retained_bytes += after - before
