@@ -302,9 +302,16 @@ def jax_suite() -> tuple[Callable[[int], Any], dict[str, Contender]] | None:
         first checkpoint, compiling the update that reading the state applies) is per run, as
         the raw loop's first epoch is.  The first epoch's loss was read: the device was done."""
 
+        started: float | None = None
+
         def on_train_epoch_start(self, trainer: Trainer) -> None:
             if trainer.epoch == 1:
                 self.started = time.perf_counter()
+
+        def since(self) -> float:
+            """The seconds since the second epoch started (a run of two epochs at least)."""
+            assert self.started is not None, "the run ended before its second epoch"
+            return time.perf_counter() - self.started
 
     def jax_bare(data: ArrayBatches, epochs: int, _: Path) -> float:
         started = time.perf_counter()
@@ -312,7 +319,7 @@ def jax_suite() -> tuple[Callable[[int], Any], dict[str, Contender]] | None:
         trainer = Trainer(make_task(), [second], manager=PluginManager())
         trainer.fit(data, epochs=epochs)
         jax.block_until_ready(trainer.loss)
-        _steady("hookline-jax-bare", epochs, time.perf_counter() - second.started)
+        _steady("hookline-jax-bare", epochs, second.since())
         return time.perf_counter() - started
 
     def jax_grad_norm(data: ArrayBatches, epochs: int, _: Path) -> float:
@@ -321,7 +328,7 @@ def jax_suite() -> tuple[Callable[[int], Any], dict[str, Contender]] | None:
         trainer = Trainer(make_task(), [second, GradNorm()], manager=PluginManager())
         trainer.fit(data, epochs=epochs)
         jax.block_until_ready(trainer.loss)
-        _steady("hookline-jax-grad-norm", epochs, time.perf_counter() - second.started)
+        _steady("hookline-jax-grad-norm", epochs, second.since())
         return time.perf_counter() - started
 
     def jax_defaults(data: ArrayBatches, epochs: int, folder: Path) -> float:
@@ -334,7 +341,7 @@ def jax_suite() -> tuple[Callable[[int], Any], dict[str, Contender]] | None:
             model.train(data, epochs=epochs, project=str(folder), name="bench", plots=False)
             assert model.trainer is not None
             jax.block_until_ready(model.trainer.loss)
-            _steady("hookline-jax-defaults", epochs, time.perf_counter() - second.started)
+            _steady("hookline-jax-defaults", epochs, second.since())
             return time.perf_counter() - started
 
     contenders = {
@@ -587,6 +594,35 @@ def discovery_ms(count: int, runs: int) -> float:
 # -- report -------------------------------------------------------------------------------------
 
 
+#: The targets of this benchmark: (contender, column, at most) for the workload, and the
+#: most a command of the command line may take (ms).
+TARGETS: tuple[tuple[str, str, float], ...] = (
+    ("hookline-bare", "step_ratio", 1.015),
+    ("hookline-defaults", "step_ratio", 1.03),
+    ("hookline-defaults", "per_run_ms", 10.0),
+    ("hookline-jax-bare", "step_ratio", 1.02),
+    ("hookline-jax-defaults", "step_ratio", 1.05),
+    ("hookline-jax-bare", "per_run_ms", 50.0),
+)
+COMMAND_TARGET_MS = 500.0
+
+
+def verdicts(steps: dict[str, dict[str, float]], micro: dict[str, float]) -> list[dict[str, Any]]:
+    """Each target whose contender or command ran: its value, met or missed (printed)."""
+    found = []
+    measured = [(name, column, limit, steps[name][column])
+                for name, column, limit in TARGETS if name in steps]
+    measured += [(name, "ms", COMMAND_TARGET_MS, value) for name, value in micro.items()
+                 if name.startswith("hookline ") and name.endswith("(ms)")]
+    for name, column, limit, value in measured:
+        met = value <= limit
+        found.append({"contender": name, "column": column, "value": value, "target": limit,
+                      "met": met})
+        print(f"target: {name} {column} {value:.3f} <= {limit:g}: "
+              f"{'met' if met else f'missed by {value - limit:.3f}'}")
+    return found
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a small run (for tests)")
@@ -625,7 +661,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
           "twice as long; on JAX, the steps after the first epoch of those runs, compilation\n"
           "done); step x raw = that step against the baseline's (raw, raw-jax)")
     if args.backend != "all":
-        results = {"steps": steps, "micro": {}, "quick": args.quick}
+        results = {"steps": steps, "micro": {}, "targets": verdicts(steps, {}),
+                   "quick": args.quick}
         if args.json is not None:
             args.json.write_text(json.dumps(results, indent=2))
         return results
@@ -639,7 +676,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for name, value in micro.items():
         unit = "" if "(" in name or "calls" in name else " ns/call"
         print(f"{name:<42}{value:>10.1f}{unit}")
-    results = {"steps": steps, "micro": micro, "quick": args.quick}
+    print()
+    results = {"steps": steps, "micro": micro, "targets": verdicts(steps, micro),
+               "quick": args.quick}
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=2))
     return results
