@@ -5,6 +5,7 @@ every backend, and a results chart with whole epochs whose coinciding series bot
 from __future__ import annotations
 
 import io
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -223,6 +224,24 @@ def test_epoch_ticks_are_whole_numbers():
     assert nice_ticks(1, 1, integer=True) == [0, 1, 2]  # one epoch: it sits in the middle
     assert nice_ticks(1, 40, integer=True) == [0, 10, 20, 30, 40]
     assert nice_ticks(1, 3) == [1, 1.5, 2, 2.5, 3]  # values keep their fractions
+
+
+def test_values_one_rounding_apart_get_ticks_at_once():
+    """A mean and a maximum of the same saturated samples (a busy machine's CPU share) can
+    differ by one rounding: the ticks were summed step by step, and a step too small to change
+    the value never reached the top, appending until the machine ran out of memory (an OOM
+    kill under load, in a 'hookline train' run with plots).  A subprocess, so that a hang
+    fails the test instead of the suite."""
+    code = (
+        "import math\n"
+        "from hookline.plugins.support.charts import nice_ticks\n"
+        "print(nice_ticks(33.3, math.nextafter(33.3, math.inf)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=30, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[31.0, 32.0, 33.0, 34.0, 35.0]"  # drawn as a flat line
+    assert nice_ticks(1e9, 1e9 + 1) == [1e9, 1e9 + 0.5, 1e9 + 1]  # a narrow range still ticks
 
 
 def test_a_mean_and_a_max_that_coincide_both_show(tmp_path):

@@ -22,14 +22,19 @@ PANEL = (360, 280)  # width, height of a panel in pixels
 MARGIN = {"left": 62, "right": 14, "top": 30, "bottom": 38}  # around a panel's plot area
 LEGEND_ROW = 14  # pixels per legend entry
 Series = tuple[str | None, Sequence[tuple[float, float]]]  # (legend label, (x, y) points)
+#: A range narrower than this share of its values is drawn flat (ticks around the value).
+FLAT = 1e-12
 
 
 def nice_ticks(low: float, high: float, count: int = 5, *, integer: bool = False) -> list[float]:
     """About ``count`` round values (steps of 1, 2 or 5 times a power of ten) covering
-    ``[low, high]``; with ``integer``, whole numbers only (steps of at least 1)."""
+    ``[low, high]``; with ``integer``, whole numbers only (steps of at least 1).  A range too
+    narrow to tick at the values' precision (a mean and a maximum of the same samples, one
+    rounding apart) is drawn as a flat one."""
     if not (math.isfinite(low) and math.isfinite(high)):
         return []
-    if high <= low:
+    if high - low <= FLAT * max(abs(low), abs(high)):
+        high = low = max(low, high)
         if integer:
             low, high = low - 1, high + 1
         else:
@@ -42,14 +47,9 @@ def nice_ticks(low: float, high: float, count: int = 5, *, integer: bool = False
     if integer:
         step = max(1, round(step))
     first = math.floor(low / step) * step
-    ticks = []
-    value = first
-    while value <= high + step * 1e-9:
-        ticks.append(round(value, 12))
-        value += step
-    if ticks[-1] < high:
-        ticks.append(round(value, 12))
-    return ticks
+    # by index, not by adding steps: a sum that stopped growing would never reach ``high``
+    steps = math.ceil((high - first) / step - 1e-9)
+    return [round(first + index * step, 12) for index in range(steps + 1)]
 
 
 def _label(value: float) -> str:
