@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import time
 from collections.abc import Iterable, Iterator
+from datetime import timedelta
 from typing import Any
 
 import torch
@@ -22,6 +24,10 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Samp
 
 from hookline.distributed import elastic_attempt, env_local_rank
 from hookline.errors import UserError
+
+#: How long the barrier at exit waits for the other ranks, and the grace after leaving (gloo).
+EXIT_BARRIER_SECONDS = 60
+EXIT_GRACE_SECONDS = 0.1
 
 
 class BatchSizeError(UserError, ValueError):
@@ -69,10 +75,22 @@ def leave_group_at_exit() -> None:
     _EXIT_REGISTERED = True
 
     def leave() -> None:
-        if dist.is_initialized():
-            with contextlib.suppress(Exception):  # another rank is gone: leave anyway
+        if not dist.is_initialized():
+            return
+        gloo = dist.get_backend() == "gloo"
+        with contextlib.suppress(Exception):  # another rank is gone: leave anyway
+            if gloo:  # on this thread: no work queued on gloo's threads (see below)
+                dist.monitored_barrier(timeout=timedelta(seconds=EXIT_BARRIER_SECONDS))
+            else:
                 dist.barrier()
-            dist.destroy_process_group()
+        dist.destroy_process_group()
+        if gloo:
+            # gloo's worker threads outlive the group while a sharded model still refers to it,
+            # and one that frees its last collective's tensors after the interpreter began
+            # finalizing needs the GIL it can no longer get: the process aborts ("terminate
+            # called without an active exception", pytorch/pytorch#190489; 1 exit in about 5
+            # on a loaded machine).  A moment with the GIL released lets them finish first.
+            time.sleep(EXIT_GRACE_SECONDS)
 
     atexit.register(leave)
 
