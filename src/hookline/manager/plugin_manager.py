@@ -528,8 +528,9 @@ class PluginManager(pluggy.PluginManager):
     # -- plugin state --------------------------------------------------------------------------
 
     def plugin_traits(self, plugin: object) -> PluginTraits:
-        """What hookline reads of ``plugin`` besides its hooks (:class:`PluginTraits`): read
-        once as it registered, or now for a plugin that is not registered."""
+        """What hookline reads of ``plugin`` besides its hooks (:class:`PluginTraits`): as read
+        when it registered or when the plugins were last configured, or now for a plugin that
+        is not registered."""
         traits = self._traits.get(id(plugin))
         return traits if traits is not None else plugin_traits(plugin)
 
@@ -701,7 +702,8 @@ class PluginManager(pluggy.PluginManager):
         """
         settings = self.options().resolve(values)
         # read again: what a plugin was given between its registration and the run counts
-        self._traits = {id(plugin): plugin_traits(plugin) for plugin in self.get_plugins()}
+        self._traits = {id(plugin): plugin_traits(plugin) for plugin in self.get_plugins()
+                        if plugin is not None}
         self._faults.configure(settings)
         with self._each_implementation(
             self.hook.hookline_configure.get_hookimpls(), refusals_as_settings_errors
