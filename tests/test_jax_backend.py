@@ -89,7 +89,7 @@ def test_the_learning_rate_set_between_steps_is_the_one_the_update_uses():
     frozen.optimizer_step()
     frozen.zero_grad()
     assert frozen.learning_rates() == [0.0]
-    after = frozen.state_dict()["model"]["params"]  # reading applies the pending update
+    after = frozen.state_dict()["model"]["params"]
     assert all(np.array_equal(a, b) for a, b in zip(
         jax.tree.leaves(before), jax.tree.leaves(after), strict=True))
     moving = JaxBackend().make_task()
@@ -101,6 +101,17 @@ def test_the_learning_rate_set_between_steps_is_the_one_the_update_uses():
     moved = moving.state_dict()["model"]["params"]
     assert not all(np.array_equal(a, b) for a, b in zip(
         jax.tree.leaves(before), jax.tree.leaves(moved), strict=True))
+    # set after the step computed its gradients (and the update they make at the old rate),
+    # before the optimizer step: the update is made at the new rate, as torch's would be
+    late = JaxBackend().make_task()
+    late.setup("fit")
+    late.training_step((inputs, targets))
+    late.set_learning_rates([0.0])
+    late.optimizer_step()
+    late.zero_grad()
+    kept = late.state_dict()["model"]["params"]
+    assert all(np.array_equal(a, b) for a, b in zip(
+        jax.tree.leaves(before), jax.tree.leaves(kept), strict=True))
 
 
 def test_an_optimizer_without_an_injected_rate_is_named_when_a_schedule_needs_it():

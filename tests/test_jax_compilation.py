@@ -1,6 +1,6 @@
 """What a JAX run compiles, counted from JAX's own compilation log (``jax.log_compiles``):
-the training step's two variants once each (the steady one in a thread, while the first step
-runs), and nothing at all after the first epoch, with every default plugin on.  A
+one training program (two with gradient accumulation), and nothing at all after the first
+epoch, with every default plugin on.  A
 recompilation per epoch or per log interval costs a JAX user tenths of a second each time and
 shows in no result, so only a count catches it."""
 
@@ -87,16 +87,33 @@ def test_a_run_with_the_defaults_compiles_nothing_after_its_first_epoch(
     assert [name for where, name in compiled if where == "later epochs"] == []
 
 
-def test_a_run_compiles_each_training_variant_once_the_steady_one_alongside_the_first(
+def test_a_run_compiles_one_training_program_and_no_update_of_its_own(
     compilation_log, tmp_path
 ):
-    """The first step (nothing to apply yet) and the steady ones (the pending update, then the
-    step) are two programs, compiled once each: the steady one in a thread of its own while
-    the first compiles and runs, and its first call finds it compiled."""
+    """One batch per optimizer step: every training step is one program (the loss, the
+    gradients and the update they make, as a raw jitted loop's step), compiled once; the
+    optimizer step adopts that update, so nothing compiles an update alone, not even the
+    checkpoints that read the state at each epoch's end."""
     train(tmp_path, compilation_log, 41, plots=False)
-    threads = compilation_log.threads["_train_step"]
-    assert len(threads) == 2
-    assert "hookline-jax-compile" in threads
+    names = [name for _, name in compilation_log.compiled]
+    assert names.count("_train_step") == 1
+    assert "_update" not in names
+
+
+def test_accumulation_compiles_two_training_programs_and_an_update_for_a_short_window(
+    compilation_log, tmp_path
+):
+    """With gradients accumulated over 2 batches, a step either starts a window or ends it
+    and updates: two programs.  An epoch of 19 batches ends on a window of 1, whose optimizer
+    step computes its update in a call of its own, compiled once."""
+    backend = JaxBackend()
+    task = backend.make_task(hidden=43, accumulate_grad_batches=2)
+    Model(task, manager=PluginManager()).train(
+        backend.batches(304, 16), epochs=2, project=str(tmp_path), name="run", plots=False,
+    )
+    names = [name for _, name in compilation_log.compiled]
+    assert names.count("_train_step") == 2
+    assert names.count("_update") == 1
 
 
 @pytest.mark.parametrize("committed", [False, True], ids=["one process", "placed"])

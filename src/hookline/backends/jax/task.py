@@ -2,9 +2,10 @@
 
 The model is split once into pytrees (parameters, other state such as random keys and batch
 statistics) and every step is a pure function of them compiled with :func:`jax.jit`.  A step
-is one compiled call: the optimizer update the engine asked for is applied at the start of the
-next training step's call (or as soon as anything reads the parameters), so that a training
-step costs a single dispatch and losses never leave the device between log intervals.
+is one compiled call, as in a hand-written JAX loop: the batch's loss and gradients and, when
+the engine's optimizer step is due next, the update they make, which
+:meth:`~JaxTask.optimizer_step` then adopts without computing anything.  A run compiles one
+training program, and losses never leave the device between log intervals.
 
 Data is any iterable of ``(inputs, targets)`` batches of NumPy or JAX arrays (for instance
 :class:`hookline.backends.arrays.ArrayBatches`), ``{"inputs": ..., "targets": ...}`` dicts,
@@ -23,8 +24,6 @@ another, and the metrics, stateful ones included, are those of one process).
 
 from __future__ import annotations
 
-import contextlib
-import threading
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
@@ -184,21 +183,18 @@ class JaxTask:
         #: by the first :meth:`gradient_norm`), and the norm the last step computed.
         self._track_norm = False
         self._grad_norm: jax.Array | None = None
-        self._update_pending = False  # optimizer_step asked for, not applied yet
-        self._zero_pending = False  # zero_grad asked for while the update is pending
+        self._batches = 0  # how many batches' gradients _grads holds
+        #: The parameters and optimizer state that the accumulated gradients update to, as the
+        #: last training step computed them for the optimizer step due next; None when none
+        #: was computed or something it depends on changed since (the rates, the state).
+        self._next: tuple[Leaves, Leaves] | None = None
         self._compiled: dict[str, Callable[..., Any]] = {}
-        #: Whether the first training step started compiling the steady one; the thread doing
-        #: so, until it is waited for; the ``norm`` it compiles with, until a step used it.
-        self._steady_started = False
-        self._steady_compilation: threading.Thread | None = None
-        self._steady_norm: bool | None = None
 
     # -- the module and its pytrees --------------------------------------------------------------
 
     @property
     def model(self) -> nnx.Module:
         """The module, holding the current parameters and state."""
-        self._flush()
         params = jax.tree_util.tree_unflatten(self._params_def, self._params)
         rest = jax.tree_util.tree_unflatten(self._rest_def, self._rest)
         nnx.update(self._module, params, rest)
@@ -235,18 +231,16 @@ class JaxTask:
 
     def _train_step(
         self, params: Leaves, rest: Leaves, opt_state: Leaves, grads: Leaves,
-        inputs: Any, targets: Any, *, apply: bool, fresh: bool, norm: bool,
-    ) -> tuple[Leaves, Leaves, jax.Array, Leaves, Leaves, jax.Array | None]:
-        """One training step as one compiled call: first, when ``apply``, the pending update
-        from ``grads``; then the batch's loss and gradients, which replace ``grads`` when
-        ``fresh`` (after an update or a ``zero_grad``; ``grads`` is then any leaves shaped like
-        them) and are added to them otherwise; with ``norm``, the accumulated gradients' global
-        norm too.  The three choices are static: nothing per step decides on the device (a
-        traced choice doubled a small model's step time on the CPU).  A run compiles the first
-        step's variant and the steady one, the latter while the first step runs (see
-        :meth:`_precompile_steady_step`)."""
-        if apply:
-            params, opt_state = self._update(params, opt_state, grads)
+        inputs: Any, targets: Any, *, fresh: bool, update: bool, norm: bool,
+    ) -> tuple[jax.Array, Leaves, Leaves, jax.Array | None, tuple[Leaves, Leaves] | None]:
+        """One training step as one compiled call: the batch's loss and gradients, which
+        replace ``grads`` when ``fresh`` (the first batch since a ``zero_grad``; ``grads`` is
+        then any leaves shaped like them) and are added to them otherwise; with ``norm``, the
+        accumulated gradients' global norm; with ``update``, the parameters and optimizer state
+        those gradients update to (the optimizer step is due after this batch), as a raw
+        jitted loop computes them in its one step.  The choices are static: nothing per step
+        decides on the device (a traced choice doubled a small model's step time on the CPU).
+        With one batch per optimizer step a run compiles one variant."""
         module = self._merge(params, rest, training=True)
 
         def loss_of(candidate: nnx.Module) -> jax.Array:
@@ -258,7 +252,8 @@ class JaxTask:
         if not fresh:
             leaves = [old + leaf for old, leaf in zip(grads, leaves, strict=True)]
         rest = jax.tree_util.tree_leaves(nnx.state(module, nnx.Not(nnx.Param)))
-        return params, opt_state, loss, rest, leaves, optax.tree.norm(leaves) if norm else None
+        following = self._update(params, opt_state, leaves) if update else None
+        return loss, rest, leaves, optax.tree.norm(leaves) if norm else None, following
 
     def _evaluate(
         self, params: Leaves, rest: Leaves, inputs: Any, targets: Any
@@ -279,7 +274,7 @@ class JaxTask:
                 "train": self._train_step, "update": self._update,
                 "evaluate": self._evaluate, "predict": self._predict, "norm": optax.tree.norm,
             }
-            static = ("apply", "fresh", "norm") if name == "train" else ()
+            static = ("fresh", "update", "norm") if name == "train" else ()
             if self._processes is None:
                 self._compiled[name] = jax.jit(functions[name], static_argnames=static)
             else:  # everything a step returns is the same on every device
@@ -288,24 +283,6 @@ class JaxTask:
                     out_shardings=self._processes.replicated,
                 )
         return self._compiled[name]
-
-    def _precompile_steady_step(self, *arguments: Any) -> None:
-        """Compile the steady training step (the pending update, then the step) in a thread
-        while the first step's variant compiles and runs: XLA compiles without holding the GIL,
-        so on two cores a run waits for one compilation, not two.  Lowering the jitted
-        function fills the same caches its first call then uses.  A failure is left for that
-        call to raise."""
-        train: Any = self._compile("train")  # a jitted function: it has .lower
-        norm = self._steady_norm = self._track_norm
-
-        def compile_steady() -> None:
-            with contextlib.suppress(Exception):
-                train.lower(*arguments, apply=True, fresh=True, norm=norm).compile()
-
-        # not a daemon: the interpreter's exit waits for it rather than stopping XLA mid-way
-        self._steady_compilation = threading.Thread(target=compile_steady,
-                                                    name="hookline-jax-compile")
-        self._steady_compilation.start()
 
     # -- set-up --------------------------------------------------------------------------------
 
@@ -319,24 +296,15 @@ class JaxTask:
             self._ensure_optimizer()
 
     def teardown(self) -> None:
-        """Wait for a compilation still running in the background; across processes, for
-        every process (so that JAX's shutdown, at exit, never waits for process zero's last
-        files).  A pending update stays pending."""
-        self._await_steady_compilation()
+        """Across processes, wait for every process (so that JAX's shutdown, at exit, never
+        waits for process zero's last files)."""
         if self._processes is not None:
             self._shares.clear()
             self._processes.barrier("hookline-teardown")
 
     def abort(self) -> None:
-        """No collective: another process may never join it (JAX's runtime ends the processes
-        of a failed run, see :mod:`hookline.backends.jax.distributed`); a compilation still
-        running in the background is waited for, so that none outlives the run."""
-        self._await_steady_compilation()
-
-    def _await_steady_compilation(self) -> None:
-        if self._steady_compilation is not None:
-            self._steady_compilation.join()
-            self._steady_compilation = None
+        """Nothing to do, and no collective: another process may never join it (JAX's runtime
+        ends the processes of a failed run, see :mod:`hookline.backends.jax.distributed`)."""
 
     def _ensure_optimizer(self) -> None:
         if self._opt_state is not None:
@@ -408,48 +376,25 @@ class JaxTask:
 
     # -- steps ---------------------------------------------------------------------------------
 
-    def _flush(self) -> None:
-        """Apply the update that :meth:`optimizer_step` asked for, if it is still pending."""
-        if self._update_pending:
-            assert self._grads is not None
-            assert self._opt_state is not None
-            self._params, self._opt_state = self._compile("update")(
-                self._params, self._opt_state, self._grads
-            )
-            self._update_pending = False
-            if self._zero_pending:
-                self._grads, self._zero_pending = None, False
-
     def training_step(self, batch: Any) -> jax.Array:
         """The batch's loss; its gradients are computed in the same compiled call and added to
-        those accumulated (:meth:`backward` has nothing left to do).  A pending update is
-        applied first, in that call too."""
+        those accumulated (:meth:`backward` has nothing left to do), and so is the update they
+        make when this batch completes an optimizer step (every ``accumulate_grad_batches``
+        batches since the last :meth:`zero_grad`)."""
         inputs, targets = self._inputs_targets(batch)
         if self._processes is not None:  # every process's share, one global batch
             inputs, targets = (self._processes.global_rows(inputs),
                                self._processes.global_rows(targets))
         if self._opt_state is None:
             self._ensure_optimizer()
-        if self._update_pending and not self._zero_pending:
-            self._flush()  # the gradients outlive the update: apply it on its own
-        apply = self._update_pending
-        arguments = (self._params, self._rest, self._opt_state,
-                     self._params if self._grads is None else self._grads,  # shaped like them
-                     inputs, targets)
-        if not self._steady_started:
-            self._steady_started = True
-            if self._processes is None:  # across processes, compile as every process does
-                self._precompile_steady_step(*arguments)
-        elif apply and self._steady_norm is not None:
-            if self._steady_norm == self._track_norm:  # not when a plugin asked for the norm
-                self._await_steady_compilation()  # compiled once, not twice at the same time
-            self._steady_norm = None
-        (
-            self._params, self._opt_state, loss, self._rest, self._grads, self._grad_norm
-        ) = self._compile("train")(
-            *arguments, apply=apply, fresh=apply or self._grads is None, norm=self._track_norm
+        fresh = self._grads is None
+        self._batches = 1 if fresh else self._batches + 1
+        update = self._batches % self.accumulate_grad_batches == 0
+        loss, self._rest, self._grads, self._grad_norm, self._next = self._compile("train")(
+            self._params, self._rest, self._opt_state,
+            self._params if fresh else self._grads,  # shaped like them
+            inputs, targets, fresh=fresh, update=update, norm=self._track_norm,
         )
-        self._update_pending = self._zero_pending = False
         return loss
 
     def backward(self, loss: Any) -> None:
@@ -461,26 +406,23 @@ class JaxTask:
 
     def optimizer_step(self) -> None:
         """Update the parameters from the accumulated gradients (clipped first when
-        ``grad_clip_norm`` is set).  The update is compiled into the next training step's call;
-        reading the parameters (validation, prediction, state, export, :attr:`model`) applies
-        it at once.  Across processes it is applied at once, so that every process makes the
-        same calls whichever of them reads the parameters (a checkpoint: rank zero alone)."""
+        ``grad_clip_norm`` is set): the update the last training step computed, when it did
+        and nothing it depends on changed since (no computation then); otherwise computed now
+        in a compiled call of its own (an optimizer step before the batches it was due after,
+        new learning rates set in between)."""
         self._ensure_optimizer()
         if self._grads is None:
             return  # no gradient since the last step
-        self._flush()
-        self._update_pending = True
-        if self._processes is not None:
-            self._flush()
+        if self._next is None:
+            assert self._opt_state is not None
+            self._next = self._compile("update")(self._params, self._opt_state, self._grads)
+        self._params, self._opt_state = self._next
+        self._next = None
 
     def zero_grad(self) -> None:
-        if self._update_pending:
-            self._zero_pending = True
-        else:
-            self._grads = None
+        self._grads, self._batches, self._next = None, 0, None
 
     def validation_step(self, batch: Any) -> dict[str, jax.Array]:
-        self._flush()
         inputs, targets = self._inputs_targets(batch)
         if self._processes is not None:  # the same batch on every process
             inputs, targets = (self._processes.global_copy(inputs),
@@ -501,7 +443,6 @@ class JaxTask:
         return {name: metric.compute() for name, metric in self._stateful.items()}
 
     def predict_step(self, batch: Any) -> Any:
-        self._flush()
         inputs, _ = self._inputs_targets(batch)
         if self._processes is not None:
             inputs = self._processes.global_copy(inputs)
@@ -533,9 +474,7 @@ class JaxTask:
         return {jax.tree_util.keystr(path): value for path, value in flat}
 
     def parameters(self) -> dict[str, Any]:
-        """The ``nnx.Param`` leaves by path (``['hidden']['kernel']``), as device arrays; a
-        pending update is applied first."""
-        self._flush()
+        """The ``nnx.Param`` leaves by path (``['hidden']['kernel']``), as device arrays."""
         return self._by_name(self._params)
 
     def gradients(self) -> dict[str, Any]:
@@ -562,14 +501,14 @@ class JaxTask:
         return list(self._lrs)
 
     def set_learning_rates(self, rates: Sequence[float]) -> None:
-        """Set the injected learning rates; a pending update is applied first, with the rate
-        it was asked for under."""
+        """Set the injected learning rates; the next optimizer step applies them (an update
+        computed before, under the old rates, is dropped)."""
         self._check_injected()
         if len(rates) != len(self._lr_positions):
             raise ValueError(
                 f"{len(rates)} learning rates for {len(self._lr_positions)} injected ones"
             )
-        self._flush()
+        self._next = None
         assert self._opt_state is not None
         for index, rate in zip(self._lr_positions, rates, strict=True):
             self._opt_state[index] = jnp.asarray(rate, dtype=self._opt_state[index].dtype)
@@ -622,7 +561,6 @@ class JaxTask:
         """``model``: parameters and other state as nested dicts of arrays (random keys as
         their raw key data, plain arrays that copy and save like any other); ``optimizer``:
         the Optax state's leaves in pytree order."""
-        self._flush()
         params = jax.tree_util.tree_unflatten(self._params_def, self._params)
         rest = jax.tree_util.tree_unflatten(self._rest_def, self._rest)
         state: dict[str, Any] = {
@@ -667,13 +605,12 @@ class JaxTask:
     def load_model_state(self, state: Mapping[str, Any]) -> None:
         """Restore the model alone (``state_dict()["model"]``), leaving the optimizer as it
         is: for a task that only validates, predicts or exports."""
-        self._flush()
         self._params = self._restore(self._params_template, state["params"], "params")
         self._rest = self._restore(self._rest_template, state["state"], "state")
         if self._processes is not None:  # every process loaded the same checkpoint
             self._params = self._processes.replicate(self._params)
             self._rest = self._processes.replicate(self._rest)
-        self._grads, self._update_pending, self._zero_pending = None, False, False
+        self._grads, self._batches, self._next = None, 0, None
 
     def _restore(
         self, template: nnx.State[Any, Any], saved: Mapping[str, Any], part: str
@@ -696,7 +633,6 @@ class JaxTask:
             raise jax_export.ExportError(
                 "export needs an example input: pass example_input= to JaxTask"
             )
-        self._flush()
         # this process's copies: an export is one process's work
         params, rest = [local_copy(p) for p in self._params], [local_copy(r) for r in self._rest]
 
