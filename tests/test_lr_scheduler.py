@@ -137,3 +137,23 @@ def test_the_same_plugin_schedules_a_task_without_torch(task, manager):
     trainer.add_callback("on_train_epoch_start", lambda trainer: seen.append(trainer.task.lr))
     trainer.fit(regression_batches(8, 4), epochs=4, schedule="cosine")
     assert seen == pytest.approx([0.1 * (1 + math.cos(math.pi * e / 4)) / 2 for e in range(4)])
+
+
+@pytest.mark.parametrize(
+    ("settings", "sets"), [({}, 0), ({"schedule": "step", "lr_step_size": 2}, 3)],
+    ids=["none", "step"],
+)
+def test_the_rates_are_set_only_when_the_schedule_changes_them(backend, settings, sets):
+    """A constant schedule sets nothing (on JAX each set is a transfer to the device, once an
+    epoch for nothing); a step schedule over 6 epochs sets the rate at its 3 steps (after
+    epochs 2, 4 and 6)."""
+    task = backend.make_task()
+    calls = []
+    set_rates = task.set_learning_rates
+    task.set_learning_rates = lambda rates: (calls.append(list(rates)), set_rates(rates))[1]
+    Trainer(task, [LRScheduler()], manager=PluginManager()).fit(
+        backend.batches(64, 16), epochs=6, **settings)
+    assert len(calls) == sets
+    if sets:
+        assert [rate for rates in calls for rate in rates] == pytest.approx(
+            [0.01, 0.001, 0.0001], rel=backend.lr_precision)

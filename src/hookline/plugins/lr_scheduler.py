@@ -178,9 +178,13 @@ class LRScheduler(Callback):
         return self.scale  # plateau (1.0 for none)
 
     def _apply(self) -> None:
+        """Set the rates the schedule gives now, unless the task has them already (a constant
+        schedule sets nothing: on JAX a set is a transfer to the device)."""
         assert self.task is not None
         factor = self.factor()
-        self.task.set_learning_rates([base * factor for base in self.base_lrs])
+        rates = [base * factor for base in self.base_lrs]
+        if rates != self.task.learning_rates():
+            self.task.set_learning_rates(rates)
 
     # -- stepping ------------------------------------------------------------------------------
 
