@@ -71,6 +71,38 @@ def test_csv_has_one_row_per_epoch_and_jsonl_every_record(backend, tmp_path):
     assert times == sorted(times)
 
 
+class JSONLinesReader(Callback):
+    """At each epoch's start, what ``metrics.jsonl`` holds on disk, with the file still open."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.seen: list[list[dict]] = []
+
+    def on_train_epoch_start(self, trainer) -> None:
+        if trainer.epoch > 0:
+            self.seen.append(read_jsonl(self.path))
+
+
+def test_metrics_jsonl_is_on_disk_up_to_each_epoch_record_while_the_run_goes_on(
+    backend, tmp_path
+):
+    """Interval records may wait in the buffer for a second, an epoch's record is flushed with
+    everything before it: a run killed in the next epoch keeps every epoch it finished."""
+    reader = JSONLinesReader(tmp_path / "metrics.jsonl")
+    recorder = LogRecorder()
+    manager = PluginManager()
+    apply_flags(manager, {"jsonl": True})
+    trainer = Trainer(backend.make_task(), [recorder, reader], manager=manager)
+    trainer.fit(backend.batches(256, 16), epochs=3, save_dir=tmp_path, log_every_n_steps=2,
+                jsonl=True)
+    assert len(reader.seen) == 2
+    for finished, lines in enumerate(reader.seen, start=1):
+        expected = [record for record in recorder.records if record["epoch"] <= finished]
+        assert [{key: line[key] for key in ("phase", "epoch", "step", "metrics")}
+                for line in lines] == expected
+        assert lines[-1]["phase"] == "epoch"
+
+
 def test_a_metric_that_appears_later_widens_the_csv(backend, tmp_path):
     recorder = train(backend, tmp_path, epochs=4, csv=True, val_every_n_epochs=2)
     rows = read_csv(tmp_path / "results.csv")

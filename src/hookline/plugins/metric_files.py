@@ -13,7 +13,11 @@
     ``{"phase": "train", "epoch": 1, "step": 50, "time": 1.9, "metrics": {"train/loss": 0.7}}``.
     ``phase`` is ``train`` (a log interval), ``epoch`` or ``val``.
 
-Both are flushed after each record, so that a crashed run keeps what it logged.  When a run
+``results.csv`` is flushed after each row; ``metrics.jsonl`` after each epoch's and
+validation's record, and a log interval's once a second at most (a flush is a system call, a
+good part of a short interval's cost): a run that dies without unwinding (killed, out of
+memory) loses at most the last second of interval records; any other end closes the file
+with everything in it.  When a run
 resumes from a checkpoint in the same directory, the records after the checkpoint (which the
 resumed run logs again) are dropped first, so that each epoch and step appears once.
 """
@@ -31,6 +35,9 @@ from typing import IO, Any
 from hookline.manager import Callback
 from hookline.plugins.support import atomic_write
 from hookline.run import Run, TrainingRun
+
+#: Seconds a log interval's record may wait in ``metrics.jsonl``'s buffer.
+FLUSH_INTERVAL = 1.0
 
 
 class _MetricFile(Callback):
@@ -153,6 +160,7 @@ class JSONLogger(_MetricFile):
     def __init__(self) -> None:
         super().__init__()
         self._file: IO[str] | None = None
+        self._flushed = 0.0  # when the file was last flushed (time.monotonic)
 
     def _begin(self, resumed: TrainingRun | None) -> None:
         assert self.path is not None
@@ -180,7 +188,10 @@ class JSONLogger(_MetricFile):
             "metrics": dict(metrics),
         }
         self._file.write(json.dumps(record) + "\n")
-        self._file.flush()
+        now = time.monotonic()
+        if phase != "train" or now - self._flushed >= FLUSH_INTERVAL:
+            self._file.flush()
+            self._flushed = now
 
     def _close(self) -> None:
         if self._file is not None:
