@@ -52,8 +52,14 @@ def test_plain_progress_lines_are_bounded_by_the_interval(backend):
     assert "batch/s" in lines[0]
     chatty_lines = chatty.getvalue().splitlines()
     assert len(chatty_lines) == 2 * (4 + 1)  # every log interval (4 steps), then the epoch's end
-    assert [line.split()[2] for line in chatty_lines[:5]] == ["4/16", "8/16", "12/16", "16/16",
-                                                              "16/16"]
+    positions = [int(line.split()[2].split("/")[0]) for line in chatty_lines[:5]]
+    if hasattr(backend.make_task(), "is_ready"):
+        # an asynchronous task's record comes once its loss is computed: the line shows where
+        # the run is then, at or after the interval, and before the epoch's end line
+        assert positions == sorted(positions)
+        assert all(at >= batch for at, batch in zip(positions, [4, 8, 12, 16, 16], strict=True))
+    else:
+        assert positions == [4, 8, 12, 16, 16]
     last_interval = recorder.of("train")[-1]["metrics"]["train/loss"]
     assert f"loss {last_interval:.4g}" in chatty_lines[-2]  # the last log interval's line
     epoch_loss = recorder.of("epoch")[-1]["metrics"]["train/loss"]

@@ -228,3 +228,49 @@ def test_checkpoint_state_round_trip_fires_the_state_hooks(task, hookline_record
     trainer.load_checkpoint_state(checkpoint)
     assert hookline_recorder.names == ["on_load_checkpoint"]
     assert (counter.batches, trainer.start_epoch, trainer.global_step) == (4, 2, 4)
+
+
+class Events(hookline.Callback):
+    """The train records and epoch ends, in the order they fire, with where the run was."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple] = []
+
+    def on_log(self, run, metrics, step, epoch, phase) -> None:
+        if phase == "train":
+            self.seen.append(("log", epoch, step, run.global_step, metrics["train/loss"]))
+
+    def on_train_epoch_end(self, trainer) -> None:
+        self.seen.append(("epoch end", trainer.epoch))
+
+
+def test_a_record_waits_for_an_asynchronous_loss_and_comes_before_the_epoch_ends():
+    """A task whose values are computed asynchronously says when one is ready: the trainer
+    delivers each interval's record once its loss is, a few batches later (here every fourth
+    readiness check succeeds), with the interval's step, epoch and loss, oldest first, and
+    before the epoch's end; the records are those of a run that waits for each loss."""
+    from hookline.testing.toy import LinearRegressionTask
+
+    def run(asynchronous: bool) -> list[tuple]:
+        task = LinearRegressionTask(n_features=3, lr=0.1)
+        if asynchronous:
+            checks = iter(range(10**6))
+            task.is_ready = lambda value: next(checks) % 4 == 3
+        events = Events()
+        Trainer(task, [events], manager=hookline.PluginManager()).fit(
+            regression_batches(64, 4), epochs=2, log_every_n_steps=2
+        )
+        return events.seen
+
+    waited, deferred = run(False), run(True)
+    logs = [event for event in deferred if event[0] == "log"]
+    assert [(epoch, step, loss) for _, epoch, step, _, loss in logs] == [
+        (epoch, step, loss) for kind, epoch, step, _, loss in
+        (event for event in waited if event[0] == "log")
+    ]
+    assert len(logs) == 16
+    assert all(at == step for _, _, step, at, _ in (e for e in waited if e[0] == "log"))
+    assert any(at > step for _, _, step, at, _ in logs)  # delivered batches later
+    ends = [index for index, event in enumerate(deferred) if event[0] == "epoch end"]
+    assert all(event[1] == 0 for event in deferred[: ends[0]])
+    assert all(event[1] == 1 for event in deferred[ends[0] + 1: ends[1]])

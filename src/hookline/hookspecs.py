@@ -329,7 +329,10 @@ def on_log(
     Fires at the trainer's log interval (``phase="train"``, the running means since the last
     interval), once per epoch after :func:`on_fit_epoch_end` (``phase="epoch"``, the epoch's
     metrics including validation), and at the end of a stand-alone validation
-    (``phase="val"``).
+    (``phase="val"``).  On a task that computes asynchronously (JAX) an interval's record
+    comes once its loss is computed, possibly a few batches later, and always before any
+    other hook of the run: read ``step`` and ``epoch``, not the run's counters, for where the
+    metrics belong.
 
     :param run: the phase object that produced the metrics.
     :param metrics: metric name to float, read-only.

@@ -50,6 +50,15 @@ class Mean:
         mean: float = task.to_float(total) / count
         return mean
 
+    def take(self) -> tuple[Any, int]:
+        """This process's total (still on its device: no transfer) and count, then
+        :meth:`reset`; for a caller that reads the total when the device has computed it."""
+        if not self.count:
+            raise ValueError("no values were added")
+        taken = self._collapse(), self.count
+        self.reset()
+        return taken
+
     def reset(self) -> None:
         self.values, self.weights = [], []
         self.total = None

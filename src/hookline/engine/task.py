@@ -50,6 +50,12 @@ class Task(StateTask, Protocol):
     ``reset_metrics()`` before a validation run, and ``compute_metrics()`` after it, returning
     each stateful metric's value over every batch, as a scalar in the framework's type, the
     same on every process.
+
+    A task whose device computes asynchronously may also have ``is_ready(value) -> bool``:
+    whether a value it returned (a sum of losses) is computed, so that reading it would not
+    wait.  The trainer then delivers a log interval's record once its loss is ready rather
+    than wait for it (see :mod:`hookline.engine.trainer`); without it every record is
+    delivered at its interval.
     """
 
     #: Optimizer steps happen every this many training batches (and at the end of an epoch).

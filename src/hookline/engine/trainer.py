@@ -18,7 +18,9 @@ Hook order of :meth:`Trainer.fit`::
                 on_params_update
                 on_before_zero_grad      (task.zero_grad follows)
             on_train_batch_end
-            on_log(phase="train")        every log_every_n_steps optimizer steps
+            on_log(phase="train")        every log_every_n_steps optimizer steps (a task
+                                          computing asynchronously: once the loss is
+                                          computed, before any other hook)
         on_train_epoch_end
         on_val_start ... on_val_end      when validation data is given and the epoch is due
         on_fit_epoch_end                 (alias on_epoch_end: validation metrics are in)
@@ -33,11 +35,20 @@ skips the unfinished epoch's end: ``on_train_end`` fires with ``interrupted`` se
 checkpoint taken there resumes the epoch exactly.  In a distributed run both flags are reduced
 over ranks after each batch and after the epoch's ``on_log``, and every rank decides on the
 reduced values, so all stop at the same step even when a signal lands between two lines.
+
+A log interval's record needs the interval's mean loss on the host.  On a task that computes
+asynchronously (a JAX task: its steps are queued, and Python runs ahead of the device), waiting
+for that value stalls the queue ten times an epoch, a tenth of a short epoch: the record is
+then delivered once the value is computed (:meth:`Task.is_ready <hookline.engine.task.Task>`,
+checked after each batch), a few batches later at most, and always before any other hook
+fires, so that every plugin sees the records in order and before the epoch's end.  Across
+processes the record is a collective and is delivered at once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -88,6 +99,10 @@ class Trainer(Phase, TrainingRun):
         self._epoch_rng: Any = None
         #: The next optimizer step at which an event filter's due state changes (-1: none).
         self._filter_step = -1
+        #: Log intervals whose record waits for its loss: ``(total, count, step, epoch)``;
+        #: and the task's ``is_ready`` (None: every value is, the records are not deferred).
+        self._pending_logs: list[tuple[Any, int, int, int]] = []
+        self._is_ready: Callable[[Any], bool] | None = None
 
     def fit(
         self,
@@ -130,10 +145,30 @@ class Trainer(Phase, TrainingRun):
         finally:
             self._filter_step = self.manager.filter_position(None, None)  # out of training
 
+    def call(self, hook_name: str, /, **kwargs: Any) -> list[Any]:
+        """:meth:`Run.call <hookline.run.Run.call>`, after the log records still waiting for
+        their loss (so that no hook sees the run ahead of its records)."""
+        if self._pending_logs:
+            self._deliver_logs(wait=True)
+        return self.manager.call(hook_name, **kwargs)
+
     def _fit(self, train_data: Iterable[Any], val_data: Iterable[Any] | None) -> dict[str, float]:
+        self._pending_logs = []
+        try:
+            return self._fit_epochs(train_data, val_data)
+        except BaseException:
+            with contextlib.suppress(Exception):  # best effort: the failure is what counts
+                self._deliver_logs(wait=True)
+            raise
+
+    def _fit_epochs(
+        self, train_data: Iterable[Any], val_data: Iterable[Any] | None
+    ) -> dict[str, float]:
         self.call("on_pretrain_routine_start", trainer=self)
         self.task.setup("fit")
         self._join(self.validator)
+        is_ready = getattr(self.task, "is_ready", None)
+        self._is_ready = is_ready if self.world_size == 1 and callable(is_ready) else None
         self.call("on_pretrain_routine_end", trainer=self)
         self.epoch = self.start_epoch  # a checkpoint restored above may have moved it
         self.call("on_train_start", trainer=self)
@@ -233,6 +268,8 @@ class Trainer(Phase, TrainingRun):
                 and self.global_step % self.log_every_n_steps == 0
             ):
                 self._log_interval(interval_loss)
+            elif self._pending_logs:
+                self._deliver_logs(wait=False)
             # decide on the flags as agreed (a signal may set them at any instant: one that
             # comes after this line counts at the next batch, on every rank alike)
             if self.world_size > 1:
@@ -295,14 +332,29 @@ class Trainer(Phase, TrainingRun):
         self.task.zero_grad()
 
     def _log_interval(self, interval_loss: Mean) -> None:
+        if self._is_ready is not None and "on_log" in self.manager.dispatch:
+            total, count = interval_loss.take()
+            self._pending_logs.append((total, count, self.global_step, self.epoch))
+            self._deliver_logs(wait=False)
+            return
         # reducing is a collective: every rank takes part, listening to on_log or not
         if self.world_size > 1 or "on_log" in self.manager.dispatch:
-            metrics = {"train/loss": interval_loss.result()}
-            self.call(
-                "on_log", run=self, metrics=MappingProxyType(metrics), step=self.global_step,
-                epoch=self.epoch, phase="train",
-            )
+            self._log_train(interval_loss.result(), self.global_step, self.epoch)
         interval_loss.reset()
+
+    def _deliver_logs(self, wait: bool) -> None:
+        """Fire ``on_log`` for the waiting records, oldest first: all of them when ``wait``,
+        else those whose loss is computed."""
+        pending, is_ready = self._pending_logs, self._is_ready
+        while pending and (wait or is_ready is None or is_ready(pending[0][0])):
+            total, count, step, epoch = pending.pop(0)
+            self._log_train(self.task.to_float(total) / count, step, epoch)
+
+    def _log_train(self, loss: float, step: int, epoch: int) -> None:
+        self.manager.call(
+            "on_log", run=self, metrics=MappingProxyType({"train/loss": loss}), step=step,
+            epoch=epoch, phase="train",
+        )
 
     # -- checkpoint state: the loop's own progress besides TrainingRun's counters -----------
 

@@ -451,6 +451,13 @@ class JaxTask:
     def detach(self, value: Any) -> Any:
         return value  # JAX values carry no autograd history
 
+    def is_ready(self, value: Any) -> bool:
+        """Whether ``value`` is computed: JAX queues each step and returns at once, so the
+        trainer asks before reading a loss rather than stall the queue (any other value is
+        ready)."""
+        ready = getattr(value, "is_ready", None)  # a concrete array's (not in jax.Array's type)
+        return ready is None or bool(ready())
+
     def to_float(self, value: Any) -> float:
         """One explicit device-to-host transfer (``jax.device_get``): under
         ``jax.transfer_guard_device_to_host("disallow")`` it is the only one allowed."""
