@@ -141,7 +141,7 @@ class LRScheduler(Callback):
         else:
             self.base_lrs, self.steps, self.t = list(rates), 0, 0
             self.scale, self.best, self.bad_epochs = 1.0, None, 0
-        self._apply()
+        self._apply(always=True)
 
     def _horizon(self, trainer: TrainingRun) -> int:
         if self.lr_horizon:
@@ -177,13 +177,15 @@ class LRScheduler(Callback):
             return max(0.0, 1.0 - self.t / self.horizon)
         return self.scale  # plateau (1.0 for none)
 
-    def _apply(self) -> None:
-        """Set the rates the schedule gives now, unless the task has them already (a constant
-        schedule sets nothing: on JAX a set is a transfer to the device)."""
+    def _apply(self, always: bool = False) -> None:
+        """Set the rates the schedule gives now: ``always`` at the start of training (setting
+        them is what makes them the plugin's: a bridge keeps them against its host's own
+        scheduler), later only when the task's differ (a constant schedule sets nothing once
+        a run is going: on JAX a set is a transfer to the device)."""
         assert self.task is not None
         factor = self.factor()
         rates = [base * factor for base in self.base_lrs]
-        if rates != self.task.learning_rates():
+        if always or rates != self.task.learning_rates():
             self.task.set_learning_rates(rates)
 
     # -- stepping ------------------------------------------------------------------------------
