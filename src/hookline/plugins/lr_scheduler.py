@@ -98,6 +98,7 @@ class LRScheduler(Callback):
         self.best: float | None = None
         self.bad_epochs = 0
         self._pending: dict[str, Any] | None = None
+        self._set: list[float] = []  # the rates it set last
 
     def hookline_add_options(self, options: Options) -> None:
         options.add_attributes(self, self.SETTINGS, owner="lr_scheduler")
@@ -180,13 +181,14 @@ class LRScheduler(Callback):
     def _apply(self, always: bool = False) -> None:
         """Set the rates the schedule gives now: ``always`` at the start of training (setting
         them is what makes them the plugin's: a bridge keeps them against its host's own
-        scheduler), later only when the task's differ (a constant schedule sets nothing once
-        a run is going: on JAX a set is a transfer to the device)."""
+        scheduler), later only when they differ from those it set last (a constant schedule
+        sets nothing once a run is going: on JAX a set is a transfer to the device)."""
         assert self.task is not None
         factor = self.factor()
         rates = [base * factor for base in self.base_lrs]
-        if always or rates != self.task.learning_rates():
+        if always or rates != self._set:
             self.task.set_learning_rates(rates)
+            self._set = rates
 
     # -- stepping ------------------------------------------------------------------------------
 
