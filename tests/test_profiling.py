@@ -335,3 +335,17 @@ def test_the_share_is_a_setting_checked_at_configuration(manager):
     apply_flags(manager, {"slow_plugins": True})
     with pytest.raises(hookline.SettingsError, match="'slow_plugin_share' must be a share"):
         Trainer(LinearRegressionTask(2), manager=manager).fit(batches(2), slow_plugin_share=0)
+
+
+def test_a_setting_of_a_builtin_turned_off_is_one_line_naming_the_flag(tmp_path):
+    """``patience=3 early_stopping=false`` would do nothing: the command line and Model both
+    say so (before, 'unknown setting' suggested a different setting)."""
+    result = run_cli(["train", "epochs=1", "patience=3", "early_stopping=false"], tmp_path)
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        "hookline train: error: setting 'patience' belongs to early_stopping, which "
+        "early_stopping=false turns off"
+    )
+    model = hookline.Model(LinearRegressionTask(2, lr=0.01), manager=PluginManager())
+    with pytest.raises(hookline.SettingsError, match="'project' belongs to save, which save=false"):
+        model.train(batches(4), epochs=1, project=str(tmp_path), save=False)

@@ -17,7 +17,7 @@ from typing import Any
 from hookline.manager import Callback, PluginManager
 from hookline.manager.listing import is_builtin
 from hookline.plugins import BUILTINS, DEFAULT_FLAGS
-from hookline.settings import Options
+from hookline.settings import Options, SettingsError
 
 __all__ = ["DEFAULT_FLAGS", "FLAGS_PLUGIN", "PluginFlags", "apply_flags", "apply_flags_given"]
 
@@ -109,28 +109,44 @@ def implied_flags(manager: PluginManager, given: Mapping[str, Any]) -> dict[str,
     """The built-ins that are off and that a setting in ``given`` belongs to alone.  A setting
     several built-ins declare (``monitor``) turns none of them on, nor does one given as false;
     a flag given explicitly is left as it is, and a setting nobody declares is left for the
-    settings to refuse."""
+    settings to refuse.
+
+    :raises SettingsError: for a setting whose built-ins ``given`` turns off with their flags
+        (``patience=3 early_stopping=false``): the setting would do nothing.
+    """
     known = manager.options()
-    # a setting given as false asks for nothing: profile_memory=false is no profile
-    wanted = [name for name, value in given.items()
-              if name not in known and value is not False and str(value).lower() != "false"]
+    unknown = [name for name in given if name not in known]
     implied: dict[str, bool] = {}
-    if not wanted:
+    if not unknown:
         return implied
-    declared: dict[str, list[str]] = {}
+    declared: dict[str, list[str]] = {}  # setting -> the flags of the built-ins declaring it
     for builtin in BUILTINS:
-        if builtin.flag in given or manager.has_plugin(builtin.flag):
+        if manager.has_plugin(builtin.flag):
             continue
         options, declare = Options(), getattr(builtin.create(), "hookline_add_options", None)
         if declare is not None:
             declare(options)
         for option in options:
             declared.setdefault(option.name, []).append(builtin.flag)
-    for name in wanted:
+    for name in unknown:
         owners = declared.get(name, [])
-        if len(owners) == 1:
-            implied[owners[0]] = True
+        turned_off = [flag for flag in owners if flag in given and _false(given[flag])]
+        if owners and turned_off == owners:
+            raise SettingsError(
+                f"setting {name!r} belongs to {' and '.join(owners)}, which "
+                f"{', '.join(f'{flag}=false' for flag in owners)} turns off"
+            )
+        # a setting given as false asks for nothing: profile_memory=false is no profile
+        if _false(given[name]):
+            continue
+        free = [flag for flag in owners if flag not in given]
+        if len(free) == 1:
+            implied[free[0]] = True
     return implied
+
+
+def _false(value: Any) -> bool:
+    return value is False or str(value).lower() == "false"
 
 
 def with_defaults(settings: Mapping[str, Any]) -> dict[str, Any]:
