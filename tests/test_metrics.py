@@ -92,3 +92,27 @@ def test_a_stateful_metric_object_on_jax_is_computed_over_the_whole_set():
     predicted = np.asarray(task.model(x)).argmax(axis=1)
     assert metrics["val/f1"] == pytest.approx(sklearn_metrics.f1_score(y, predicted), abs=1e-6)
     assert "val/accuracy" in metrics  # the function metrics are still averaged as before
+
+
+def test_a_running_mean_sums_every_values_per_sum_values_and_keeps_its_result(backend):
+    """A running mean keeps at most the task's ``values_per_sum`` per-batch values (a torch
+    task 16: a few hundred 0-d tensors alive for an epoch fragmented the heap), and its result
+    is the sample-weighted mean however the values were grouped."""
+    from hookline.engine.metrics import Mean
+
+    task = backend.make_task()
+    task.setup("fit")
+    mean = Mean(task)
+    chunk = getattr(task, "values_per_sum", Mean.CHUNK)
+    assert chunk <= 64
+    some = [task.detach(task.training_step(batch)) for batch in backend.batches(64, 16)]
+    losses = [some[index % len(some)] for index in range(3 * chunk + 5)]
+    weights = [16 if index % 5 else 3 for index in range(len(losses))]
+    kept = []
+    for loss, weight in zip(losses, weights, strict=True):
+        mean.add(loss, weight)
+        kept.append(len(mean.values))
+    assert max(kept) < chunk
+    expected = sum(task.to_float(a) * b for a, b in zip(losses, weights, strict=True)) / sum(
+        weights)
+    assert mean.result() == pytest.approx(expected, rel=1e-6)

@@ -1,8 +1,9 @@
 """Sample-weighted means of device values, turned into floats only when read.
 
 Adding a value costs no framework operation: values are kept as they come (still on their
-device) and summed in one ``Task.weighted_sum`` when read, or every :data:`Mean.CHUNK` values
-to bound memory.  Reading sums across processes first (``Task.reduce_sum``).
+device) and summed in one ``Task.weighted_sum`` when read, or every ``values_per_sum`` values
+(the task's, else :data:`Mean.CHUNK`) to bound memory.  Reading sums across processes first
+(``Task.reduce_sum``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ class Mean:
 
     def __init__(self, task: Task) -> None:
         self.task = task
+        self.chunk = int(getattr(task, "values_per_sum", self.CHUNK))
         self.values: list[Any] = []
         self.weights: list[int] = []
         self.total: Any = None
@@ -29,7 +31,7 @@ class Mean:
         self.values.append(value)
         self.weights.append(count)
         self.count += count
-        if len(self.values) >= self.CHUNK:
+        if len(self.values) >= self.chunk:
             self._collapse()
 
     def _collapse(self) -> Any:

@@ -51,6 +51,9 @@ class Task(StateTask, Protocol):
     each stateful metric's value over every batch, as a scalar in the framework's type, the
     same on every process.
 
+    It may also say how many per-batch values (losses) a running mean keeps before summing
+    them, ``values_per_sum`` (default 1024).
+
     A task whose device computes asynchronously may also have ``is_ready(value) -> bool``:
     whether a value it returned (a sum of losses) is computed, so that reading it would not
     wait.  The trainer then delivers a log interval's record once its loss is ready rather

@@ -51,6 +51,9 @@ LossFn = Callable[[jax.Array, Any], jax.Array]
 MetricFn = Callable[[jax.Array, Any], jax.Array]
 Leaves = list[Any]
 
+#: Values summed by one call of the compiled weighted sum (see :meth:`JaxTask.weighted_sum`).
+SUM_ARITY = 64
+
 
 class TaskSettingError(UserError, ValueError):
     """A :class:`JaxTask` argument that cannot be used here."""
@@ -131,6 +134,8 @@ class JaxTask:
     """
 
     export_formats = tuple(jax_export.EXPORT_SUFFIXES)
+    #: The running means of the loss sum as many values as the compiled sum takes at once.
+    values_per_sum = SUM_ARITY
     checkpoint_format = "jax-msgpack"
     rank = 0
     world_size = 1
@@ -647,10 +652,6 @@ class JaxTask:
             return self._merge(params, rest, training=False)(inputs)
 
         return jax_export.export_function(forward, np.asarray(self.example_input), format, path)
-
-
-#: Values summed by one call of the compiled weighted sum (see :meth:`JaxTask.weighted_sum`).
-SUM_ARITY = 64
 
 
 @jax.jit
