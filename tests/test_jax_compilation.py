@@ -1,6 +1,7 @@
 """What a JAX run compiles, counted from JAX's own compilation log (``jax.log_compiles``):
-one training program (two with gradient accumulation), and nothing at all after the first
-epoch, with every default plugin on.  A
+one training program (with gradient accumulation, one per kind of batch in a window: the
+first, the middle ones, the last), and nothing at all after the first epoch, with every
+default plugin on.  A
 recompilation per epoch or per log interval costs a JAX user tenths of a second each time and
 shows in no result, so only a count catches it."""
 
@@ -28,15 +29,12 @@ class CompilationLog(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
         self.compiled: list[tuple[str, str]] = []
-        #: The thread of each compilation, by function name.
-        self.threads: dict[str, list[str]] = {}
         self.where = "set-up"
 
     def emit(self, record: logging.LogRecord) -> None:
         match = COMPILED.search(record.getMessage())
         if match:
             self.compiled.append((self.where, match.group(1)))
-            self.threads.setdefault(match.group(1), []).append(record.threadName)
 
 
 class Where(Callback):

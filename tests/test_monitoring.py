@@ -58,6 +58,9 @@ def test_plain_progress_lines_are_bounded_by_the_interval(backend):
         # the run is then, at or after the interval, and before the epoch's end line
         assert positions == sorted(positions)
         assert all(at >= batch for at, batch in zip(positions, [4, 8, 12, 16, 16], strict=True))
+        # and the records are the intervals', whenever they came
+        assert [record["step"] for record in recorder.of("train")] == [4, 8, 12, 16, 20, 24,
+                                                                       28, 32]
     else:
         assert positions == [4, 8, 12, 16, 16]
     last_interval = recorder.of("train")[-1]["metrics"]["train/loss"]

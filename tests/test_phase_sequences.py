@@ -244,25 +244,50 @@ class Events(hookline.Callback):
         self.seen.append(("epoch end", trainer.epoch))
 
 
+class BatchEnds(hookline.Callback):
+    """A per-batch listener: the step at each batch end."""
+
+    def __init__(self, events: Events) -> None:
+        self.events = events
+
+    def on_train_batch_end(self, trainer) -> None:
+        self.events.seen.append(("batch end", trainer.epoch, trainer.global_step))
+
+
+def deferred_run(asynchronous: bool, *extra, events: Events | None = None,
+                 fail_at: int | None = None) -> list[tuple]:
+    """Two epochs of 16 steps, a record every 2; ``asynchronous``: the task's values are
+    ready at every fourth readiness check; ``fail_at``: the task fails at that training step
+    (1-based)."""
+    from hookline.testing.toy import LinearRegressionTask
+
+    task = LinearRegressionTask(n_features=3, lr=0.1)
+    if asynchronous:
+        checks = iter(range(10**6))
+        task.is_ready = lambda value: next(checks) % 4 == 3
+    if fail_at is not None:
+        step, calls = task.training_step, iter(range(1, 10**6))
+
+        def failing(batch):
+            if next(calls) == fail_at:
+                raise Boom("the device failed")
+            return step(batch)
+
+        task.training_step = failing
+    events = events if events is not None else Events()
+    plugins = [events, *(plugin(events) for plugin in extra)]
+    Trainer(task, plugins, manager=hookline.PluginManager()).fit(
+        regression_batches(64, 4), epochs=2, log_every_n_steps=2
+    )
+    return events.seen
+
+
 def test_a_record_waits_for_an_asynchronous_loss_and_comes_before_the_epoch_ends():
     """A task whose values are computed asynchronously says when one is ready: the trainer
     delivers each interval's record once its loss is, a few batches later (here every fourth
     readiness check succeeds), with the interval's step, epoch and loss, oldest first, and
     before the epoch's end; the records are those of a run that waits for each loss."""
-    from hookline.testing.toy import LinearRegressionTask
-
-    def run(asynchronous: bool) -> list[tuple]:
-        task = LinearRegressionTask(n_features=3, lr=0.1)
-        if asynchronous:
-            checks = iter(range(10**6))
-            task.is_ready = lambda value: next(checks) % 4 == 3
-        events = Events()
-        Trainer(task, [events], manager=hookline.PluginManager()).fit(
-            regression_batches(64, 4), epochs=2, log_every_n_steps=2
-        )
-        return events.seen
-
-    waited, deferred = run(False), run(True)
+    waited, deferred = deferred_run(False), deferred_run(True)
     logs = [event for event in deferred if event[0] == "log"]
     assert [(epoch, step, loss) for _, epoch, step, _, loss in logs] == [
         (epoch, step, loss) for kind, epoch, step, _, loss in
@@ -274,3 +299,18 @@ def test_a_record_waits_for_an_asynchronous_loss_and_comes_before_the_epoch_ends
     ends = [index for index, event in enumerate(deferred) if event[0] == "epoch end"]
     assert all(event[1] == 0 for event in deferred[: ends[0]])
     assert all(event[1] == 1 for event in deferred[ends[0] + 1: ends[1]])
+
+
+def test_a_waiting_record_comes_before_any_later_hook_and_before_a_failure_ends_the_run():
+    """With a per-batch listener every record comes right after its own step's batch end
+    (before any later hook); a run that fails mid-epoch still delivers the records of the
+    intervals before the failure, then raises."""
+    seen = deferred_run(True, BatchEnds)
+    logs = [index for index, event in enumerate(seen) if event[0] == "log"]
+    assert len(logs) == 16
+    for index in logs:
+        assert seen[index - 1] == ("batch end", seen[index][1], seen[index][2])
+    events = Events()
+    with pytest.raises(Boom):
+        deferred_run(True, events=events, fail_at=8)  # after 7 steps: records at 2, 4, 6
+    assert [event[2] for event in events.seen if event[0] == "log"] == [2, 4, 6]

@@ -41,13 +41,13 @@ asynchronously (a JAX task: its steps are queued, and Python runs ahead of the d
 for that value stalls the queue ten times an epoch, a tenth of a short epoch: the record is
 then delivered once the value is computed (:meth:`Task.is_ready <hookline.engine.task.Task>`,
 checked after each batch), a few batches later at most, and always before any other hook
-fires, so that every plugin sees the records in order and before the epoch's end.  Across
+fires, so that every plugin sees the records in order and before the epoch's end (a plugin
+listening to a per-batch hook thus makes every record come at once, as it used to).  Across
 processes the record is a collective and is delivered at once.
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -57,7 +57,7 @@ from hookline.engine.metrics import Mean
 from hookline.engine.phase import Phase
 from hookline.engine.task import Task
 from hookline.engine.validator import Validator
-from hookline.errors import UserError
+from hookline.errors import UserError, add_note
 from hookline.manager import PluginManager
 from hookline.run import TrainingRun
 from hookline.settings import SettingsError
@@ -103,6 +103,7 @@ class Trainer(Phase, TrainingRun):
         #: and the task's ``is_ready`` (None: every value is, the records are not deferred).
         self._pending_logs: list[tuple[Any, int, int, int]] = []
         self._is_ready: Callable[[Any], bool] | None = None
+        self._delivering = False  # an on_log that fires a hook delivers no later record inside
 
     def fit(
         self,
@@ -156,9 +157,13 @@ class Trainer(Phase, TrainingRun):
         self._pending_logs = []
         try:
             return self._fit_epochs(train_data, val_data)
-        except BaseException:
-            with contextlib.suppress(Exception):  # best effort: the failure is what counts
+        except BaseException as error:
+            try:  # the records of the intervals before the failure, as a waiting run has them
                 self._deliver_logs(wait=True)
+            except Exception as log_error:
+                add_note(error, f"hookline: delivering the last log records failed: {log_error!r}")
+            finally:
+                self._pending_logs = []
             raise
 
     def _fit_epochs(
@@ -345,10 +350,16 @@ class Trainer(Phase, TrainingRun):
     def _deliver_logs(self, wait: bool) -> None:
         """Fire ``on_log`` for the waiting records, oldest first: all of them when ``wait``,
         else those whose loss is computed."""
+        if self._delivering:
+            return
         pending, is_ready = self._pending_logs, self._is_ready
-        while pending and (wait or is_ready is None or is_ready(pending[0][0])):
-            total, count, step, epoch = pending.pop(0)
-            self._log_train(self.task.to_float(total) / count, step, epoch)
+        self._delivering = True
+        try:
+            while pending and (wait or is_ready is None or is_ready(pending[0][0])):
+                total, count, step, epoch = pending.pop(0)
+                self._log_train(self.task.to_float(total) / count, step, epoch)
+        finally:
+            self._delivering = False
 
     def _log_train(self, loss: float, step: int, epoch: int) -> None:
         self.manager.call(

@@ -16,8 +16,10 @@
 ``results.csv`` is flushed after each row; ``metrics.jsonl`` after each epoch's and
 validation's record, and a log interval's once a second at most (a flush is a system call, a
 good part of a short interval's cost): a run that dies without unwinding (killed, out of
-memory) loses at most the last second of interval records; any other end closes the file
-with everything in it.  When a run
+memory) loses at most the last second of interval records (none from before a checkpoint:
+the file is flushed when one is taken); any other end closes the file with everything in it.
+A record's ``time`` is when it was written (on JAX an interval's record may come a few batches
+after its step).  When a run
 resumes from a checkpoint in the same directory, the records after the checkpoint (which the
 resumed run logs again) are dropped first, so that each epoch and step appears once.
 """
@@ -192,6 +194,13 @@ class JSONLogger(_MetricFile):
         if phase != "train" or now - self._flushed >= FLUSH_INTERVAL:
             self._file.flush()
             self._flushed = now
+
+    def on_save_checkpoint(self) -> None:
+        """Flush before a checkpoint is written: a run resumed from it logs nothing before its
+        step again, so what the file holds up to there must be on disk."""
+        if self._file is not None:
+            self._file.flush()
+            self._flushed = time.monotonic()
 
     def _close(self) -> None:
         if self._file is not None:
