@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import time
 from collections.abc import Iterable, Iterator
 from datetime import timedelta
@@ -62,37 +63,64 @@ def leave_group() -> None:
     dist.destroy_process_group()
 
 
-_EXIT_REGISTERED = False
+@dataclasses.dataclass
+class _ExitPlan:
+    """What the process does at exit (:func:`_at_exit`, registered with the first need)."""
+
+    registered: bool = False
+    #: Leave the process group (a barrier first).
+    leave: bool = False
+    #: Give gloo's worker threads a moment before the interpreter finalizes.
+    settle: bool = False
+
+
+_EXIT = _ExitPlan()
 
 
 def leave_group_at_exit() -> None:
     """Leave the process group when the process exits (after a barrier, so that no rank
     leaves while another still finishes a collective): for a sharded model, whose shards live
-    on the group after its phase ends.  Registered once."""
-    global _EXIT_REGISTERED
-    if _EXIT_REGISTERED:
-        return
-    _EXIT_REGISTERED = True
+    on the group after its phase ends."""
+    _EXIT.leave = True
+    _register_exit()
 
-    def leave() -> None:
-        if not dist.is_initialized():
-            return
+
+def settle_at_exit() -> None:
+    """Let gloo's worker threads drop their last collective's tensors before the interpreter
+    finalizes (:func:`_at_exit`): for collectives on a group hookline does not own, which a
+    host trainer leaves (or not) on its own terms.  Nothing happens under nccl."""
+    if not _EXIT.settle and dist.is_initialized() and dist.get_backend() == "gloo":
+        _EXIT.settle = True
+        _register_exit()
+
+
+def _register_exit() -> None:
+    if not _EXIT.registered:
+        _EXIT.registered = True
+        atexit.register(_at_exit)
+
+
+def _at_exit() -> None:
+    settle = _EXIT.settle
+    if _EXIT.leave and dist.is_initialized():
         gloo = dist.get_backend() == "gloo"
+        settle = settle or gloo
         with contextlib.suppress(Exception):  # another rank is gone: leave anyway
             if gloo:  # on this thread: no work queued on gloo's threads (see below)
                 dist.monitored_barrier(timeout=timedelta(seconds=EXIT_BARRIER_SECONDS))
             else:
                 dist.barrier()
         dist.destroy_process_group()
-        if gloo:
-            # gloo's worker threads outlive the group while a sharded model still refers to it,
-            # and one that frees its last collective's tensors after the interpreter began
-            # finalizing needs the GIL it can no longer get: the process aborts ("terminate
-            # called without an active exception", pytorch/pytorch#190489; 1 exit in about 5
-            # on a loaded machine).  A moment with the GIL released lets them finish first.
-            time.sleep(EXIT_GRACE_SECONDS)
-
-    atexit.register(leave)
+    if settle:
+        # A gloo worker thread releases its last collective's tensors a moment after the
+        # collective completes; while the group outlives its phase (a sharded model's shards,
+        # a host's DDP wrapper) nothing joins those threads, and a tensor that Python also
+        # referred to needs the GIL to be freed.  Once the interpreter began finalizing, taking
+        # the GIL ends the thread through a forced unwind, and the process aborts ("terminate
+        # called without an active exception", pytorch/pytorch#190489): here 2 exits in 6 of a
+        # Hugging Face Trainer under torchrun on a loaded machine.  A moment with the GIL
+        # released, while the interpreter is whole, lets them finish first.
+        time.sleep(EXIT_GRACE_SECONDS)
 
 
 def destroy_group() -> None:

@@ -15,6 +15,7 @@ import torch
 import torch.distributed as dist
 
 from hookline.backends.torch import state as torch_state
+from hookline.backends.torch.distributed import settle_at_exit
 
 
 class TorchHostState(torch_state.TorchStateMethods):
@@ -60,6 +61,7 @@ class TorchHostState(torch_state.TorchStateMethods):
             else torch.tensor(value, device=device)
         )
         dist.all_reduce(tensor)
+        settle_at_exit()  # the host leaves its group on its own terms, or never
         return tensor if isinstance(value, torch.Tensor) else tensor.item()
 
     def parameters(self) -> dict[str, Any]:
