@@ -40,8 +40,6 @@ Sample = dict[str, float]
 MB = 1024**2
 #: Seconds before the first sample.
 FIRST_SAMPLE = 0.02
-#: Seconds the end of a run waits for a sample in progress.
-STOP_WAIT = 1.0
 #: The device files an NVIDIA GPU has (Linux), whether or not NVML can be loaded.
 GPU_DEVICES = "/dev/nvidia[0-9]*"
 
@@ -151,12 +149,15 @@ class ResourceSampler:
         # the first sample comes soon (a short first epoch still gets one), but not at once:
         # CPU use is measured over the time since the previous reading
         wait = min(self.interval, FIRST_SAMPLE)
-        while not self._stop.wait(wait):
-            sample = self.sample()
-            with self._lock:
-                self._samples.append(sample)
-                self._latest = sample
-            wait = self.interval
+        try:
+            while not self._stop.wait(wait):
+                sample = self.sample()
+                with self._lock:
+                    self._samples.append(sample)
+                    self._latest = sample
+                wait = self.interval
+        finally:
+            self.gpus.close()  # by the thread that reads NVML, once it reads no more
 
     def take(self) -> list[Sample]:
         with self._lock:
@@ -166,12 +167,12 @@ class ResourceSampler:
         return samples
 
     def stop(self) -> None:
-        """Stop sampling; waits at most :data:`STOP_WAIT` seconds for a sample in progress
-        (a hung driver call leaves the daemon thread behind rather than the run waiting)."""
+        """Stop sampling, without waiting for the thread: it ends after the sample it may be
+        taking, and closes NVML itself, so that a hung driver call never holds the run up
+        (joining the thread cost the end of every run about 1.6 ms here, waiting for it to
+        wake)."""
         self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=STOP_WAIT)
-        if not self._thread.is_alive():
+        if self._thread.ident is None:  # never started
             self.gpus.close()
 
 
