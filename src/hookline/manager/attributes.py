@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import inspect
 import types
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any, Final, NamedTuple
 
@@ -50,22 +51,49 @@ def _lookup(obj: object, name: str) -> tuple[object, bool]:
     """``(value, held)``: what :func:`inspect.getattr_static` finds for ``name`` on ``obj``
     (``_ABSENT`` when nothing), and whether ``obj`` holds it itself (instance ``__dict__``,
     ``__slots__`` slot or module namespace), in which case ``getattr`` hands it out unbound."""
-    found = inspect.getattr_static(obj, name, _ABSENT)
+    is_class = inspect.isclass(obj)
+    if is_class or isinstance(obj, types.ModuleType) or name in own_attributes(obj):
+        found = inspect.getattr_static(obj, name, _ABSENT)
+    else:  # what an instance does not hold itself, its class answers alike for every instance
+        found = _class_side(obj, name)
     if found is _ABSENT:
         return _ABSENT, False
-    if isinstance(found, types.MemberDescriptorType) and not inspect.isclass(obj):
+    if isinstance(found, types.MemberDescriptorType) and not is_class:
         try:  # a __slots__ slot: reading it runs no code of the plugin's
             return found.__get__(obj, type(obj)), True
         except AttributeError:  # an empty slot
             return _ABSENT, False
-    if inspect.isclass(obj):
+    if is_class:
         return found, False
     return found, own_attributes(obj).get(name, _ABSENT) is found
 
 
+#: Per class, what :func:`inspect.getattr_static` finds on an instance that does not hold the
+#: name itself: a static lookup walks the class's MRO and its metaclass's at every call (tens
+#: of microseconds a plugin), and registering the built-ins asks hundreds of them.  Like the
+#: parsed hooks of a class, kept across managers, read once per class and name.
+_CLASS_SIDE: weakref.WeakKeyDictionary[type, dict[str, object]] = weakref.WeakKeyDictionary()
+
+
+def _class_side(obj: object, name: str) -> object:
+    """``name`` as ``obj``, which does not hold it itself, finds it through its class (as
+    would any instance of that class): or ``_ABSENT``."""
+    known = _CLASS_SIDE.setdefault(type(obj), {})
+    if name not in known:
+        known[name] = inspect.getattr_static(obj, name, _ABSENT)
+    return known[name]
+
+
 def _is_descriptor(value: object) -> bool:
-    """Whether ``value`` computes what ``getattr`` returns (it defines ``__get__``)."""
-    return inspect.getattr_static(type(value), "__get__", None) is not None
+    """Whether ``value`` computes what ``getattr`` returns (its type defines ``__get__``)."""
+    kind = type(value)
+    if kind not in _DESCRIPTOR_TYPES:
+        _DESCRIPTOR_TYPES[kind] = inspect.getattr_static(kind, "__get__", None) is not None
+    return _DESCRIPTOR_TYPES[kind]
+
+
+#: Per type, whether its instances are descriptors (read as :func:`_is_descriptor` reads it).
+_DESCRIPTOR_TYPES: weakref.WeakKeyDictionary[type, bool] = weakref.WeakKeyDictionary()
 
 
 def static_value(obj: object, name: str, default: Any = None) -> Any:
