@@ -87,6 +87,23 @@ def test_settings_held_by_the_instance_its_slots_or_its_class_are_read():
     assert static_value(Slotted(), "rank_zero_only") is True
 
 
+def test_a_class_setting_changed_after_registration_counts_once_the_run_is_configured():
+    """A class's settings are read once per class when plugins register (a static lookup is
+    slow), and afresh when a run is configured."""
+
+    class Quiet:
+        error_policy = "raise"
+
+    manager = PluginManager()
+    first = Quiet()
+    manager.register(first, "first")
+    Quiet.error_policy = "disable"
+    manager.register(Quiet(), "second")  # the class as it was read when the first registered
+    manager.configure()
+    assert manager.error_policy("first") == manager.error_policy("second") == "disable"
+    assert static_value(first, "error_policy") == "disable"
+
+
 def test_state_methods_are_bound_as_getattr_binds_them():
     class Plugin:
         def __init__(self):

@@ -52,7 +52,8 @@ def _lookup(obj: object, name: str) -> tuple[object, bool]:
     (``_ABSENT`` when nothing), and whether ``obj`` holds it itself (instance ``__dict__``,
     ``__slots__`` slot or module namespace), in which case ``getattr`` hands it out unbound."""
     is_class = inspect.isclass(obj)
-    if is_class or isinstance(obj, types.ModuleType) or name in own_attributes(obj):
+    own = own_attributes(obj)
+    if is_class or isinstance(obj, types.ModuleType) or name in own:
         found = inspect.getattr_static(obj, name, _ABSENT)
     else:  # what an instance does not hold itself, its class answers alike for every instance
         found = _class_side(obj, name)
@@ -65,14 +66,23 @@ def _lookup(obj: object, name: str) -> tuple[object, bool]:
             return _ABSENT, False
     if is_class:
         return found, False
-    return found, own_attributes(obj).get(name, _ABSENT) is found
+    return found, own.get(name, _ABSENT) is found
 
 
 #: Per class, what :func:`inspect.getattr_static` finds on an instance that does not hold the
-#: name itself: a static lookup walks the class's MRO and its metaclass's at every call (tens
-#: of microseconds a plugin), and registering the built-ins asks hundreds of them.  Like the
-#: parsed hooks of a class, kept across managers, read once per class and name.
+#: name itself: a static lookup walks the class's MRO and its metaclass's at every call (a few
+#: microseconds each in Python 3.11), and registering the built-ins asks hundreds of them.
+#: Read once per class and name, across managers, until :func:`forget_class_reads` (which
+#: configuring a run calls: a class attribute changed since registration counts for the run).
+#: Weakly keyed, though a method that uses ``super()`` refers to its own class.
 _CLASS_SIDE: weakref.WeakKeyDictionary[type, dict[str, object]] = weakref.WeakKeyDictionary()
+#: Per type, whether its instances are descriptors (read as :func:`_is_descriptor` reads it).
+_DESCRIPTOR_TYPES: weakref.WeakKeyDictionary[type, bool] = weakref.WeakKeyDictionary()
+
+
+def forget_class_reads() -> None:
+    """Read every class attribute afresh from now on (the reads are kept per class)."""
+    _CLASS_SIDE.clear()
 
 
 def _class_side(obj: object, name: str) -> object:
@@ -90,10 +100,6 @@ def _is_descriptor(value: object) -> bool:
     if kind not in _DESCRIPTOR_TYPES:
         _DESCRIPTOR_TYPES[kind] = inspect.getattr_static(kind, "__get__", None) is not None
     return _DESCRIPTOR_TYPES[kind]
-
-
-#: Per type, whether its instances are descriptors (read as :func:`_is_descriptor` reads it).
-_DESCRIPTOR_TYPES: weakref.WeakKeyDictionary[type, bool] = weakref.WeakKeyDictionary()
 
 
 def static_value(obj: object, name: str, default: Any = None) -> Any:

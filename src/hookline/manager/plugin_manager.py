@@ -23,6 +23,7 @@ from hookline.errors import UserError, add_note
 from hookline.manager.attributes import (
     PluginTraits,
     computed_setting,
+    forget_class_reads,
     hookable,
     own_attributes,
     plugin_traits,
@@ -702,6 +703,7 @@ class PluginManager(pluggy.PluginManager):
         """
         settings = self.options().resolve(values)
         # read again: what a plugin was given between its registration and the run counts
+        forget_class_reads()
         self._traits = {id(plugin): plugin_traits(plugin) for plugin in self.get_plugins()
                         if plugin is not None}
         self._faults.configure(settings)
