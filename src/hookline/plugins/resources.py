@@ -127,6 +127,7 @@ class ResourceSampler:
         self._samples: list[Sample] = []
         self._latest: Sample | None = None
         self._lock = threading.Lock()
+        self._sampling = threading.Lock()  # held while a sample reads the drivers
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="hookline-resources", daemon=True)
 
@@ -151,13 +152,16 @@ class ResourceSampler:
         wait = min(self.interval, FIRST_SAMPLE)
         try:
             while not self._stop.wait(wait):
-                sample = self.sample()
+                with self._sampling:
+                    if self._stop.is_set():
+                        break
+                    sample = self.sample()
                 with self._lock:
                     self._samples.append(sample)
                     self._latest = sample
                 wait = self.interval
         finally:
-            self.gpus.close()  # by the thread that reads NVML, once it reads no more
+            self._close()
 
     def take(self) -> list[Sample]:
         with self._lock:
@@ -167,12 +171,19 @@ class ResourceSampler:
         return samples
 
     def stop(self) -> None:
-        """Stop sampling, without waiting for the thread: it ends after the sample it may be
-        taking, and closes NVML itself, so that a hung driver call never holds the run up
-        (joining the thread cost the end of every run about 1.6 ms here, waiting for it to
-        wake)."""
+        """Stop sampling, without waiting for the thread (joining it cost the end of every run
+        about 1.6 ms here, waiting for it to wake): NVML is closed now when no sample is being
+        taken, else by the thread once its sample ends, so that a hung driver call never holds
+        the run up."""
         self._stop.set()
-        if self._thread.ident is None:  # never started
+        if self._sampling.acquire(blocking=False):
+            try:
+                self._close()
+            finally:
+                self._sampling.release()
+
+    def _close(self) -> None:
+        with self._lock:  # once, by whichever of stop() and the thread comes first
             self.gpus.close()
 
 

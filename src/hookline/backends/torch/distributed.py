@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Samp
 from hookline.distributed import elastic_attempt, env_local_rank
 from hookline.errors import UserError
 
-#: How long the barrier at exit waits for the other ranks, and the grace after leaving (gloo).
+#: How long the barrier at exit waits for the other ranks, and the grace gloo's threads get.
 EXIT_BARRIER_SECONDS = 60
 EXIT_GRACE_SECONDS = 0.1
 
@@ -65,9 +65,8 @@ def leave_group() -> None:
 
 @dataclasses.dataclass
 class _ExitPlan:
-    """What the process does at exit (:func:`_at_exit`, registered with the first need)."""
+    """What the process does at exit (:func:`_at_exit`)."""
 
-    registered: bool = False
     #: Leave the process group (a barrier first).
     leave: bool = False
     #: Give gloo's worker threads a moment before the interpreter finalizes.
@@ -82,7 +81,6 @@ def leave_group_at_exit() -> None:
     leaves while another still finishes a collective): for a sharded model, whose shards live
     on the group after its phase ends."""
     _EXIT.leave = True
-    _register_exit()
 
 
 def settle_at_exit() -> None:
@@ -91,15 +89,13 @@ def settle_at_exit() -> None:
     host trainer leaves (or not) on its own terms.  Nothing happens under nccl."""
     if not _EXIT.settle and dist.is_initialized() and dist.get_backend() == "gloo":
         _EXIT.settle = True
-        _register_exit()
 
 
-def _register_exit() -> None:
-    if not _EXIT.registered:
-        _EXIT.registered = True
-        atexit.register(_at_exit)
-
-
+# registered when this module loads, before a run starts: exit handlers run last registered
+# first, so this one comes after what a host or hookline registers later (the background
+# checkpoint writer completing its file, a host's own clean-up), as the last word before the
+# interpreter finalizes
+@atexit.register
 def _at_exit() -> None:
     settle = _EXIT.settle
     if _EXIT.leave and dist.is_initialized():

@@ -15,7 +15,6 @@ import torch
 import torch.distributed as dist
 
 from hookline.backends.torch import state as torch_state
-from hookline.backends.torch.distributed import settle_at_exit
 
 
 class TorchHostState(torch_state.TorchStateMethods):
@@ -61,6 +60,8 @@ class TorchHostState(torch_state.TorchStateMethods):
             else torch.tensor(value, device=device)
         )
         dist.all_reduce(tensor)
+        from hookline.backends.torch.distributed import settle_at_exit  # needs torch.distributed
+
         settle_at_exit()  # the host leaves its group on its own terms, or never
         return tensor if isinstance(value, torch.Tensor) else tensor.item()
 
