@@ -32,6 +32,16 @@ def test_devices_are_chosen_and_refused_by_name():
         select_device(f"cuda:{torch.cuda.device_count()}")
 
 
+def test_a_loss_on_the_gpu_stays_there_and_one_on_the_cpu_is_read_at_once():
+    task = make_task(device="cuda")
+    loss = torch.ones((), device="cuda", requires_grad=True) * 2
+    kept = task.detach(loss)
+    assert isinstance(kept, torch.Tensor)
+    assert kept.is_cuda
+    assert not kept.requires_grad
+    assert task.detach(torch.ones((), requires_grad=True) * 2) == 2.0  # a CPU value: a number
+
+
 def grad_norms(init_scale: float) -> tuple[list[float], float]:
     """The gradient norm seen in the pre-step hook at each step of a 16-mixed run."""
     norms: list[float] = []

@@ -2,8 +2,9 @@
 
 Adding a value costs no framework operation: values are kept as they come (still on their
 device) and summed in one ``Task.weighted_sum`` when read, or every ``values_per_sum`` values
-(the task's, else :data:`Mean.CHUNK`) to bound memory.  Reading sums across processes first
-(``Task.reduce_sum``).
+(the task's, else :data:`Mean.CHUNK`) to bound memory; a plain number (what ``Task.detach``
+gives where reading a value waits for nothing) is summed at once.  Reading sums across
+processes first (``Task.reduce_sum``).
 """
 
 from __future__ import annotations
@@ -28,9 +29,12 @@ class Mean:
         self.count = 0
 
     def add(self, value: Any, count: int) -> None:
+        self.count += count
+        if isinstance(value, float):  # a number (read at no cost): summed at once
+            self.total = value * count if self.total is None else self.total + value * count
+            return
         self.values.append(value)
         self.weights.append(count)
-        self.count += count
         if len(self.values) >= self.chunk:
             self._collapse()
 

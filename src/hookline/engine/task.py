@@ -116,7 +116,9 @@ class Task(StateTask, Protocol):
         """The number of samples in ``batch`` (weights means over an epoch)."""
 
     def detach(self, value: Any) -> Any:
-        """``value`` without its autograd history, still on its device."""
+        """``value`` without its autograd history: still on its device, or a plain ``float``
+        where reading it waits for nothing (torch's CPU), which the running means then sum at
+        once instead of keeping it."""
 
     def export(self, format: str, path: Path) -> Path:
         """Write the model in ``format`` to ``path`` and return the file written."""
