@@ -424,9 +424,9 @@ class TorchTask(torch_state.TorchStateMethods):
 
     def detach(self, value: Any) -> Any:
         """``value`` without its autograd history; a one-element tensor on the CPU as a
-        number: reading it there waits for nothing, and a number costs the running means
-        nothing to keep or to sum (a sum of 16 tensors took 17 us, 8 us a step for the loop's
-        two means, against 1 us for reading the loss)."""
+        number: reading it there waits for nothing (about 1 us), and a number costs the running
+        means nothing to keep or to sum, where keeping 0-d tensors and summing them in groups
+        of 16 cost a bare loop about 9 us a step."""
         if not isinstance(value, torch.Tensor):
             return value
         if value.device.type == "cpu" and value.numel() == 1:
