@@ -114,11 +114,34 @@ def test_the_learning_rate_set_between_steps_is_the_one_the_update_uses():
         jax.tree.leaves(before), jax.tree.leaves(kept), strict=True))
 
 
-def test_an_optimizer_without_an_injected_rate_is_named_when_a_schedule_needs_it():
+def test_a_plain_optimizer_trains_with_the_lr_plugin_and_a_schedule_of_it_is_refused():
+    """An optimizer that keeps its rate to itself (no ``optax.inject_hyperparams``) trains
+    under the LR plugin's defaults, with no ``lr`` and a warning; a schedule asked of it is
+    refused before the first step, naming the way to expose the rate."""
+    from hookline import UserError
+    from hookline.plugins.lr_scheduler import LRScheduler
+
     task = JaxBackend().make_task()
     task.optimizer = optax.sgd(0.1)
+    assert task.learning_rates() == []
+    epochs = []
+    trainer = Trainer(task, [LRScheduler()], manager=PluginManager())
+    trainer.add_callback("on_fit_epoch_end", lambda metrics: epochs.append(dict(metrics)))
+    with pytest.warns(UserWarning, match="exposes no learning rate: lr is not reported"):
+        trainer.fit(JaxBackend().batches(64, 16), epochs=2)
+    assert len(epochs) == 2
+    assert not any("lr" in metrics for metrics in epochs)
+    assert trainer.global_step == 8  # it trained
     with pytest.raises(TaskSettingError, match=r"optax.inject_hyperparams"):
-        task.learning_rates()
+        task.set_learning_rates([0.05])
+
+    scheduled = JaxBackend().make_task()
+    scheduled.optimizer = optax.sgd(0.1)
+    trainer = Trainer(scheduled, [LRScheduler()], manager=PluginManager())
+    with pytest.raises(UserError, match=r"schedule=cosine needs the task's learning rates.*"
+                                        r"optax.inject_hyperparams"):
+        trainer.fit(JaxBackend().batches(64, 16), epochs=2, schedule="cosine")
+    assert trainer.global_step == 0
 
 
 def test_validation_is_the_sample_weighted_mean_over_uneven_batches():

@@ -46,7 +46,9 @@ class LRScheduler(Callback):
 
     Each but ``lr_lambda`` and ``interval`` is also a setting.  ``lr`` (and ``lr/pg<i>`` for
     further parameter groups) is added to each epoch's metrics.  The schedule's state travels
-    in checkpoints.
+    in checkpoints.  A task that exposes no learning rate (a JAX optimizer built without
+    ``optax.inject_hyperparams``) gets no ``lr``, with a warning, and a schedule, warm-up or
+    ``lr_lambda`` asked of it is refused when training starts.
     """
 
     #: Settings (the constructor's arguments), with their help text.
@@ -125,12 +127,31 @@ class LRScheduler(Callback):
     def _per_step(self) -> bool:
         return self.interval == "step" and self.schedule != "plateau"
 
+    def _asked(self) -> str:
+        """What this plugin was asked to do to the rates (empty when it only reports them)."""
+        if self.lr_lambda is not None:
+            return "lr_lambda"
+        if self.schedule != "none":
+            return f"schedule={self.schedule}"
+        return f"warmup_steps={self.warmup_steps}" if self.warmup_steps else ""
+
     # -- set-up --------------------------------------------------------------------------------
 
     def on_train_start(self, trainer: TrainingRun) -> None:
         rates = trainer.task.learning_rates()
-        if not rates:
-            warnings.warn("lr_scheduler: the task has no learning rate to schedule", stacklevel=2)
+        if not rates:  # a task that keeps its rates to itself (or has none)
+            asked = self._asked()
+            if asked:
+                raise UserError(
+                    f"lr_scheduler: {asked} needs the task's learning rates, and it exposes "
+                    "none (an Optax optimizer exposes its rate when built with "
+                    "optax.inject_hyperparams, e.g. optax.inject_hyperparams(optax.adamw)"
+                    "(learning_rate=1e-3))"
+                )
+            warnings.warn(
+                "lr_scheduler: the task exposes no learning rate: lr is not reported",
+                stacklevel=2,
+            )
             self.task = None
             return
         self.task = trainer.task

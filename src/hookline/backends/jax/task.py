@@ -107,9 +107,11 @@ class JaxTask:
     :param model: the ``flax.nnx.Module`` to train (its random streams, e.g. for dropout,
         live in the model as ``nnx.Rngs`` and are saved with it).
     :param loss: ``loss(outputs, targets)`` returning a scalar (traced under ``jax.jit``).
-    :param optimizer: an ``optax.GradientTransformation``.  Build it with
-        ``optax.inject_hyperparams(optax.adamw)(learning_rate=...)`` so that the learning
-        rate is exposed to plugins (the LR schedule plugin sets it between steps).
+    :param optimizer: an ``optax.GradientTransformation``.  To schedule the learning rate
+        (the LR schedule plugin sets it between steps) or report it, build it with
+        ``optax.inject_hyperparams(optax.adamw)(learning_rate=...)``, which exposes the rate
+        to plugins; a plain one (``optax.adamw(1e-3)``) keeps it to itself, and compiles a
+        smaller training step.
     :param metrics: name to ``f(outputs, targets) -> scalar``, computed on the device inside
         the compiled evaluation and averaged over samples; or to a stateful metric with
         ``update``/``compute``/``reset`` (updated with each batch's outputs, computed once
@@ -508,8 +510,10 @@ class JaxTask:
 
     def learning_rates(self) -> list[float]:
         """The ``learning_rate`` of each ``optax.inject_hyperparams`` transformation (kept on
-        the host as well, so reading it costs no transfer)."""
-        self._check_injected()
+        the host as well, so reading it costs no transfer); none for an optimizer that keeps
+        its rate to itself (a plain ``optax.adamw(1e-3)``), which
+        :meth:`set_learning_rates` then refuses, saying how to expose it."""
+        self._ensure_optimizer()
         return list(self._lrs)
 
     def set_learning_rates(self, rates: Sequence[float]) -> None:
