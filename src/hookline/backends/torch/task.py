@@ -429,7 +429,7 @@ class TorchTask(torch_state.TorchStateMethods):
         of 16 cost a bare loop about 9 us a step."""
         if not isinstance(value, torch.Tensor):
             return value
-        if value.device.type == "cpu" and value.numel() == 1:
+        if value.is_cpu and value.numel() == 1:  # is_cpu: 44 ns, device.type == "cpu" 288
             return value.item()
         return value.detach()
 
