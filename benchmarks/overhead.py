@@ -11,6 +11,9 @@ and 2 classes, batches of 32, an MLP 32-64-2 trained with SGD for 3 epochs on on
 Contenders run interleaved, one after the other in each repetition, in this process:
 
 * ``raw``: the plain PyTorch loop, the physical limit;
+* ``raw-again``: the same loop again, timed like any contender against ``raw``: the control,
+  whose ratios would all be 1.000 on a machine that kept its speed, so that their scatter
+  shows what this run can resolve;
 * ``hookline-bare``: ``hookline.Trainer`` with no plugin;
 * ``hookline-defaults``: ``hookline.Model`` with the built-ins that ``hookline train`` turns on
   (console output and progress lines to a non-terminal, run files, checkpointing, early
@@ -26,9 +29,10 @@ Contenders run interleaved, one after the other in each repetition, in this proc
 
 When JAX is installed (the ``jax`` extra), the same workload again on JAX, against its own
 baseline: ``raw-jax``, a loop over one ``jax.jit``-compiled Optax step (the same MLP as a Flax
-NNX module, split into pytrees once), then ``hookline-jax-bare``, ``hookline-jax-grad-norm``
-(bare with the ``grad_norm`` plugin: what reading the gradients' norm at every step costs) and
-``hookline-jax-defaults`` on a :class:`~hookline.backends.jax.JaxTask`.  Every JAX contender
+NNX module, split into pytrees once), its control ``raw-jax-again``, then
+``hookline-jax-bare``, ``hookline-jax-grad-norm`` (bare with the ``grad_norm`` plugin: what
+reading the gradients' norm at every step costs) and ``hookline-jax-defaults`` on a
+:class:`~hookline.backends.jax.JaxTask`.  Every JAX contender
 compiles its step inside the timed run, as a script does once per process: compilation is
 part of the cost per run.
 
@@ -40,6 +44,10 @@ every contender again on one batch per epoch.  The cost of a further step comes 
 run, twice as many epochs: the difference per step, against the raw loop's in the same round.
 Its ratio (the last column) is what a long run converges to.  A contender makes its three runs
 one after the other in each round, so that what is compared ran seconds apart, not minutes.
+Each median over rounds that a target judges (the further step's ratio, the cost per run)
+comes with a 95% bootstrap interval over the rounds: a target is met when the whole interval
+is within it, missed when the whole interval is beyond it, and otherwise not resolved by the
+run (more rounds narrow the interval).
 
 Then micro-benchmarks: the cost of one hook call through hookline's dispatch with 0, 1 and 10
 implementations next to a direct pluggy call, what an event-filtered implementation costs on
@@ -57,6 +65,7 @@ import contextlib
 import io
 import json
 import logging
+import random
 import statistics
 import subprocess
 import sys
@@ -64,7 +73,7 @@ import tempfile
 import time
 import timeit
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -213,7 +222,8 @@ def ignite_contender(handlers: bool) -> Contender:
 
 def torch_contenders() -> dict[str, Contender]:
     found: dict[str, Contender] = {
-        "raw": raw, "hookline-bare": hookline_bare, "hookline-defaults": hookline_defaults,
+        "raw": raw, "raw-again": raw, "hookline-bare": hookline_bare,
+        "hookline-defaults": hookline_defaults,
     }
     try:
         found["lightning-bare"] = lightning_contender(defaults=False)
@@ -267,30 +277,35 @@ def jax_suite() -> tuple[Callable[[int], Any], dict[str, Contender]] | None:
         labels = (inputs[:, 0] > 0).astype("int32")
         return ArrayBatches(inputs, labels, BATCH, shuffle=True, seed=1)
 
-    def raw_jax(data: ArrayBatches, epochs: int, _: Path) -> float:
-        started = time.perf_counter()
-        graphdef, params, rest = nnx.split(MLP(nnx.Rngs(0)), nnx.Param, ...)
-        optimizer = optax.sgd(LR)
-        state = optimizer.init(params)
+    def raw_jax(name: str) -> Contender:
+        """The raw jitted loop, its further steps recorded under ``name``."""
 
-        @jax.jit
-        def step(params: Any, state: Any, inputs: Any, targets: Any) -> Any:
-            def loss(params: Any) -> Any:
-                return cross_entropy(nnx.merge(graphdef, params, rest)(inputs), targets)
+        def run(data: ArrayBatches, epochs: int, _: Path) -> float:
+            started = time.perf_counter()
+            graphdef, params, rest = nnx.split(MLP(nnx.Rngs(0)), nnx.Param, ...)
+            optimizer = optax.sgd(LR)
+            state = optimizer.init(params)
 
-            value, grads = jax.value_and_grad(loss)(params)
-            updates, state = optimizer.update(grads, state, params)
-            return optax.apply_updates(params, updates), state, value
+            @jax.jit
+            def step(params: Any, state: Any, inputs: Any, targets: Any) -> Any:
+                def loss(params: Any) -> Any:
+                    return cross_entropy(nnx.merge(graphdef, params, rest)(inputs), targets)
 
-        for epoch in range(epochs):
-            for inputs, targets in data:
-                params, state, value = step(params, state, inputs, targets)
-            if epoch == 0:
-                jax.block_until_ready(value)
-                first = time.perf_counter()
-        jax.block_until_ready(value)
-        _steady("raw-jax", epochs, time.perf_counter() - first)
-        return time.perf_counter() - started
+                value, grads = jax.value_and_grad(loss)(params)
+                updates, state = optimizer.update(grads, state, params)
+                return optax.apply_updates(params, updates), state, value
+
+            for epoch in range(epochs):
+                for inputs, targets in data:
+                    params, state, value = step(params, state, inputs, targets)
+                if epoch == 0:
+                    jax.block_until_ready(value)
+                    first = time.perf_counter()
+            jax.block_until_ready(value)
+            _steady(name, epochs, time.perf_counter() - first)
+            return time.perf_counter() - started
+
+        return run
 
     def make_task() -> JaxTask:
         return JaxTask(
@@ -345,7 +360,8 @@ def jax_suite() -> tuple[Callable[[int], Any], dict[str, Contender]] | None:
             return time.perf_counter() - started
 
     contenders = {
-        "raw-jax": raw_jax, "hookline-jax-bare": jax_bare,
+        "raw-jax": raw_jax("raw-jax"), "raw-jax-again": raw_jax("raw-jax-again"),
+        "hookline-jax-bare": jax_bare,
         "hookline-jax-grad-norm": jax_grad_norm, "hookline-jax-defaults": jax_defaults,
     }
     return make_data, contenders
@@ -383,7 +399,7 @@ def interleaved(
 def overhead(
     make_data: Callable[[int], Any], runs: dict[str, Contender], samples: int, epochs: int,
     repeats: int,
-) -> dict[str, dict[str, float]]:
+) -> dict[str, dict[str, Any]]:
     """Per contender: the median seconds per step of an ``epochs``-epoch run, the overhead per
     step over the baseline (the first contender) and the ratio to it.  Then two costs, each
     measured on its own: what a run costs whatever its length (set-up, run files, threads,
@@ -409,23 +425,50 @@ def overhead(
     for name, pairs in full.items():
         overhead_us = statistics.median(value - raw for value, raw in pairs) / steps * 1e6
         per_step_us = statistics.median(extra - raw for extra, raw in further(name)) / steps * 1e6
+        per_run_ms = [(value - raw) * 1e3 for value, raw in tiny[name]]
         results[name] = {
             "step_us": statistics.median(value for value, _ in pairs) / steps * 1e6,
             "overhead_us": overhead_us,
             "ratio": statistics.median(value / raw for value, raw in pairs),
-            "per_run_ms": statistics.median(value - raw for value, raw in tiny[name]) * 1e3,
+            "per_run_ms": statistics.median(per_run_ms),
+            "per_run_ms_interval": median_interval(per_run_ms),
             "per_step_us": per_step_us,
-            "step_ratio": statistics.median(extra / raw for extra, raw in further(name)),
+            **step_ratio([(extra, raw) for extra, raw in further(name)]),
         }
     return results
 
 
-def print_table(steps: dict[str, dict[str, float]]) -> None:
-    print(f"\n{'contender':<22}{'us/step':>10}{'overhead us':>13}{'x raw':>8}"
-          f"{'ms/run':>10}{'us/step':>11}{'step x raw':>12}")
+#: Resamples of the rounds behind each interval.
+RESAMPLES = 2000
+
+
+def median_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float]:
+    """A percentile-bootstrap interval for the median of ``values`` (one per round): where
+    the median of another run of as many rounds would fall, ``level`` of the time."""
+    draw = random.Random(0)  # the same resamples for the same values
+    medians = sorted(
+        statistics.median(draw.choices(values, k=len(values))) for _ in range(RESAMPLES)
+    )
+    tail = round((1 - level) / 2 * (RESAMPLES - 1))
+    return medians[tail], medians[-1 - tail]
+
+
+def step_ratio(pairs: Sequence[tuple[float, float]]) -> dict[str, Any]:
+    """The median over rounds of a contender's further steps' seconds over the baseline's in
+    the same round, and its interval."""
+    ratios = [extra / raw for extra, raw in pairs]
+    return {"step_ratio": statistics.median(ratios),
+            "step_ratio_interval": median_interval(ratios)}
+
+
+def print_table(steps: dict[str, dict[str, Any]]) -> None:
+    print(f"\n{'contender':<24}{'us/step':>10}{'overhead us':>13}{'x raw':>8}"
+          f"{'ms/run':>10}{'us/step':>11}{'step x raw':>12}{'95% interval':>17}")
     for name, row in steps.items():
-        print(f"{name:<22}{row['step_us']:>10.1f}{row['overhead_us']:>13.1f}{row['ratio']:>8.3f}"
-              f"{row['per_run_ms']:>10.2f}{row['per_step_us']:>11.1f}{row['step_ratio']:>12.3f}")
+        low, high = row["step_ratio_interval"]
+        print(f"{name:<24}{row['step_us']:>10.1f}{row['overhead_us']:>13.1f}{row['ratio']:>8.3f}"
+              f"{row['per_run_ms']:>10.2f}{row['per_step_us']:>11.1f}{row['step_ratio']:>12.3f}"
+              f"   [{low:.3f}, {high:.3f}]")
 
 
 # -- micro-benchmarks ---------------------------------------------------------------------------
@@ -607,19 +650,24 @@ TARGETS: tuple[tuple[str, str, float], ...] = (
 COMMAND_TARGET_MS = 500.0
 
 
-def verdicts(steps: dict[str, dict[str, float]], micro: dict[str, float]) -> list[dict[str, Any]]:
-    """Each target whose contender or command ran: its value, met or missed (printed)."""
+def verdicts(steps: dict[str, dict[str, Any]], micro: dict[str, float]) -> list[dict[str, Any]]:
+    """Each target whose contender or command ran: its value and verdict (printed).  A
+    workload target is judged on the median's interval: ``met`` when all of it is within the
+    target, ``missed`` when all of it is beyond, else ``not resolved``; a command's time (a
+    median of fresh processes) is met or missed."""
     found = []
-    measured = [(name, column, limit, steps[name][column])
+    measured = [(name, column, limit, steps[name][column], steps[name][f"{column}_interval"])
                 for name, column, limit in TARGETS if name in steps]
-    measured += [(name, "ms", COMMAND_TARGET_MS, value) for name, value in micro.items()
+    measured += [(name, "ms", COMMAND_TARGET_MS, value, (value, value))
+                 for name, value in micro.items()
                  if name.startswith("hookline ") and name.endswith("(ms)")]
-    for name, column, limit, value in measured:
-        met = value <= limit
+    for name, column, limit, value, (low, high) in measured:
+        verdict = "met" if high <= limit else "missed" if low > limit else "not resolved"
         found.append({"contender": name, "column": column, "value": value, "target": limit,
-                      "met": met})
-        print(f"target: {name} {column} {value:.3f} <= {limit:g}: "
-              f"{'met' if met else f'missed by {value - limit:.3f}'}")
+                      "interval": [low, high], "verdict": verdict, "met": verdict == "met"})
+        spread = f" (95% interval {low:.3f} to {high:.3f})" if low != high else ""
+        print(f"target: {name} {column} {value:.3f}{spread} <= {limit:g}: {verdict}"
+              + (f" by {value - limit:.3f}" if verdict == "missed" else ""))
     return found
 
 
@@ -653,13 +701,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             pairs = list(zip(STEADY[(name, 2 * epochs)], STEADY[("raw-jax", 2 * epochs)],
                              strict=True))
             row["per_step_us"] = statistics.median(a - b for a, b in pairs) / steady_steps * 1e6
-            row["step_ratio"] = statistics.median(a / b for a, b in pairs)
+            row.update(step_ratio(pairs))
         steps.update(jax_steps)
     print_table(steps)
     print("ms/run = a cost per run whatever its length (set-up, files, threads, compilation,\n"
           "epoch ends; runs of one batch per epoch); us/step = a further step's cost (runs\n"
           "twice as long; on JAX, the steps after the first epoch of those runs, compilation\n"
-          "done); step x raw = that step against the baseline's (raw, raw-jax)")
+          "done); step x raw = that step against the baseline's (raw, raw-jax), with the\n"
+          "95% interval of that median over the rounds; raw-again and raw-jax-again are the\n"
+          "baseline timed against itself: how far from 1.000 they come is noise")
     if args.backend != "all":
         results = {"steps": steps, "micro": {}, "targets": verdicts(steps, {}),
                    "quick": args.quick}

@@ -25,19 +25,23 @@ def test_quick_benchmark_reports_every_contender(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads(output.read_text())
-    expected = {"raw", "hookline-bare", "hookline-defaults"}
+    expected = {"raw", "raw-again", "hookline-bare", "hookline-defaults"}
     if importlib.util.find_spec("lightning") is not None:
         expected |= {"lightning-bare", "lightning-defaults"}
     if importlib.util.find_spec("ignite") is not None:
         expected |= {"ignite-bare", "ignite-handlers"}
     if importlib.util.find_spec("jax") is not None:
         expected |= {
-            "raw-jax", "hookline-jax-bare", "hookline-jax-grad-norm", "hookline-jax-defaults"
+            "raw-jax", "raw-jax-again", "hookline-jax-bare", "hookline-jax-grad-norm",
+            "hookline-jax-defaults",
         }
     assert set(results["steps"]) == expected
     for name, row in results["steps"].items():
         assert row["step_us"] > 0, name
         assert f"\n{name} " in result.stdout  # printed side by side, too
+        for column in ("step_ratio", "per_run_ms"):  # each median within its interval
+            low, high = row[f"{column}_interval"]
+            assert low <= row[column] <= high, (name, column)
     for baseline in {"raw", "raw-jax"} & set(results["steps"]):
         raw = results["steps"][baseline]
         assert (raw["ratio"], raw["overhead_us"], raw["per_run_ms"], raw["per_step_us"],
@@ -53,6 +57,15 @@ def test_quick_benchmark_reports_every_contender(tmp_path):
     assert micro["discover 50 entry-point plugins (ms)"] > 0
     for command in ("--help", "hooks", "plugins", "settings"):
         assert micro[f"hookline {command} (ms)"] > 0
+    # a workload target is judged on its interval: met, missed or not resolved by the run
+    judged = {(target["contender"], target["column"]): target for target in results["targets"]}
+    assert ("hookline-defaults", "per_run_ms") in judged
+    for target in judged.values():
+        low, high = target["interval"]
+        assert low <= target["value"] <= high
+        beyond = "missed" if low > target["target"] else "not resolved"
+        assert target["verdict"] == ("met" if high <= target["target"] else beyond)
+        assert target["met"] == (target["verdict"] == "met")
 
 
 def test_quick_demo_benchmark_times_both_contenders_on_the_same_work(tmp_path):
