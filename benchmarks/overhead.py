@@ -32,7 +32,8 @@ baseline: ``raw-jax``, a loop over one ``jax.jit``-compiled Optax step (the same
 NNX module, split into pytrees once), its control ``raw-jax-again``, then
 ``hookline-jax-bare``, ``hookline-jax-grad-norm`` (bare with the ``grad_norm`` plugin: what
 reading the gradients' norm at every step costs) and ``hookline-jax-defaults`` on a
-:class:`~hookline.backends.jax.JaxTask`.  Every JAX contender
+:class:`~hookline.backends.jax.JaxTask` with raw-jax's optimizer (a plain ``optax.sgd``: nothing
+here schedules the rate, so the defaults report no ``lr``).  Every JAX contender
 compiles its step inside the timed run, as a script does once per process: compilation is
 part of the cost per run.
 
@@ -308,9 +309,7 @@ def jax_suite() -> tuple[Callable[[int], Any], dict[str, Contender]] | None:
         return run
 
     def make_task() -> JaxTask:
-        return JaxTask(
-            MLP(nnx.Rngs(0)), cross_entropy, optax.inject_hyperparams(optax.sgd)(learning_rate=LR)
-        )
+        return JaxTask(MLP(nnx.Rngs(0)), cross_entropy, optax.sgd(LR))  # raw-jax's optimizer
 
     class SecondEpoch(Callback):
         """When the second epoch started: after the first one's end, whose one-off work (the
