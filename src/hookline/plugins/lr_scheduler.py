@@ -258,6 +258,9 @@ class LRScheduler(Callback):
                 self._apply()
             self.bad_epochs = 0
 
+    def teardown(self) -> None:
+        self.task = None  # a run's task is not kept past its run
+
     # -- state ---------------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:

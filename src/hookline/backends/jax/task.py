@@ -25,6 +25,7 @@ another, and the metrics, stateful ones included, are those of one process).
 from __future__ import annotations
 
 import warnings
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
@@ -277,9 +278,15 @@ class JaxTask:
 
     def _compile(self, name: str) -> Callable[..., Any]:
         if name not in self._compiled:
+            # the compiled functions hold the task weakly: the task holds them, and a cycle
+            # would keep the task (its arrays, its compiled programs) alive after its last
+            # reference went, until Python's cycle collector happened to run
+            task = weakref.proxy(self)
             functions: dict[str, Callable[..., Any]] = {
-                "train": self._train_step, "update": self._update,
-                "evaluate": self._evaluate, "predict": self._predict, "norm": optax.tree.norm,
+                "train": partial(JaxTask._train_step, task),
+                "update": partial(JaxTask._update, task),
+                "evaluate": partial(JaxTask._evaluate, task),
+                "predict": partial(JaxTask._predict, task), "norm": optax.tree.norm,
             }
             static = ("fresh", "update", "norm") if name == "train" else ()
             if self._processes is None:
