@@ -220,3 +220,30 @@ def test_the_run_a_plugin_sees_is_the_public_training_run(tmp_path):
     assert seen[0][:4] == (True, 0, 1, BATCHES)
     assert seen[0][4]["val/loss"] == 0.5
     assert math.isfinite(seen[0][4]["train/loss"])
+
+
+def test_a_loop_let_go_frees_its_state_run_and_data_at_once(tmp_path):
+    """Dropping the HookLoop (as dropping a host trainer drops its bridge) frees the state
+    over the host's model, the run and the data without waiting for the cycle collector."""
+    import gc
+    import weakref
+
+    class Batches(list):
+        """Batches that can be referred to weakly (a list cannot)."""
+
+    def fit_once(name: str) -> dict[str, weakref.ref]:
+        model, optimizer, data = make_model()
+        data = Batches(data)
+        state = TorchHostState(model, optimizer)
+        loop = HookLoop(state, save_dir=tmp_path / name, checkpoint=True)
+        run = train(loop, model, optimizer, data, [1.0, 0.9])
+        return {"state": weakref.ref(state), "run": weakref.ref(run), "data": weakref.ref(data)}
+
+    fit_once("first")  # lazy imports of a first run may keep their frames
+    gc.collect()
+    gc.disable()
+    try:
+        left = fit_once("second")
+        assert [name for name, ref in left.items() if ref() is not None] == []
+    finally:
+        gc.enable()

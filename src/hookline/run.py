@@ -14,9 +14,20 @@ names these classes in its annotations without importing the engine.
 from __future__ import annotations
 
 import warnings
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+from typing import (
+    IO,
+    TYPE_CHECKING,
+    Any,
+    ClassVar,
+    Generic,
+    Protocol,
+    TypeVar,
+    overload,
+    runtime_checkable,
+)
 
 from hookline.settings import Settings
 
@@ -68,7 +79,9 @@ class StateTask(Protocol):
         float with :meth:`to_float` at a log interval, not per step)."""
 
     def learning_rates(self) -> list[float]:
-        """The learning rate of each of the optimizer's parameter groups, in order."""
+        """The learning rate of each of the optimizer's parameter groups, in order; empty
+        for a task that keeps its rates to itself (a JAX optimizer built without
+        ``optax.inject_hyperparams``), which refuses :meth:`set_learning_rates`."""
 
     def set_learning_rates(self, rates: Sequence[float]) -> None:
         """Set the learning rate of each parameter group (as many rates as groups); the next
@@ -208,6 +221,35 @@ class Run:
         :raises hookline.manager.UnknownHookError: when ``hook_name`` is no hook or alias.
         """
         return self.manager.call(hook_name, **kwargs)
+
+
+R = TypeVar("R", bound=Run)
+
+
+class ParentRun(Generic[R]):
+    """The attribute by which a run reaches the run it belongs to (a validation's
+    ``trainer``), held weakly: the parent holds the child too, and a cycle between them would
+    keep both, with the task and the data, alive after the last reference to the parent went,
+    until Python's cycle collector happened to run.  Reads ``None`` when there is no parent
+    (or it is gone)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._slot = f"_{name}_reference"
+
+    @overload
+    def __get__(self, run: None, owner: type) -> ParentRun[R]: ...
+
+    @overload
+    def __get__(self, run: object, owner: type) -> R | None: ...
+
+    def __get__(self, run: object, owner: type) -> ParentRun[R] | R | None:
+        if run is None:
+            return self
+        reference = run.__dict__.get(self._slot)
+        return reference() if reference is not None else None
+
+    def __set__(self, run: object, parent: R | None) -> None:
+        run.__dict__[self._slot] = weakref.ref(parent) if parent is not None else None
 
 
 class TrainingRun(Run):

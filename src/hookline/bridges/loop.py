@@ -42,7 +42,7 @@ from hookline.flags import apply_flags_given
 from hookline.manager import PluginManager, default_manager
 from hookline.manager.listing import is_builtin
 from hookline.plugins import DEFAULT_FLAGS
-from hookline.run import Run, StateTask, TrainingRun
+from hookline.run import ParentRun, Run, StateTask, TrainingRun
 
 #: The built-ins a bridge turns on unless told otherwise: the observers.  The host's own
 #: console and progress bar stay; control plugins wait until asked for.
@@ -85,6 +85,7 @@ class HostValidation(Run):
     ``trainer`` is the :class:`HostRun`, ``metrics`` the ``val/...`` floats."""
 
     name = "val"
+    trainer: ParentRun[HostRun] = ParentRun()
 
     def __init__(self, trainer: HostRun) -> None:
         super().__init__(trainer.task, trainer.manager)
@@ -94,6 +95,7 @@ class HostValidation(Run):
     def sync(self) -> None:
         """Take the training run's directory, arguments and ranks."""
         run = self.trainer
+        assert run is not None  # the training run holds this validation
         self.save_dir, self.args, self.settings = run.save_dir, run.args, run.settings
         self.rank, self.world_size = run.rank, run.world_size
 

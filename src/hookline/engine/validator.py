@@ -22,13 +22,13 @@ without configuration, logging or teardown of its own.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Iterable
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from hookline.engine.metrics import Mean
 from hookline.engine.phase import Phase
+from hookline.run import ParentRun
 
 if TYPE_CHECKING:
     from hookline.engine.trainer import Trainer
@@ -41,19 +41,7 @@ class Validator(Phase):
     """
 
     name = "val"
-    _trainer: weakref.ref[Trainer] | None = None
-
-    @property
-    def trainer(self) -> Trainer | None:
-        """The :class:`Trainer` this validator runs inside, else ``None``.  Held weakly: the
-        trainer holds its validator, and a cycle between them would keep the task, the data
-        and whatever the run made alive until Python's cycle collector ran, rather than
-        freeing them as the last reference to the trainer goes."""
-        return self._trainer() if self._trainer is not None else None
-
-    @trainer.setter
-    def trainer(self, trainer: Trainer | None) -> None:
-        self._trainer = weakref.ref(trainer) if trainer is not None else None
+    trainer: ParentRun[Trainer] = ParentRun()
 
     def validate(self, data: Iterable[Any], /, **settings: Any) -> dict[str, float]:
         """Evaluate on ``data`` (an iterable of batches) and return the metrics.
