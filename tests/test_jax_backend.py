@@ -300,3 +300,22 @@ def test_the_jax_demo_needs_no_torch(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "0 []"
     assert (tmp_path / "runs" / "train" / "exp" / "weights" / "last.pt").exists()
+
+
+def test_a_copied_task_compiles_its_own_functions_and_outlives_the_original():
+    """A copy does not share the compiled functions, which trace (and weakly hold) the task
+    they were compiled for: it trains on after the original is gone."""
+    import copy
+    import gc
+
+    task = JaxBackend().make_task()
+    Trainer(task, manager=PluginManager()).fit(JaxBackend().batches(64, 16), epochs=1)
+    copied = copy.deepcopy(task)
+    del task
+    gc.collect()
+    before = copied.state_dict()["model"]["params"]
+    copied.accumulate_grad_batches = 2  # new variants of the step: compiled for the copy
+    Trainer(copied, manager=PluginManager()).fit(JaxBackend().batches(64, 16), epochs=1)
+    after = copied.state_dict()["model"]["params"]
+    assert not all(np.array_equal(a, b) for a, b in zip(
+        jax.tree.leaves(before), jax.tree.leaves(after), strict=True))

@@ -281,12 +281,12 @@ class JaxTask:
             # the compiled functions hold the task weakly: the task holds them, and a cycle
             # would keep the task (its arrays, its compiled programs) alive after its last
             # reference went, until Python's cycle collector happened to run
-            task = weakref.proxy(self)
+            task, kind = weakref.proxy(self), type(self)
             functions: dict[str, Callable[..., Any]] = {
-                "train": partial(JaxTask._train_step, task),
-                "update": partial(JaxTask._update, task),
-                "evaluate": partial(JaxTask._evaluate, task),
-                "predict": partial(JaxTask._predict, task), "norm": optax.tree.norm,
+                "train": partial(kind._train_step, task),
+                "update": partial(kind._update, task),
+                "evaluate": partial(kind._evaluate, task),
+                "predict": partial(kind._predict, task), "norm": optax.tree.norm,
             }
             static = ("fresh", "update", "norm") if name == "train" else ()
             if self._processes is None:
@@ -297,6 +297,10 @@ class JaxTask:
                     out_shardings=self._processes.replicated,
                 )
         return self._compiled[name]
+
+    def __getstate__(self) -> dict[str, Any]:
+        """A copy compiles its own functions: those compiled here trace this task."""
+        return {**self.__dict__, "_compiled": {}}
 
     # -- set-up --------------------------------------------------------------------------------
 
