@@ -9,8 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import hookline
+from hookline import PluginManager, Trainer, UserError
+from hookline.plugins.lr_scheduler import LRScheduler
 from hookline.testing import LinearRegressionTask
+from tests.conftest import TRUE_WEIGHT, regression_batches
 
 JOB = Path(__file__).with_name("framework_free_job.py")
 REPO = Path(__file__).resolve().parents[1]
@@ -43,3 +48,34 @@ def test_a_task_without_torch_resumes_exactly_from_a_mid_epoch_checkpoint(tmp_pa
     result = json.loads(resumed.stdout)
     # bit for bit (floats compared by repr), at the same epoch, for the same reason
     assert result == expected
+
+
+class RateHidingTask(LinearRegressionTask):
+    """A task that keeps its learning rate to itself (as a plain Optax optimizer does)."""
+
+    def learning_rates(self) -> list[float]:
+        return []
+
+
+def hiding_task() -> RateHidingTask:
+    return RateHidingTask(n_features=len(TRUE_WEIGHT), lr=0.1)
+
+
+def test_a_task_that_hides_its_rate_trains_unreported_and_refuses_a_schedule():
+    epochs = []
+    trainer = Trainer(hiding_task(), [LRScheduler()], manager=PluginManager())
+    trainer.add_callback("on_fit_epoch_end", lambda metrics: epochs.append(dict(metrics)))
+    with pytest.warns(UserWarning, match="exposes no learning rate: lr is not reported"):
+        trainer.fit(regression_batches(8, 4), epochs=2)
+    assert len(epochs) == 2
+    assert not any("lr" in metrics for metrics in epochs)
+    for plugin, settings, asked in (
+        (LRScheduler(), {"schedule": "step"}, "schedule=step"),
+        (LRScheduler(), {"warmup_steps": 3}, "warmup_steps=3"),
+        (LRScheduler(lambda t: 0.5 ** t), {}, "lr_lambda"),
+    ):
+        trainer = Trainer(hiding_task(), [plugin], manager=PluginManager())
+        with pytest.raises(UserError, match=f"lr_scheduler: {asked} needs the task's learning "
+                                            "rates, and it exposes none"):
+            trainer.fit(regression_batches(8, 4), epochs=2, **settings)
+        assert trainer.global_step == 0

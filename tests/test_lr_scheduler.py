@@ -11,10 +11,9 @@ torch = pytest.importorskip("torch")  # its schedulers are the reference
 
 from torch.optim import lr_scheduler as schedulers  # noqa: E402
 
-from hookline import PluginManager, Trainer, UserError  # noqa: E402
+from hookline import PluginManager, Trainer  # noqa: E402
 from hookline.plugins.lr_scheduler import LRScheduler  # noqa: E402
-from hookline.testing import LinearRegressionTask  # noqa: E402
-from tests.conftest import TRUE_WEIGHT, regression_batches  # noqa: E402
+from tests.conftest import regression_batches  # noqa: E402
 from tests.test_early_stopping import Script  # noqa: E402
 
 BASE_LR = 0.1  # make_task's SGD
@@ -161,28 +160,3 @@ def test_the_rates_are_set_at_the_start_then_only_when_the_schedule_changes_them
     assert [rate for rates in calls for rate in rates] == pytest.approx(
         sets, rel=backend.lr_precision)
 
-
-class RateHidingTask(LinearRegressionTask):
-    """A task that keeps its learning rate to itself (as a plain Optax optimizer does)."""
-
-    def learning_rates(self) -> list[float]:
-        return []
-
-
-def test_a_task_that_hides_its_rate_trains_unreported_and_refuses_a_schedule(manager):
-    epochs = []
-    task = RateHidingTask(n_features=len(TRUE_WEIGHT), lr=0.1)
-    trainer = Trainer(task, [LRScheduler()], manager=manager)
-    trainer.add_callback("on_fit_epoch_end", lambda metrics: epochs.append(dict(metrics)))
-    with pytest.warns(UserWarning, match="exposes no learning rate: lr is not reported"):
-        trainer.fit(regression_batches(8, 4), epochs=2)
-    assert len(epochs) == 2
-    assert not any("lr" in metrics for metrics in epochs)
-    for settings, asked in (({"schedule": "step"}, "schedule=step"),
-                            ({"warmup_steps": 3}, "warmup_steps=3")):
-        trainer = Trainer(RateHidingTask(n_features=len(TRUE_WEIGHT), lr=0.1), [LRScheduler()],
-                          manager=PluginManager())
-        with pytest.raises(UserError, match=f"lr_scheduler: {asked} needs the task's learning "
-                                            "rates, and it exposes none"):
-            trainer.fit(regression_batches(8, 4), epochs=2, **settings)
-        assert trainer.global_step == 0

@@ -152,7 +152,7 @@ class LRScheduler(Callback):
                 "lr_scheduler: the task exposes no learning rate: lr is not reported",
                 stacklevel=2,
             )
-            self.task = None
+            self.task, self._pending = None, None  # a resumed schedule has nothing to act on
             return
         self.task = trainer.task
         self.horizon = self._horizon(trainer)
