@@ -5,6 +5,7 @@ to a raw jitted JAX loop.
     python benchmarks/overhead.py --quick    # a small run, for the test suite
     python benchmarks/overhead.py --json results.json
     python benchmarks/overhead.py --backend jax  # one backend's workload, no micro-benchmarks
+    python benchmarks/overhead.py --only hookline-bare,raw-again --repeats 40  # some contenders
 
 Workload (the same seed and data for every contender): 16,384 random samples with 32 features
 and 2 classes, batches of 32, an MLP 32-64-2 trained with SGD for 3 epochs on one CPU thread.
@@ -223,8 +224,7 @@ def ignite_contender(handlers: bool) -> Contender:
 
 def torch_contenders() -> dict[str, Contender]:
     found: dict[str, Contender] = {
-        "raw": raw, "raw-again": raw, "hookline-bare": hookline_bare,
-        "hookline-defaults": hookline_defaults,
+        "raw": raw, "hookline-bare": hookline_bare, "hookline-defaults": hookline_defaults,
     }
     try:
         found["lightning-bare"] = lightning_contender(defaults=False)
@@ -236,6 +236,7 @@ def torch_contenders() -> dict[str, Contender]:
         found["ignite-handlers"] = ignite_contender(handlers=True)
     except ImportError:
         print("pytorch-ignite is not installed (pip install -e '.[bench]'): skipping it")
+    found["raw-again"] = raw  # the control, last: as far from raw in a round as any contender
     return found
 
 
@@ -359,15 +360,25 @@ def jax_suite() -> tuple[Callable[[int], Any], dict[str, Contender]] | None:
             return time.perf_counter() - started
 
     contenders = {
-        "raw-jax": raw_jax("raw-jax"), "raw-jax-again": raw_jax("raw-jax-again"),
-        "hookline-jax-bare": jax_bare,
+        "raw-jax": raw_jax("raw-jax"), "hookline-jax-bare": jax_bare,
         "hookline-jax-grad-norm": jax_grad_norm, "hookline-jax-defaults": jax_defaults,
+        "raw-jax-again": raw_jax("raw-jax-again"),  # the control, last
     }
     return make_data, contenders
 
 
 #: A run to time: its data and its number of epochs.
 Job = tuple[Any, int]
+
+
+def chosen(runs: dict[str, Contender], only: set[str] | None) -> dict[str, Contender]:
+    """The contenders named in ``only`` (all without it), behind the baseline (the first) when
+    any of them is named."""
+    if only is None:
+        return runs
+    baseline, *others = runs
+    named = {name: runs[name] for name in others if name in only}
+    return {baseline: runs[baseline], **named} if named or baseline in only else {}
 
 
 def interleaved(
@@ -678,22 +689,32 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--backend", choices=("all", "torch", "jax"), default="all",
                         help="the workload on one backend only, without the micro-benchmarks "
                              "(to re-measure what a change to one backend moved)")
+    parser.add_argument("--only", default=None,
+                        help="comma-separated contenders, without the micro-benchmarks (the "
+                             "baseline of each backend named always runs; more rounds in the "
+                             "same time narrow the intervals)")
     args = parser.parse_args(argv)
+    only = set(args.only.split(",")) if args.only else None
     samples, repeats, calls, runs = (
         (1024, 1, 2_000, 2) if args.quick else (16384, args.repeats or 15, 200_000, 7)
     )
     print(f"torch {torch.__version__}, 1 thread; {samples} samples, batch {BATCH}, 3 epochs, "
           f"{repeats} interleaved rounds")
     torch.set_num_threads(1)
-    steps = (overhead(make_data, torch_contenders(), samples, 3, repeats)
-             if args.backend != "jax" else {})
+    torch_runs = chosen(torch_contenders(), only) if args.backend != "jax" else {}
     suite = jax_suite() if args.backend != "torch" else None
-    if suite is not None:
+    jax_runs = chosen(suite[1], only) if suite is not None else {}
+    if only is not None and not only <= {*torch_runs, *jax_runs}:
+        unknown = ", ".join(sorted(only - {*torch_runs, *jax_runs}))
+        parser.error(f"--only: no contender {unknown} here (known: "
+                     f"{', '.join([*torch_contenders(), *(suite[1] if suite else {})])})")
+    steps = overhead(make_data, torch_runs, samples, 3, repeats) if len(torch_runs) > 1 else {}
+    if suite is not None and len(jax_runs) > 1:
         import jax
 
         print(f"jax {jax.__version__} on {jax.devices()[0].platform}: the same workload")
         epochs = 3
-        jax_steps = overhead(*suite, samples, epochs, repeats)
+        jax_steps = overhead(suite[0], jax_runs, samples, epochs, repeats)
         # further steps: those after the first epoch of the runs twice as long, paired by round
         steady_steps = (2 * epochs - 1) * len(suite[0](samples))
         for name, row in jax_steps.items():
@@ -709,7 +730,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
           "done); step x raw = that step against the baseline's (raw, raw-jax), with the\n"
           "95% interval of that median over the rounds; raw-again and raw-jax-again are the\n"
           "baseline timed against itself: how far from 1.000 they come is noise")
-    if args.backend != "all":
+    if args.backend != "all" or only is not None:
         results = {"steps": steps, "micro": {}, "targets": verdicts(steps, {}),
                    "quick": args.quick}
         if args.json is not None:

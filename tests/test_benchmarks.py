@@ -191,3 +191,39 @@ def test_quick_demo_benchmark_reports_each_contenders_peak_memory(tmp_path):
         assert "hookline-train" in results["peak_device_mb"]
     else:
         assert "peak_device_mb" not in results
+
+
+def load_overhead():
+    spec = importlib.util.spec_from_file_location("overhead_benchmark", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_target_is_met_or_missed_only_when_the_whole_interval_says_so(capsys):
+    overhead = load_overhead()
+    steady = [1.00, 1.01, 1.02, 1.01, 1.00, 1.02, 1.01]
+    low, high = overhead.median_interval(steady)
+    assert low <= 1.01 <= high
+    assert (low, high) == overhead.median_interval(steady)  # the same resamples each time
+    scattered = [0.90, 1.20, 0.95, 1.15, 1.00, 1.10, 0.92, 1.18]
+    wide = overhead.median_interval(scattered)
+    assert wide[1] - wide[0] > high - low
+    assert overhead.median_interval([1.5]) == (1.5, 1.5)
+
+    def row(values):
+        ratios = overhead.step_ratio([(value, 1.0) for value in values])
+        return {**ratios, "per_run_ms": 5.0, "per_run_ms_interval": (4.0, 6.0)}
+
+    steps = {"hookline-bare": row([1.00, 1.01, 1.00, 1.01, 1.00]),      # within 1.015
+             "hookline-defaults": row(scattered),                       # straddles 1.03
+             "hookline-jax-defaults": row([1.20, 1.21, 1.19, 1.22])}    # beyond 1.05
+    verdicts = {(found["contender"], found["column"]): found["verdict"]
+                for found in overhead.verdicts(steps, {})}
+    assert verdicts == {
+        ("hookline-bare", "step_ratio"): "met",
+        ("hookline-defaults", "step_ratio"): "not resolved",
+        ("hookline-defaults", "per_run_ms"): "met",
+        ("hookline-jax-defaults", "step_ratio"): "missed",
+    }
+    assert "hookline-jax-defaults step_ratio 1.205 (95% interval" in capsys.readouterr().out
