@@ -67,7 +67,6 @@ import contextlib
 import io
 import json
 import logging
-import random
 import statistics
 import subprocess
 import sys
@@ -80,6 +79,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from judging import median_interval, verdict
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -448,21 +448,6 @@ def overhead(
     return results
 
 
-#: Resamples of the rounds behind each interval.
-RESAMPLES = 2000
-
-
-def median_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float]:
-    """A percentile-bootstrap interval for the median of ``values`` (one per round): where
-    the median of another run of as many rounds would fall, ``level`` of the time."""
-    draw = random.Random(0)  # the same resamples for the same values
-    medians = sorted(
-        statistics.median(draw.choices(values, k=len(values))) for _ in range(RESAMPLES)
-    )
-    tail = round((1 - level) / 2 * (RESAMPLES - 1))
-    return medians[tail], medians[-1 - tail]
-
-
 def step_ratio(pairs: Sequence[tuple[float, float]]) -> dict[str, Any]:
     """The median over rounds of a contender's further steps' seconds over the baseline's in
     the same round, and its interval."""
@@ -672,12 +657,12 @@ def verdicts(steps: dict[str, dict[str, Any]], micro: dict[str, float]) -> list[
                  for name, value in micro.items()
                  if name.startswith("hookline ") and name.endswith("(ms)")]
     for name, column, limit, value, (low, high) in measured:
-        verdict = "met" if high <= limit else "missed" if low > limit else "not resolved"
+        judged = verdict((low, high), limit)
         found.append({"contender": name, "column": column, "value": value, "target": limit,
-                      "interval": [low, high], "verdict": verdict, "met": verdict == "met"})
+                      "interval": [low, high], "verdict": judged, "met": judged == "met"})
         spread = f" (95% interval {low:.3f} to {high:.3f})" if low != high else ""
-        print(f"target: {name} {column} {value:.3f}{spread} <= {limit:g}: {verdict}"
-              + (f" by {value - limit:.3f}" if verdict == "missed" else ""))
+        print(f"target: {name} {column} {value:.3f}{spread} <= {limit:g}: {judged}"
+              + (f" by {value - limit:.3f}" if judged == "missed" else ""))
     return found
 
 
