@@ -223,10 +223,10 @@ class Run:
         return self.manager.call(hook_name, **kwargs)
 
 
-R = TypeVar("R", bound=Run)
+ParentT = TypeVar("ParentT", bound=Run)
 
 
-class ParentRun(Generic[R]):
+class ParentRun(Generic[ParentT]):
     """The attribute by which a run reaches the run it belongs to (a validation's
     ``trainer``), held weakly: the parent holds the child too, and a cycle between them would
     keep both, with the task and the data, alive after the last reference to the parent went,
@@ -237,18 +237,18 @@ class ParentRun(Generic[R]):
         self._slot = f"_{name}_reference"
 
     @overload
-    def __get__(self, run: None, owner: type) -> ParentRun[R]: ...
+    def __get__(self, run: None, owner: type) -> ParentRun[ParentT]: ...
 
     @overload
-    def __get__(self, run: object, owner: type) -> R | None: ...
+    def __get__(self, run: object, owner: type) -> ParentT | None: ...
 
-    def __get__(self, run: object, owner: type) -> ParentRun[R] | R | None:
+    def __get__(self, run: object, owner: type) -> ParentRun[ParentT] | ParentT | None:
         if run is None:
             return self
         reference = run.__dict__.get(self._slot)
         return reference() if reference is not None else None
 
-    def __set__(self, run: object, parent: R | None) -> None:
+    def __set__(self, run: object, parent: ParentT | None) -> None:
         run.__dict__[self._slot] = weakref.ref(parent) if parent is not None else None
 
 
