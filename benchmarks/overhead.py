@@ -12,9 +12,9 @@ and 2 classes, batches of 32, an MLP 32-64-2 trained with SGD for 3 epochs on on
 Contenders run interleaved, one after the other in each repetition, in this process:
 
 * ``raw``: the plain PyTorch loop, the physical limit;
-* ``raw-again``: the same loop again, timed like any contender against ``raw``: the control,
-  whose ratios would all be 1.000 on a machine that kept its speed, so that their scatter
-  shows what this run can resolve;
+* ``raw-again``: the same loop again, last in each round, timed like any contender against
+  ``raw``: the control, whose ratios would all be 1.000 on a machine that kept its speed, so
+  that their scatter shows what this run can resolve;
 * ``hookline-bare``: ``hookline.Trainer`` with no plugin;
 * ``hookline-defaults``: ``hookline.Model`` with the built-ins that ``hookline train`` turns on
   (console output and progress lines to a non-terminal, run files, checkpointing, early
