@@ -145,17 +145,8 @@ def test_a_misspelt_flag_names_the_right_one():
     assert {builtin.flag for builtin in BUILTINS} >= {"verbose", "save"}
 
 
-class Batches:
+class Batches(list):
     """Batches that can be referred to weakly (a list cannot)."""
-
-    def __init__(self, batches):
-        self.batches = batches
-
-    def __iter__(self):
-        return iter(self.batches)
-
-    def __len__(self):
-        return len(self.batches)
 
 
 def test_a_model_let_go_frees_its_task_trainer_and_data_at_once(backend, tmp_path):
