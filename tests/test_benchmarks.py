@@ -231,3 +231,27 @@ def test_a_target_is_met_or_missed_only_when_the_whole_interval_says_so(capsys, 
         ("hookline-jax-defaults", "step_ratio"): "missed",
     }
     assert "hookline-jax-defaults step_ratio 1.205 (95% interval" in capsys.readouterr().out
+
+
+INSTRUCTIONS = SCRIPT.parent / "step_instructions.py"
+
+
+def test_the_instruction_count_says_in_one_line_that_it_needs_valgrind(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(INSTRUCTIONS)], capture_output=True, text=True, timeout=120,
+        env={"PATH": str(tmp_path)}, check=False,  # a PATH without valgrind
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "step_instructions: valgrind is not installed (apt install valgrind)"
+    ]
+
+
+@pytest.mark.parametrize("contender", ["raw", "loss-kept", "hookline-bare",
+                                       "hookline-defaults"])
+def test_each_contender_of_the_instruction_count_trains(contender):
+    result = subprocess.run(
+        [sys.executable, str(INSTRUCTIONS), "--child", contender, "3"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]

@@ -1,0 +1,144 @@
+"""What a training step costs in instructions, counted by valgrind's callgrind: hookline's
+per-step overhead measured without the machine's drift (the same code counts the same
+instructions in every run), next to the raw loop and to the least that a loop reporting its
+training loss does.
+
+    python benchmarks/step_instructions.py             # about 8 minutes on 2 cores
+    python benchmarks/step_instructions.py --json results.json
+
+It needs valgrind (``apt install valgrind``).  The workload is ``overhead.py``'s: the MLP
+32-64-2 on batches of 32 with SGD, one CPU thread.  Each contender trains one epoch in a fresh
+process under callgrind, of ``--steps`` steps and again of 1000 more; the difference over 1000
+is its instructions per step (start-up, imports and compilation cancel out).  Hash seeds and
+thread pools are fixed; counts of the same code still differ between runs by a few thousand
+instructions a step (memory layout, the garbage collector's timing), so compare two runs of
+a change, not one.
+
+* ``raw``: the plain PyTorch loop, as in ``overhead.py``;
+* ``loss-kept``: the same loop keeping what any training loop that reports its loss keeps:
+  each batch's loss read as a number and weighted by the batch's size, the samples and the
+  steps counted.  Below it no loop that reports a training loss goes, whatever its design;
+* ``hookline-bare`` and ``hookline-defaults``: ``overhead.py``'s (``hookline.Trainer`` with
+  no plugin; ``hookline.Model`` with the built-ins).  With one epoch in both runs, what the
+  defaults do at an epoch's end cancels out: what is left is their cost per step (the log
+  intervals' records included).
+
+Instructions are not time (a cache miss costs more than an addition), but their ratios show
+where a step's overhead comes from, and how far below a target the floor already is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+EXTRA_STEPS = 1000
+CONTENDERS = ("raw", "loss-kept", "hookline-bare", "hookline-defaults")
+#: overhead.py's target for a further step of bare hookline, as a ratio to the raw loop's.
+BARE_TARGET = 1.015
+
+
+def loss_kept(data: Any, epochs: int, _: Path) -> None:
+    """The raw loop, keeping each batch's loss as a number weighted by its size, and counting
+    samples and steps: what any loop that reports its training loss keeps."""
+    import overhead
+    import torch
+    from torch import nn
+
+    model = overhead.make_model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=overhead.LR)
+    total, samples, done = 0.0, 0, 0
+    for _epoch in range(epochs):
+        for inputs, targets in data:
+            loss = nn.functional.cross_entropy(model(inputs), targets)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            count = inputs.shape[0]
+            total += loss.item() * count
+            samples += count
+            done += 1
+
+
+def train(name: str, steps: int) -> None:
+    """Train contender ``name`` for ``steps`` steps, one epoch (in the process callgrind
+    counts)."""
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import overhead
+
+    torch.set_num_threads(1)
+    contenders = {"raw": overhead.raw, "loss-kept": loss_kept,
+                  "hookline-bare": overhead.hookline_bare,
+                  "hookline-defaults": overhead.hookline_defaults}
+    with tempfile.TemporaryDirectory() as folder:
+        contenders[name](overhead.make_data(overhead.BATCH * steps), 1, Path(folder))
+
+
+def counted(name: str, steps: int, folder: Path) -> int:
+    """The instructions a child process training ``name`` for ``steps`` steps executes."""
+    env = {**os.environ, "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1",
+           "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    result = subprocess.run(
+        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={folder / f'{name}.{steps}'}",
+         sys.executable, __file__, "--child", name, str(steps)],
+        capture_output=True, text=True, env=env, check=False,
+    )
+    found = re.search(r"Collected : (\d+)", result.stderr)
+    if result.returncode != 0 or found is None:
+        raise RuntimeError(f"callgrind of {name} ({steps} steps) failed:\n{result.stderr[-2000:]}")
+    return int(found.group(1))
+
+
+def measure(steps: int, jobs: int) -> dict[str, dict[str, float]]:
+    """Per contender: instructions per step, and their ratio to the raw loop's."""
+    runs = [(name, count) for name in CONTENDERS for count in (steps, steps + EXTRA_STEPS)]
+    with tempfile.TemporaryDirectory() as folder, ThreadPoolExecutor(jobs) as pool:
+        totals = dict(zip(runs, pool.map(lambda run: counted(*run, Path(folder)), runs),
+                          strict=True))
+    per_step = {name: (totals[name, steps + EXTRA_STEPS] - totals[name, steps]) / EXTRA_STEPS
+                for name in CONTENDERS}
+    raw = per_step["raw"]
+    return {name: {"instructions_per_step": value, "over_raw": value - raw,
+                   "ratio": value / raw} for name, value in per_step.items()}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=200, help="steps of the shorter run")
+    parser.add_argument("--jobs", type=int, default=2, help="processes counted at once")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument("--child", nargs=2, metavar=("NAME", "STEPS"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        train(args.child[0], int(args.child[1]))
+        return {}
+    if shutil.which("valgrind") is None:
+        print("step_instructions: valgrind is not installed (apt install valgrind)",
+              file=sys.stderr)
+        raise SystemExit(2)
+    results = measure(args.steps, args.jobs)
+    print(f"{'contender':<26}{'instructions/step':>18}{'over raw':>10}{'x raw':>8}")
+    for name, row in results.items():
+        print(f"{name:<26}{row['instructions_per_step']:>18,.0f}{row['over_raw']:>10,.0f}"
+              f"{row['ratio']:>8.3f}")
+    print(f"hookline-bare: {results['hookline-bare']['ratio']:.4f}x the raw loop's "
+          f"instructions (its further step's target: {BARE_TARGET}x the raw loop's time); "
+          f"loss-kept, the floor: {results['loss-kept']['ratio']:.4f}x")
+    if args.json is not None:
+        args.json.write_text(json.dumps(results, indent=2))
+    return results
+
+
+if __name__ == "__main__":
+    main()
