@@ -110,9 +110,13 @@ def make_model() -> nn.Module:
 # -- contenders: each trains once and returns the seconds it took ---------------------------------
 
 
-def raw(data: DataLoader[Any], epochs: int, _: Path) -> float:
+def raw(data: DataLoader[Any], epochs: int, _: Path, *, keep_loss: bool = False) -> float:
+    """The plain loop; with ``keep_loss``, it also keeps what any loop that reports its
+    training loss keeps: each loss read as a number and weighted by the batch's size, the
+    samples and the steps counted (``step_instructions.py``'s floor)."""
     model = make_model()
     optimizer = torch.optim.SGD(model.parameters(), lr=LR)
+    total, samples, steps = 0.0, 0, 0
     started = time.perf_counter()
     for _epoch in range(epochs):
         for inputs, targets in data:
@@ -120,6 +124,11 @@ def raw(data: DataLoader[Any], epochs: int, _: Path) -> float:
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
+            if keep_loss:
+                count = inputs.shape[0]
+                total += loss.item() * count
+                samples += count
+                steps += 1
     return time.perf_counter() - started
 
 
