@@ -3,16 +3,16 @@ per-step overhead measured without the machine's drift (the same code counts the
 instructions in every run), next to the raw loop and to the least that a loop reporting its
 training loss does.
 
-    python benchmarks/step_instructions.py             # about 8 minutes on 2 cores
+    python benchmarks/step_instructions.py             # about 10 minutes on 2 cores
     python benchmarks/step_instructions.py --json results.json
 
 It needs valgrind (``apt install valgrind``).  The workload is ``overhead.py``'s: the MLP
 32-64-2 on batches of 32 with SGD, one CPU thread.  Each contender trains one epoch in a fresh
-process under callgrind, of ``--steps`` steps and again of 1000 more; the difference over 1000
-is its instructions per step (start-up, imports and compilation cancel out).  Hash seeds and
-thread pools are fixed; counts of the same code still differ between runs by a few thousand
-instructions a step (memory layout, the garbage collector's timing), so compare two runs of
-a change, not one.
+process under callgrind, of ``--steps`` steps and again of 1000 more, drawn from the same data;
+the difference over 1000 is its instructions per step (start-up, imports and making the data
+cancel out).  Hash seeds and thread pools are fixed; counts of the same code still differ
+between runs by a few thousand instructions a step (memory layout, the garbage collector's
+timing), so compare two runs of a change, not one.
 
 * ``raw``: the plain PyTorch loop, as in ``overhead.py``;
 * ``loss-kept``: the same loop keeping what any training loop that reports its loss keeps:
@@ -20,8 +20,11 @@ a change, not one.
   steps counted.  Below it no loop that reports a training loss goes, whatever its design;
 * ``hookline-bare`` and ``hookline-defaults``: ``overhead.py``'s (``hookline.Trainer`` with
   no plugin; ``hookline.Model`` with the built-ins).  With one epoch in both runs, what the
-  defaults do at an epoch's end cancels out: what is left is their cost per step (the log
-  intervals' records included).
+  defaults do at an epoch's end cancels out; what is left is their cost per step, the log
+  intervals' records included, and also what they do by the clock (the resource sampler's
+  thread every second, the metrics file's flush every second), which a run slowed down
+  about fifty times by callgrind does more often per step than a real run: read their count
+  as an upper bound.
 
 Instructions are not time (a cache miss costs more than an addition), but their ratios show
 where a step's overhead comes from, and how far below a target the floor already is.
@@ -44,33 +47,32 @@ from typing import Any
 
 EXTRA_STEPS = 1000
 CONTENDERS = ("raw", "loss-kept", "hookline-bare", "hookline-defaults")
-#: overhead.py's target for a further step of bare hookline, as a ratio to the raw loop's.
-BARE_TARGET = 1.015
 
 
-def train(name: str, steps: int) -> None:
-    """Train contender ``name`` for ``steps`` steps, one epoch (in the process callgrind
-    counts)."""
+def train(name: str, steps: int, data_steps: int) -> None:
+    """Train contender ``name`` for ``steps`` steps, one epoch, drawn from data of
+    ``data_steps`` batches (the same in both runs, so that making it cancels out), in the
+    process callgrind counts."""
+    import itertools
+
+    import overhead
     import torch
 
-    sys.path.insert(0, str(Path(__file__).parent))
-    import overhead
-
     torch.set_num_threads(1)
-    contenders = {"raw": overhead.raw, "loss-kept": partial(overhead.raw, keep_loss=True),
-                  "hookline-bare": overhead.hookline_bare,
-                  "hookline-defaults": overhead.hookline_defaults}
+    runs = dict(zip(CONTENDERS, (overhead.raw, partial(overhead.raw, keep_loss=True),
+                                 overhead.hookline_bare, overhead.hookline_defaults), strict=True))
+    data = overhead.make_data(overhead.BATCH * data_steps)
     with tempfile.TemporaryDirectory() as folder:
-        contenders[name](overhead.make_data(overhead.BATCH * steps), 1, Path(folder))
+        runs[name](itertools.islice(data, steps), 1, Path(folder))
 
 
-def counted(name: str, steps: int, folder: Path) -> int:
+def counted(name: str, steps: int, data_steps: int, folder: Path) -> int:
     """The instructions a child process training ``name`` for ``steps`` steps executes."""
     env = {**os.environ, "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1",
            "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     result = subprocess.run(
         ["valgrind", "--tool=callgrind", f"--callgrind-out-file={folder / f'{name}.{steps}'}",
-         sys.executable, __file__, "--child", name, str(steps)],
+         sys.executable, __file__, "--child", name, str(steps), str(data_steps)],
         capture_output=True, text=True, env=env, check=False,
     )
     found = re.search(r"Collected : (\d+)", result.stderr)
@@ -83,8 +85,8 @@ def measure(steps: int, jobs: int) -> dict[str, dict[str, float]]:
     """Per contender: instructions per step, and their ratio to the raw loop's."""
     runs = [(name, count) for name in CONTENDERS for count in (steps, steps + EXTRA_STEPS)]
     with tempfile.TemporaryDirectory() as folder, ThreadPoolExecutor(jobs) as pool:
-        totals = dict(zip(runs, pool.map(lambda run: counted(*run, Path(folder)), runs),
-                          strict=True))
+        totals = dict(zip(runs, pool.map(
+            lambda run: counted(*run, steps + EXTRA_STEPS, Path(folder)), runs), strict=True))
     per_step = {name: (totals[name, steps + EXTRA_STEPS] - totals[name, steps]) / EXTRA_STEPS
                 for name in CONTENDERS}
     raw = per_step["raw"]
@@ -97,10 +99,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--steps", type=int, default=200, help="steps of the shorter run")
     parser.add_argument("--jobs", type=int, default=2, help="processes counted at once")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
-    parser.add_argument("--child", nargs=2, metavar=("NAME", "STEPS"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=3, metavar=("NAME", "STEPS", "DATA_STEPS"),
+                        help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        train(args.child[0], int(args.child[1]))
+        train(args.child[0], int(args.child[1]), int(args.child[2]))
         return {}
     if shutil.which("valgrind") is None:
         print("step_instructions: valgrind is not installed (apt install valgrind)",
@@ -111,8 +114,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for name, row in results.items():
         print(f"{name:<26}{row['instructions_per_step']:>18,.0f}{row['over_raw']:>10,.0f}"
               f"{row['ratio']:>8.3f}")
+    import overhead
+
+    target = dict(((name, column), limit) for name, column, limit in overhead.TARGETS)
     print(f"hookline-bare: {results['hookline-bare']['ratio']:.4f}x the raw loop's "
-          f"instructions (its further step's target: {BARE_TARGET}x the raw loop's time); "
+          f"instructions (its further step's target: "
+          f"{target['hookline-bare', 'step_ratio']}x the raw loop's time); "
           f"loss-kept, the floor: {results['loss-kept']['ratio']:.4f}x")
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=2))

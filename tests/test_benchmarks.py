@@ -1,4 +1,4 @@
-"""The overhead benchmark runs from one command and reports every contender (not timings)."""
+"""The benchmarks run from one command each and report every contender (not timings)."""
 
 from __future__ import annotations
 
@@ -236,6 +236,13 @@ def test_a_target_is_met_or_missed_only_when_the_whole_interval_says_so(capsys, 
 INSTRUCTIONS = SCRIPT.parent / "step_instructions.py"
 
 
+def load_instructions_module():
+    spec = importlib.util.spec_from_file_location("step_instructions", INSTRUCTIONS)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_the_instruction_count_says_in_one_line_that_it_needs_valgrind(tmp_path):
     result = subprocess.run(
         [sys.executable, str(INSTRUCTIONS)], capture_output=True, text=True, timeout=120,
@@ -247,11 +254,32 @@ def test_the_instruction_count_says_in_one_line_that_it_needs_valgrind(tmp_path)
     ]
 
 
-@pytest.mark.parametrize("contender", ["raw", "loss-kept", "hookline-bare",
-                                       "hookline-defaults"])
+def test_the_instruction_count_per_step_is_the_difference_of_two_runs(monkeypatch):
+    module = load_instructions_module()
+    start_up = {"raw": 9e9, "loss-kept": 8e9, "hookline-bare": 9.5e9, "hookline-defaults": 7e9}
+    per_step = {"raw": 1000.0, "loss-kept": 1010.0, "hookline-bare": 1050.0,
+                "hookline-defaults": 1100.0}
+    asked = []
+
+    def counted(name, steps, data_steps, folder):
+        asked.append((name, steps, data_steps))
+        return int(start_up[name] + per_step[name] * steps)
+
+    monkeypatch.setattr(module, "counted", counted)
+    results = module.measure(steps=200, jobs=1)
+    assert sorted(asked) == sorted((name, steps, 1200) for name in module.CONTENDERS
+                                   for steps in (200, 1200))  # the same data in both runs
+    assert results == {
+        name: {"instructions_per_step": value, "over_raw": value - 1000.0,
+               "ratio": value / 1000.0}
+        for name, value in per_step.items()
+    }
+
+
+@pytest.mark.parametrize("contender", load_instructions_module().CONTENDERS)
 def test_each_contender_of_the_instruction_count_trains(contender):
     result = subprocess.run(
-        [sys.executable, str(INSTRUCTIONS), "--child", contender, "3"],
+        [sys.executable, str(INSTRUCTIONS), "--child", contender, "3", "5"],
         capture_output=True, text=True, timeout=300, check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
