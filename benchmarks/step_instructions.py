@@ -1,7 +1,7 @@
 """What a training step costs in instructions, counted by valgrind's callgrind: hookline's
-per-step overhead measured without the machine's drift (the same code counts the same
-instructions in every run), next to the raw loop and to the least that a loop reporting its
-training loss does.
+per-step overhead measured without the machine's drift (a count does not depend on how fast
+the machine runs that minute), next to the raw loop and to the least that a loop reporting
+its training loss does.
 
     python benchmarks/step_instructions.py             # about 10 minutes on 2 cores
     python benchmarks/step_instructions.py --json results.json
